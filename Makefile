@@ -1,0 +1,108 @@
+# plugfs -- USB devices as files.
+#
+#   make            build plugfs, plugfs-driver and the test bed into build/
+#   make check      install missing packages, build, run every test
+#   make demo       install missing packages, build, tour a mount over emulated devices
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# Every library comes through pkg-config.  `make check` and `make demo`
+# install the Debian packages first (scripts/install-deps), then re-enter
+# make, so pkg-config is only asked once the packages are there.
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec
+MANDIR     ?= $(PREFIX)/share/man
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CPPFLAGS += -D_GNU_SOURCE -Icommon -DPLUGFS_LIBEXECDIR='"$(LIBEXECDIR)/plugfs"'
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS)
+
+PKG_DAEMON = fuse3 libudev
+PKG_DRIVER = libusb-1.0
+PKG_EMU    = umockdev-1.0 glib-2.0 gobject-2.0
+PKG_CHECK  = check
+
+pkg_cflags = $(shell pkg-config --cflags $(1))
+pkg_libs   = $(shell pkg-config --libs $(1))
+
+B = build
+
+COMMON_SRC = common/proto.c common/usbdesc.c common/bind.c common/util.c
+DAEMON_SRC = $(wildcard fs/*.c) $(wildcard supervisor/*.c)
+DRIVER_SRC = $(wildcard drivers/*.c)
+EMU_SRC    = $(wildcard tests/emu/*.c)
+UNIT_SRC   = $(wildcard tests/unit/*.c)
+INTEG_SRC  = $(wildcard tests/integration/*.c)
+
+obj = $(patsubst %.c,$(B)/%.o,$(1))
+
+PROGS = $(B)/plugfs $(B)/plugfs-driver
+TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration
+
+all: $(PROGS) $(TESTPROGS)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(OBJ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(call obj,$(DAEMON_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DAEMON))
+$(call obj,$(DRIVER_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER))
+$(call obj,$(EMU_SRC)):    OBJ_CFLAGS = $(call pkg_cflags,$(PKG_EMU) $(PKG_DRIVER))
+$(call obj,$(UNIT_SRC)):   OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK) $(PKG_DAEMON)) -Ifs -Isupervisor
+$(call obj,$(INTEG_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK))
+
+DAEMON_LIB_OBJ = $(filter-out $(B)/fs/main.o,$(call obj,$(DAEMON_SRC)))
+
+$(B)/plugfs: $(call obj,$(DAEMON_SRC) $(COMMON_SRC))
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DAEMON))
+
+$(B)/plugfs-driver: $(call obj,$(DRIVER_SRC) $(COMMON_SRC))
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DRIVER))
+
+$(B)/plugfs-emu: $(call obj,$(EMU_SRC) $(COMMON_SRC))
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_EMU)) -lpthread
+
+$(B)/test-unit: $(call obj,$(UNIT_SRC) $(COMMON_SRC)) $(DAEMON_LIB_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DAEMON))
+
+$(B)/test-integration: $(call obj,$(INTEG_SRC) $(COMMON_SRC))
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
+
+deps:
+	scripts/install-deps
+
+check: deps
+	$(MAKE) all
+	$(MAKE) run-tests
+
+# CK_FORK stays on: a crashing test must not take the others with it.
+run-tests: $(TESTPROGS) $(PROGS)
+	$(B)/test-unit
+	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/test-integration
+
+demo: deps
+	$(MAKE) all
+	PLUGFS_BUILD=$(CURDIR)/$(B) tests/emu/demo
+
+install: $(PROGS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/plugfs $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(B)/plugfs $(DESTDIR)$(BINDIR)/plugfs
+	install -m 755 $(B)/plugfs-driver $(DESTDIR)$(LIBEXECDIR)/plugfs/plugfs-driver
+	install -m 644 man/plugfs.1 $(DESTDIR)$(MANDIR)/man1/plugfs.1
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/plugfs $(DESTDIR)$(LIBEXECDIR)/plugfs/plugfs-driver \
+	      $(DESTDIR)$(MANDIR)/man1/plugfs.1
+
+clean:
+	rm -rf $(B)
+
+format:
+	clang-format -i $(COMMON_SRC) common/*.h $(DAEMON_SRC) fs/*.h supervisor/*.h $(DRIVER_SRC) drivers/*.h $(EMU_SRC) $(UNIT_SRC) $(INTEG_SRC)
+
+.PHONY: all deps check run-tests demo install uninstall clean format
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

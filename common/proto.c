@@ -1,0 +1,193 @@
+/*
+ * Codec of the daemon <-> driver protocol (see proto.h).  Small on purpose:
+ * it is what stands between the daemon and a driver that may lie, and it is
+ * unit-tested and fuzzed.
+ */
+#include "proto.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const char *const type_names[] = {
+	[PROTO_HELLO] = "HELLO",     [PROTO_REPLY] = "REPLY",   [PROTO_POLL_READY] = "POLL_READY",
+	[PROTO_LOG] = "LOG",         [PROTO_OPEN] = "OPEN",     [PROTO_READ] = "READ",
+	[PROTO_WRITE] = "WRITE",     [PROTO_POLL] = "POLL",     [PROTO_RELEASE] = "RELEASE",
+	[PROTO_CANCEL] = "CANCEL",   [PROTO_PING] = "PING",     [PROTO_CTL] = "CTL",
+};
+
+const char *proto_type_name(uint16_t type)
+{
+	if (type < sizeof(type_names) / sizeof(type_names[0]) && type_names[type] != NULL)
+		return type_names[type];
+	return "?";
+}
+
+void proto_encode_hdr(uint8_t *buf, const struct proto_hdr *h)
+{
+	put_le32(buf + 0, h->len);
+	put_le16(buf + 4, h->type);
+	put_le16(buf + 6, h->flags);
+	put_le32(buf + 8, h->req);
+	put_le32(buf + 12, h->handle);
+	put_le32(buf + 16, h->file);
+	put_le32(buf + 20, h->size);
+	put_le64(buf + 24, h->offset);
+	put_le32(buf + 32, (uint32_t)h->status);
+	put_le32(buf + 36, 0);
+}
+
+size_t proto_build(uint8_t *buf, struct proto_hdr *h, const void *payload, size_t plen)
+{
+	h->len = (uint32_t)(PROTO_HDR_LEN + plen);
+	proto_encode_hdr(buf, h);
+	if (plen > 0)
+		memcpy(buf + PROTO_HDR_LEN, payload, plen);
+	return h->len;
+}
+
+/* Bounds of the payload length, per message type. */
+struct payload_rule {
+	uint32_t min, max;
+};
+
+static const struct payload_rule payload_rules[] = {
+	[PROTO_HELLO] = { 4, PROTO_MAX_IO },  [PROTO_REPLY] = { 0, PROTO_MAX_IO },
+	[PROTO_POLL_READY] = { 0, 0 },        [PROTO_LOG] = { 1, PROTO_MAX_LOG },
+	[PROTO_OPEN] = { 0, 0 },              [PROTO_READ] = { 0, 0 },
+	[PROTO_WRITE] = { 0, PROTO_MAX_IO },  [PROTO_POLL] = { 0, 0 },
+	[PROTO_RELEASE] = { 0, 0 },           [PROTO_CANCEL] = { 0, 0 },
+	[PROTO_PING] = { 0, 0 },              [PROTO_CTL] = { 1, PROTO_MAX_CTL },
+};
+
+static int fail(const char **why, const char *reason)
+{
+	if (why != NULL)
+		*why = reason;
+	return -EPROTO;
+}
+
+int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const char **why)
+{
+	if (n < PROTO_HDR_LEN)
+		return fail(why, "message shorter than the header");
+	if (n > PROTO_MAX_MSG)
+		return fail(why, "message too long");
+	h->len = get_le32(buf + 0);
+	h->type = get_le16(buf + 4);
+	h->flags = get_le16(buf + 6);
+	h->req = get_le32(buf + 8);
+	h->handle = get_le32(buf + 12);
+	h->file = get_le32(buf + 16);
+	h->size = get_le32(buf + 20);
+	h->offset = get_le64(buf + 24);
+	h->status = (int32_t)get_le32(buf + 32);
+	if (h->len != n)
+		return fail(why, "length field does not match the message");
+	if (get_le32(buf + 36) != 0)
+		return fail(why, "reserved field not zero");
+	if (h->flags & ~PROTO_F_ALL)
+		return fail(why, "unknown flags");
+	if (h->type >= sizeof(payload_rules) / sizeof(payload_rules[0]) ||
+	    type_names[h->type] == NULL)
+		return fail(why, "unknown message type");
+	uint32_t plen = h->len - PROTO_HDR_LEN;
+	if (plen < payload_rules[h->type].min || plen > payload_rules[h->type].max)
+		return fail(why, "payload length wrong for the message type");
+	if (h->type == PROTO_READ && h->size > PROTO_MAX_IO)
+		return fail(why, "read size too large");
+	if (h->type == PROTO_REPLY && plen > 0 && (h->status < 0 || (uint32_t)h->status != plen))
+		return fail(why, "reply payload does not match its status");
+	return 0;
+}
+
+/* Per file entry: id(4) function(1) kind(1) mode(2) size(8) namelen(1). */
+#define ENTRY_FIXED 17
+
+int proto_encode_hello(uint8_t *buf, size_t cap, const struct proto_hello *hello)
+{
+	size_t off = 4;
+
+	if (cap < 4)
+		return -ENOSPC;
+	put_le16(buf, hello->version);
+	put_le16(buf + 2, hello->nfiles);
+	for (unsigned i = 0; i < hello->nfiles; i++) {
+		const struct proto_file *f = &hello->files[i];
+		size_t nlen = strnlen(f->name, PROTO_MAX_NAME);
+
+		if (off + ENTRY_FIXED + nlen > cap)
+			return -ENOSPC;
+		put_le32(buf + off, f->id);
+		buf[off + 4] = f->function;
+		buf[off + 5] = f->kind;
+		put_le16(buf + off + 6, f->mode);
+		put_le64(buf + off + 8, f->size);
+		buf[off + 16] = (uint8_t)nlen;
+		memcpy(buf + off + ENTRY_FIXED, f->name, nlen);
+		off += ENTRY_FIXED + nlen;
+	}
+	return (int)off;
+}
+
+static int valid_file_name(const char *name, size_t len)
+{
+	if (len == 0 || (len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c <= ' ' || c >= 0x7f || c == '/')
+			return 0;
+	}
+	return 1;
+}
+
+int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, const char **why)
+{
+	size_t off = 4;
+
+	if (n < 4)
+		return fail(why, "HELLO too short");
+	hello->version = get_le16(buf);
+	hello->nfiles = get_le16(buf + 2);
+	if (hello->version != PROTO_VERSION)
+		return fail(why, "HELLO: unsupported protocol version");
+	if (hello->nfiles > PROTO_MAX_FILES)
+		return fail(why, "HELLO: too many files");
+	for (unsigned i = 0; i < hello->nfiles; i++) {
+		struct proto_file *f = &hello->files[i];
+
+		if (n - off < ENTRY_FIXED)
+			return fail(why, "HELLO: truncated file entry");
+		f->id = get_le32(buf + off);
+		f->function = buf[off + 4];
+		f->kind = buf[off + 5];
+		f->mode = get_le16(buf + off + 6);
+		f->size = get_le64(buf + off + 8);
+		size_t nlen = buf[off + 16];
+		off += ENTRY_FIXED;
+		if (nlen > PROTO_MAX_NAME || n - off < nlen)
+			return fail(why, "HELLO: bad file name length");
+		if (!valid_file_name((const char *)buf + off, nlen))
+			return fail(why, "HELLO: invalid file name");
+		memcpy(f->name, buf + off, nlen);
+		f->name[nlen] = '\0';
+		off += nlen;
+		if ((f->kind & PROTO_KIND_MASK) > PROTO_KIND_BLOCK || (f->kind & ~PROTO_KIND_MASK & ~PROTO_FILE_FLAGS_ALL))
+			return fail(why, "HELLO: unknown file kind");
+		if (f->mode & ~0666u)
+			return fail(why, "HELLO: file mode beyond rw bits");
+		if ((f->kind & PROTO_KIND_MASK) != PROTO_KIND_BLOCK && f->size != 0)
+			return fail(why, "HELLO: size given for a file that is not a block file");
+		if (f->size > (uint64_t)INT64_MAX)
+			return fail(why, "HELLO: file size out of range");
+		for (unsigned j = 0; j < i; j++) {
+			if (hello->files[j].id == f->id)
+				return fail(why, "HELLO: duplicate file id");
+			if (hello->files[j].function == f->function && strcmp(hello->files[j].name, f->name) == 0)
+				return fail(why, "HELLO: duplicate file name");
+		}
+	}
+	if (off != n)
+		return fail(why, "HELLO: trailing bytes");
+	return 0;
+}
