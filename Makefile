@@ -48,10 +48,10 @@ $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(OBJ_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(call obj,$(DAEMON_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DAEMON))
+$(call obj,$(DAEMON_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DAEMON)) -DFUSE_USE_VERSION=34 -Ifs -Isupervisor
 $(call obj,$(DRIVER_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER))
 $(call obj,$(EMU_SRC)):    OBJ_CFLAGS = $(call pkg_cflags,$(PKG_EMU) $(PKG_DRIVER))
-$(call obj,$(UNIT_SRC)):   OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK) $(PKG_DAEMON)) -Ifs -Isupervisor
+$(call obj,$(UNIT_SRC)):   OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK) $(PKG_DAEMON)) -Ifs -Isupervisor -DFUSE_USE_VERSION=34
 $(call obj,$(INTEG_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK))
 
 DAEMON_LIB_OBJ = $(filter-out $(B)/fs/main.o,$(call obj,$(DAEMON_SRC)))

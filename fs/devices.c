@@ -1,0 +1,312 @@
+/*
+ * USB devices and their functions, found through libudev.
+ *
+ * At start every usb_device is enumerated; each interface of its first
+ * configuration is bound to a driver from the table in common/bind.c and
+ * becomes a function directory named KIND + the lowest free index.  An
+ * interface already bound to a kernel driver is left alone unless the user
+ * named the device in detach=.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libudev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "plugfs.h"
+#include "supervisor.h"
+#include "util.h"
+
+struct function_list functions = TAILQ_HEAD_INITIALIZER(functions);
+struct usbdev_list usbdevs = TAILQ_HEAD_INITIALIZER(usbdevs);
+static unsigned next_function_id = 1;
+
+struct function *function_by_id(unsigned id)
+{
+	struct function *fn;
+
+	TAILQ_FOREACH(fn, &functions, link)
+		if (fn->id == id)
+			return fn;
+	return NULL;
+}
+
+struct function *function_by_name(const char *name)
+{
+	struct function *fn;
+
+	TAILQ_FOREACH(fn, &functions, link)
+		if (!fn->dev->gone && strcmp(fn->name, name) == 0)
+			return fn;
+	return NULL;
+}
+
+/* udev's by-id escaping: whitespace runs become one '_', other odd bytes '_'. */
+static void udev_escape(char *out, size_t cap, const char *in)
+{
+	size_t n = 0;
+	int space = 0;
+
+	while (*in == ' ' || *in == '\t')
+		in++;
+	for (; *in != '\0' && n + 1 < cap; in++) {
+		unsigned char c = (unsigned char)*in;
+		if (c == ' ' || c == '\t' || c == '\n') {
+			space = 1;
+			continue;
+		}
+		if (space) {
+			out[n++] = '_';
+			space = 0;
+			if (n + 1 >= cap)
+				break;
+		}
+		if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    strchr("#+-.:=@_", c) != NULL)
+			out[n++] = (char)c;
+		else
+			out[n++] = '_';
+	}
+	out[n] = '\0';
+}
+
+static void lowest_free_name(char *out, size_t cap, const char *kind)
+{
+	for (unsigned i = 0;; i++) {
+		snprintf(out, cap, "%s%u", kind, i);
+		if (function_by_name(out) == NULL)
+			return;
+	}
+}
+
+static void sysattr_copy(struct udev_device *ud, const char *attr, char *out, size_t cap)
+{
+	const char *v = udev_device_get_sysattr_value(ud, attr);
+
+	snprintf(out, cap, "%s", v != NULL ? v : "");
+	/* sysfs strings end in a newline only when read raw; libudev strips it. */
+	size_t n = strlen(out);
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
+		out[--n] = '\0';
+}
+
+static int read_descriptors(struct usbdev *dev)
+{
+	char path[300];
+	uint8_t buf[65536];
+	ssize_t n = 0;
+
+	snprintf(path, sizeof(path), "%s/descriptors", dev->syspath);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t r = read(fd, buf + n, sizeof(buf) - (size_t)n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += r;
+		if ((size_t)n == sizeof(buf))
+			break;
+	}
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	dev->descriptors = malloc((size_t)n);
+	if (dev->descriptors == NULL)
+		return -ENOMEM;
+	memcpy(dev->descriptors, buf, (size_t)n);
+	dev->descriptors_len = (size_t)n;
+	return 0;
+}
+
+/* The kernel driver bound to interface `ifnum`, or NULL. */
+static const char *iface_kernel_driver(struct udev *udev, struct usbdev *dev, uint8_t ifnum, char *buf,
+				       size_t cap)
+{
+	char path[400];
+	const char *drv = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s:%u.%u", dev->syspath, dev->sysname, dev->desc.config_value, ifnum);
+	struct udev_device *ui = udev_device_new_from_syspath(udev, path);
+	if (ui == NULL)
+		return NULL;
+	drv = udev_device_get_driver(ui);
+	if (drv == NULL)
+		drv = udev_device_get_property_value(ui, "DRIVER");
+	if (drv != NULL) {
+		snprintf(buf, cap, "%s", drv);
+		drv = buf;
+	}
+	udev_device_unref(ui);
+	return drv;
+}
+
+static struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *ifd,
+				      const struct bind_driver *bd)
+{
+	struct function *fn = calloc(1, sizeof(*fn));
+	char m[64], p[64], s[64];
+
+	if (fn == NULL)
+		return NULL;
+	fn->id = next_function_id++;
+	fn->dev = dev;
+	fn->index = dev->nfuncs;
+	fn->ifnum = ifd->number;
+	fn->bind = bd;
+	lowest_free_name(fn->name, sizeof(fn->name), bd->kind);
+	if (dev->manufacturer[0] != '\0')
+		udev_escape(m, sizeof(m), dev->manufacturer);
+	else
+		snprintf(m, sizeof(m), "%04x", dev->desc.vendor_id);
+	if (dev->product[0] != '\0')
+		udev_escape(p, sizeof(p), dev->product);
+	else
+		snprintf(p, sizeof(p), "%04x", dev->desc.product_id);
+	udev_escape(s, sizeof(s), dev->serial);
+	snprintf(fn->by_id, sizeof(fn->by_id), "usb-%s_%s%s%s-if%02x", m, p, s[0] ? "_" : "", s, ifd->number);
+	snprintf(fn->by_path, sizeof(fn->by_path), "%s:%u.%u", dev->sysname, dev->desc.config_value, ifd->number);
+	TAILQ_INSERT_TAIL(&functions, fn, link);
+	dev->funcs[dev->nfuncs++] = fn;
+	return fn;
+}
+
+void usbdev_free(struct usbdev *dev)
+{
+	for (unsigned i = 0; i < dev->nfuncs; i++) {
+		TAILQ_REMOVE(&functions, dev->funcs[i], link);
+		free(dev->funcs[i]->files);
+		free(dev->funcs[i]);
+	}
+	free(dev->descriptors);
+	free(dev);
+}
+
+static int usbdev_add(struct udev *udev, struct udev_device *ud)
+{
+	const char *why = NULL;
+	const char *node = udev_device_get_devnode(ud);
+	const char *devtype = udev_device_get_devtype(ud);
+
+	if (node == NULL || devtype == NULL || strcmp(devtype, "usb_device") != 0)
+		return 0;
+	struct usbdev *dev = calloc(1, sizeof(*dev));
+	if (dev == NULL)
+		return -ENOMEM;
+	snprintf(dev->syspath, sizeof(dev->syspath), "%s", udev_device_get_syspath(ud));
+	snprintf(dev->sysname, sizeof(dev->sysname), "%s", udev_device_get_sysname(ud));
+	snprintf(dev->devnode, sizeof(dev->devnode), "%s", node);
+	char num[16];
+	sysattr_copy(ud, "busnum", num, sizeof(num));
+	dev->busnum = (unsigned)strtoul(num, NULL, 10);
+	sysattr_copy(ud, "devnum", num, sizeof(num));
+	dev->devnum = (unsigned)strtoul(num, NULL, 10);
+	sysattr_copy(ud, "speed", dev->speed, sizeof(dev->speed));
+	sysattr_copy(ud, "manufacturer", dev->manufacturer, sizeof(dev->manufacturer));
+	sysattr_copy(ud, "product", dev->product, sizeof(dev->product));
+	sysattr_copy(ud, "serial", dev->serial, sizeof(dev->serial));
+
+	int r = read_descriptors(dev);
+	if (r < 0) {
+		log_msg(LOG_WARNING, "%s: cannot read descriptors: %s", dev->sysname, strerror(-r));
+		free(dev);
+		return 0;
+	}
+	if (usbdesc_parse(dev->descriptors, dev->descriptors_len, &dev->desc, &why) < 0) {
+		log_msg(LOG_WARNING, "%s: malformed descriptors (%s), device ignored", dev->sysname, why);
+		usbdev_free(dev);
+		return 0;
+	}
+	/* Hubs belong to the kernel: plugfs shows what hangs off them. */
+	if (dev->desc.cls == 9 || !vidpid_list_has(&opts.only, dev->desc.vendor_id, dev->desc.product_id)) {
+		usbdev_free(dev);
+		return 0;
+	}
+	dev->detach = vidpid_list_has(&opts.detach, dev->desc.vendor_id, dev->desc.product_id);
+	for (unsigned i = 0; i < dev->desc.num_ifaces && dev->nfuncs < PLUGFS_MAX_FUNCS; i++) {
+		const struct usbdesc_iface *ifd = &dev->desc.ifaces[i];
+		char kbuf[64], where[80];
+		const char *kdrv = iface_kernel_driver(udev, dev, ifd->number, kbuf, sizeof(kbuf));
+
+		snprintf(where, sizeof(where), "%s:%u.%u", dev->sysname, dev->desc.config_value, ifd->number);
+		if (kdrv != NULL && !dev->detach) {
+			event_add(where, "skip bound to kernel driver %s (detach= does not name %04x:%04x)", kdrv,
+				  dev->desc.vendor_id, dev->desc.product_id);
+			continue;
+		}
+		if (function_new(dev, ifd, bind_lookup(&dev->desc, ifd)) == NULL) {
+			usbdev_free(dev);
+			return -ENOMEM;
+		}
+	}
+	if (dev->nfuncs == 0) {
+		usbdev_free(dev);
+		return 0;
+	}
+	TAILQ_INSERT_TAIL(&usbdevs, dev, link);
+	for (unsigned i = 0; i < dev->nfuncs; i++)
+		event_add(dev->funcs[i]->name, "attach %s %04x:%04x interface %02x driver %s", dev->sysname,
+			  dev->desc.vendor_id, dev->desc.product_id, dev->funcs[i]->ifnum,
+			  dev->funcs[i]->bind->name);
+	return sup_attach(dev);
+}
+
+int devices_enumerate(void)
+{
+	struct udev *udev = udev_new();
+	struct udev_enumerate *en;
+	struct udev_list_entry *e;
+	int r = 0;
+
+	if (udev == NULL)
+		return -ENOMEM;
+	en = udev_enumerate_new(udev);
+	if (en == NULL) {
+		udev_unref(udev);
+		return -ENOMEM;
+	}
+	udev_enumerate_add_match_subsystem(en, "usb");
+	udev_enumerate_add_match_property(en, "DEVTYPE", "usb_device");
+	udev_enumerate_scan_devices(en);
+	udev_list_entry_foreach(e, udev_enumerate_get_list_entry(en))
+	{
+		struct udev_device *ud = udev_device_new_from_syspath(udev, udev_list_entry_get_name(e));
+		if (ud == NULL)
+			continue;
+		r = usbdev_add(udev, ud);
+		udev_device_unref(ud);
+		if (r < 0)
+			break;
+	}
+	udev_enumerate_unref(en);
+	udev_unref(udev);
+	return r;
+}
+
+size_t devices_render(char *buf, size_t cap)
+{
+	struct function *fn;
+	size_t n = 0;
+
+	TAILQ_FOREACH(fn, &functions, link)
+	{
+		struct usbdev *dev = fn->dev;
+		char pid[16] = "-";
+		if (dev->gone || n >= cap)
+			continue;
+		if (dev->drv->pid > 0)
+			snprintf(pid, sizeof(pid), "%d", (int)dev->drv->pid);
+		int w = snprintf(buf + n, cap - n, "%s %s %04x:%04x %s %s %u %s\n", fn->name, dev->sysname,
+				 dev->desc.vendor_id, dev->desc.product_id, fn->bind->name,
+				 drv_state_name(dev->drv->state), dev->drv->restarts, pid);
+		if (w < 0)
+			break;
+		n += (size_t)w < cap - n ? (size_t)w : cap - n;
+	}
+	return n;
+}

@@ -1,0 +1,578 @@
+/*
+ * The tree of SPEC.md and the FUSE low-level operations that serve it.
+ *
+ * Inode numbers are computed, not allocated, so there are no lookup counts
+ * to balance and a number never changes meaning while mounted:
+ *
+ *     1 /          2 devices     3 events     4 by-id/     5 by-path/
+ *     F<<16            function directory F (function ids start at 1)
+ *     F<<16 | 1..N     its daemon-served files (info_files[] below)
+ *     F<<16 | 0x40     by-id/... -> ../NAME      F<<16 | 0x41  by-path/...
+ *     F<<16 | 0x100+S  driver file in slot S of the function
+ *
+ * Daemon-served files are answered at once; driver files go through the
+ * supervisor, which answers when the driver does.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ops.h"
+#include "supervisor.h"
+
+enum {
+	INO_ROOT = 1,
+	INO_DEVICES = 2,
+	INO_EVENTS = 3,
+	INO_BYID = 4,
+	INO_BYPATH = 5,
+};
+#define FN_SHIFT 16
+#define SUB_DIR 0
+#define SUB_BYID 0x40
+#define SUB_BYPATH 0x41
+#define SUB_FILE 0x100
+
+enum info_id {
+	INFO_VENDOR_ID,
+	INFO_PRODUCT_ID,
+	INFO_MANUFACTURER,
+	INFO_PRODUCT,
+	INFO_SERIAL,
+	INFO_BUSNUM,
+	INFO_DEVNUM,
+	INFO_PORT,
+	INFO_SPEED,
+	INFO_INTERFACE,
+	INFO_DESCRIPTORS,
+	INFO_DRIVER,
+	INFO_STATE,
+	INFO_RESTARTS,
+	INFO_CTL,
+	NINFO,
+};
+
+static const struct {
+	const char *name;
+	mode_t mode;
+} info_files[NINFO] = {
+	[INFO_VENDOR_ID] = { "vendor_id", 0444 },   [INFO_PRODUCT_ID] = { "product_id", 0444 },
+	[INFO_MANUFACTURER] = { "manufacturer", 0444 }, [INFO_PRODUCT] = { "product", 0444 },
+	[INFO_SERIAL] = { "serial", 0444 },         [INFO_BUSNUM] = { "busnum", 0444 },
+	[INFO_DEVNUM] = { "devnum", 0444 },         [INFO_PORT] = { "port", 0444 },
+	[INFO_SPEED] = { "speed", 0444 },           [INFO_INTERFACE] = { "interface", 0444 },
+	[INFO_DESCRIPTORS] = { "descriptors", 0444 }, [INFO_DRIVER] = { "driver", 0444 },
+	[INFO_STATE] = { "state", 0444 },           [INFO_RESTARTS] = { "restarts", 0444 },
+	[INFO_CTL] = { "ctl", 0200 },
+};
+
+static time_t mount_time;
+/* Big enough for the devices file of a full bus and for any descriptors. */
+static char render_buf[256 * 1024];
+
+static fuse_ino_t fn_ino(const struct function *fn, unsigned sub)
+{
+	return (fuse_ino_t)fn->id << FN_SHIFT | sub;
+}
+
+/* A text value: the value and a newline; an absent string is an empty file. */
+static size_t text(char *buf, size_t cap, const char *value)
+{
+	if (value[0] == '\0')
+		return 0;
+	int n = snprintf(buf, cap, "%s\n", value);
+	return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap;
+}
+
+static size_t render_info(struct function *fn, enum info_id id, char *buf, size_t cap)
+{
+	struct usbdev *dev = fn->dev;
+	char v[32];
+
+	switch (id) {
+	case INFO_VENDOR_ID:
+		snprintf(v, sizeof(v), "%04x", dev->desc.vendor_id);
+		return text(buf, cap, v);
+	case INFO_PRODUCT_ID:
+		snprintf(v, sizeof(v), "%04x", dev->desc.product_id);
+		return text(buf, cap, v);
+	case INFO_MANUFACTURER:
+		return text(buf, cap, dev->manufacturer);
+	case INFO_PRODUCT:
+		return text(buf, cap, dev->product);
+	case INFO_SERIAL:
+		return text(buf, cap, dev->serial);
+	case INFO_BUSNUM:
+		snprintf(v, sizeof(v), "%u", dev->busnum);
+		return text(buf, cap, v);
+	case INFO_DEVNUM:
+		snprintf(v, sizeof(v), "%u", dev->devnum);
+		return text(buf, cap, v);
+	case INFO_PORT:
+		return text(buf, cap, dev->sysname);
+	case INFO_SPEED:
+		return text(buf, cap, dev->speed);
+	case INFO_INTERFACE:
+		snprintf(v, sizeof(v), "%02x", fn->ifnum);
+		return text(buf, cap, v);
+	case INFO_DESCRIPTORS: {
+		size_t n = dev->descriptors_len < cap ? dev->descriptors_len : cap;
+		memcpy(buf, dev->descriptors, n);
+		return n;
+	}
+	case INFO_DRIVER:
+		return text(buf, cap, fn->bind->name);
+	case INFO_STATE:
+		return text(buf, cap, drv_state_name(dev->drv->state));
+	case INFO_RESTARTS:
+		snprintf(v, sizeof(v), "%u", dev->drv->restarts);
+		return text(buf, cap, v);
+	default:
+		return 0;
+	}
+}
+
+/* What an inode is. */
+struct node {
+	enum { N_NONE, N_ROOT, N_DEVICES, N_EVENTS, N_BYID, N_BYPATH, N_FNDIR, N_INFO, N_LINK, N_DFILE } type;
+	struct function *fn;
+	unsigned index; /* N_INFO: info id; N_DFILE: slot; N_LINK: SUB_BYID/SUB_BYPATH */
+};
+
+static struct node resolve(fuse_ino_t ino)
+{
+	struct node n = { N_NONE, NULL, 0 };
+
+	switch (ino) {
+	case INO_ROOT:
+		n.type = N_ROOT;
+		return n;
+	case INO_DEVICES:
+		n.type = N_DEVICES;
+		return n;
+	case INO_EVENTS:
+		n.type = N_EVENTS;
+		return n;
+	case INO_BYID:
+		n.type = N_BYID;
+		return n;
+	case INO_BYPATH:
+		n.type = N_BYPATH;
+		return n;
+	}
+	struct function *fn = function_by_id((unsigned)(ino >> FN_SHIFT));
+	unsigned sub = ino & ((1u << FN_SHIFT) - 1);
+	if (fn == NULL)
+		return n;
+	n.fn = fn;
+	if (sub == SUB_DIR && !fn->dev->gone) {
+		n.type = N_FNDIR;
+	} else if (sub >= 1 && sub <= NINFO) {
+		n.type = N_INFO;
+		n.index = sub - 1;
+	} else if ((sub == SUB_BYID || sub == SUB_BYPATH) && !fn->dev->gone) {
+		n.type = N_LINK;
+		n.index = sub;
+	} else if (sub >= SUB_FILE && sub - SUB_FILE < fn->nfiles) {
+		n.type = N_DFILE;
+		n.index = sub - SUB_FILE;
+	}
+	return n;
+}
+
+static void fill_stat(fuse_ino_t ino, const struct node *n, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_atime = st->st_mtime = st->st_ctime = mount_time;
+	st->st_nlink = 1;
+	switch (n->type) {
+	case N_ROOT:
+	case N_BYID:
+	case N_BYPATH:
+	case N_FNDIR:
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		break;
+	case N_DEVICES:
+		st->st_mode = S_IFREG | 0444;
+		st->st_size = (off_t)devices_render(render_buf, sizeof(render_buf));
+		break;
+	case N_EVENTS:
+		st->st_mode = S_IFREG | 0444;
+		st->st_size = (off_t)events_size();
+		break;
+	case N_INFO:
+		st->st_mode = S_IFREG | info_files[n->index].mode;
+		st->st_size = (off_t)render_info(n->fn, n->index, render_buf, sizeof(render_buf));
+		break;
+	case N_LINK:
+		st->st_mode = S_IFLNK | 0777;
+		st->st_size = (off_t)strlen(n->fn->name) + 3;
+		break;
+	case N_DFILE: {
+		const struct dfile *f = &n->fn->files[n->index];
+		st->st_mode = S_IFREG | f->mode;
+		st->st_size = (f->kind & PROTO_KIND_MASK) == PROTO_KIND_BLOCK ? (off_t)f->size : 0;
+		break;
+	}
+	case N_NONE:
+		break;
+	}
+}
+
+static void reply_entry(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fuse_entry_param e;
+	struct node n = resolve(ino);
+
+	if (n.type == N_NONE)
+		return (void)fuse_reply_err(req, ENOENT);
+	memset(&e, 0, sizeof(e));
+	e.ino = ino;
+	/* Devices come and go, and state changes: let the kernel cache nothing. */
+	e.attr_timeout = 0;
+	e.entry_timeout = 0;
+	fill_stat(ino, &n, &e.attr);
+	fuse_reply_entry(req, &e);
+}
+
+/*
+ * Directory listings, generated in one order for both lookup and readdir:
+ * calls emit(name, ino) for each entry until it returns nonzero.
+ */
+typedef int (*emit_fn)(void *ctx, const char *name, fuse_ino_t ino, mode_t type);
+
+static void list_dir(const struct node *dir, emit_fn emit, void *ctx)
+{
+	struct function *fn;
+
+	switch (dir->type) {
+	case N_ROOT:
+		if (emit(ctx, "devices", INO_DEVICES, S_IFREG) || emit(ctx, "events", INO_EVENTS, S_IFREG) ||
+		    emit(ctx, "by-id", INO_BYID, S_IFDIR) || emit(ctx, "by-path", INO_BYPATH, S_IFDIR))
+			return;
+		TAILQ_FOREACH(fn, &functions, link)
+			if (!fn->dev->gone && emit(ctx, fn->name, fn_ino(fn, SUB_DIR), S_IFDIR))
+				return;
+		return;
+	case N_BYID:
+	case N_BYPATH:
+		TAILQ_FOREACH(fn, &functions, link)
+		{
+			if (fn->dev->gone)
+				continue;
+			if (dir->type == N_BYID ? emit(ctx, fn->by_id, fn_ino(fn, SUB_BYID), S_IFLNK)
+						: emit(ctx, fn->by_path, fn_ino(fn, SUB_BYPATH), S_IFLNK))
+				return;
+		}
+		return;
+	case N_FNDIR:
+		fn = dir->fn;
+		for (unsigned i = 0; i < NINFO; i++)
+			if (emit(ctx, info_files[i].name, fn_ino(fn, 1 + i), S_IFREG))
+				return;
+		for (unsigned s = 0; s < fn->nfiles; s++)
+			if (fn->files[s].present && emit(ctx, fn->files[s].name, fn_ino(fn, SUB_FILE + s), S_IFREG))
+				return;
+		return;
+	default:
+		return;
+	}
+}
+
+struct lookup_ctx {
+	const char *name;
+	fuse_ino_t found;
+};
+
+static int lookup_emit(void *ctx, const char *name, fuse_ino_t ino, mode_t type)
+{
+	struct lookup_ctx *l = ctx;
+	(void)type;
+
+	if (strcmp(name, l->name) != 0)
+		return 0;
+	l->found = ino;
+	return 1;
+}
+
+static void pl_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct node dir = resolve(parent);
+	struct lookup_ctx l = { name, 0 };
+
+	if (dir.type == N_NONE)
+		return (void)fuse_reply_err(req, ENOENT);
+	if (dir.type != N_ROOT && dir.type != N_BYID && dir.type != N_BYPATH && dir.type != N_FNDIR)
+		return (void)fuse_reply_err(req, ENOTDIR);
+	list_dir(&dir, lookup_emit, &l);
+	if (l.found == 0)
+		return (void)fuse_reply_err(req, ENOENT);
+	reply_entry(req, l.found);
+}
+
+static void pl_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct node n = resolve(ino);
+	struct stat st;
+	(void)fi;
+
+	if (n.type == N_NONE)
+		return (void)fuse_reply_err(req, ENOENT);
+	fill_stat(ino, &n, &st);
+	fuse_reply_attr(req, &st, 0);
+}
+
+static void pl_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
+{
+	(void)attr;
+	/* `cat job > data` truncates: there is nothing to truncate, so ignore it. */
+	if (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))
+		return (void)fuse_reply_err(req, EPERM);
+	pl_getattr(req, ino, fi);
+}
+
+static void pl_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct node n = resolve(ino);
+	char target[PLUGFS_NAME_MAX + 4];
+
+	if (n.type != N_LINK)
+		return (void)fuse_reply_err(req, EINVAL);
+	snprintf(target, sizeof(target), "../%s", n.fn->name);
+	fuse_reply_readlink(req, target);
+}
+
+struct readdir_ctx {
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+	off_t skip, index;
+};
+
+static int readdir_emit(void *ctx, const char *name, fuse_ino_t ino, mode_t type)
+{
+	struct readdir_ctx *r = ctx;
+	struct stat st = { .st_ino = ino, .st_mode = type };
+
+	if (r->index++ < r->skip)
+		return 0;
+	size_t need = fuse_add_direntry(r->req, NULL, 0, name, NULL, 0);
+	if (r->used + need > r->size)
+		return 1;
+	fuse_add_direntry(r->req, r->buf + r->used, r->size - r->used, name, &st, r->index);
+	r->used += need;
+	return 0;
+}
+
+static void pl_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct node dir = resolve(ino);
+	(void)fi;
+
+	if (dir.type == N_NONE)
+		return (void)fuse_reply_err(req, ENOENT);
+	if (dir.type != N_ROOT && dir.type != N_BYID && dir.type != N_BYPATH && dir.type != N_FNDIR)
+		return (void)fuse_reply_err(req, ENOTDIR);
+	char *buf = malloc(size);
+	if (buf == NULL)
+		return (void)fuse_reply_err(req, ENOMEM);
+	/* Entry i of the listing ("." is 0) carries offset i + 1, where the next read resumes. */
+	struct readdir_ctx r = { req, buf, size, 0, off, 0 };
+	if (!readdir_emit(&r, ".", ino, S_IFDIR) && !readdir_emit(&r, "..", INO_ROOT, S_IFDIR))
+		list_dir(&dir, readdir_emit, &r);
+	fuse_reply_buf(req, buf, r.used);
+	free(buf);
+}
+
+/* The access an open asks for, checked against the file's mode bits. */
+static int check_access(mode_t mode, int flags)
+{
+	int acc = flags & O_ACCMODE;
+
+	if ((acc == O_RDONLY || acc == O_RDWR) && !(mode & 0444))
+		return EACCES;
+	if ((acc == O_WRONLY || acc == O_RDWR) && !(mode & 0222))
+		return EACCES;
+	return 0;
+}
+
+static void pl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct node n = resolve(ino);
+	int err;
+
+	switch (n.type) {
+	case N_DEVICES:
+	case N_EVENTS:
+		err = check_access(0444, fi->flags);
+		break;
+	case N_INFO:
+		err = check_access(info_files[n.index].mode, fi->flags);
+		break;
+	case N_DFILE:
+		if (!n.fn->files[n.index].present)
+			return (void)fuse_reply_err(req, ENOENT);
+		err = check_access(n.fn->files[n.index].mode, fi->flags);
+		if (err)
+			return (void)fuse_reply_err(req, err);
+		return sup_open(req, n.fn, n.index, fi);
+	case N_NONE:
+		return (void)fuse_reply_err(req, ENOENT);
+	default:
+		return (void)fuse_reply_err(req, EISDIR);
+	}
+	if (err)
+		return (void)fuse_reply_err(req, err);
+	/* Contents change under the reader (state, events): never cache them. */
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	fi->fh = 0;
+	fuse_reply_open(req, fi);
+}
+
+static void reply_slice(fuse_req_t req, const char *buf, size_t len, size_t size, off_t off)
+{
+	if (off < 0 || (size_t)off >= len)
+		return (void)fuse_reply_buf(req, NULL, 0);
+	size_t n = len - (size_t)off < size ? len - (size_t)off : size;
+	fuse_reply_buf(req, buf + off, n);
+}
+
+static void pl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct node n = resolve(ino);
+
+	switch (n.type) {
+	case N_DEVICES:
+		return reply_slice(req, render_buf, devices_render(render_buf, sizeof(render_buf)), size, off);
+	case N_EVENTS: {
+		if (size > sizeof(render_buf))
+			size = sizeof(render_buf);
+		size_t got = events_read(render_buf, size, (uint64_t)off);
+		return (void)fuse_reply_buf(req, render_buf, got);
+	}
+	case N_INFO:
+		return reply_slice(req, render_buf, render_info(n.fn, n.index, render_buf, sizeof(render_buf)), size,
+				   off);
+	case N_DFILE:
+		if (fi->fh == 0)
+			return (void)fuse_reply_err(req, EBADF);
+		return sup_read(req, (struct handle *)(uintptr_t)fi->fh, size, off, fi->flags & O_NONBLOCK);
+	default:
+		return (void)fuse_reply_err(req, EBADF);
+	}
+}
+
+/* ctl: one command per write, a trailing newline allowed. */
+static void ctl_write(fuse_req_t req, struct function *fn, const char *buf, size_t size)
+{
+	size_t len = size;
+
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		len--;
+	if (len == 0 || len > PROTO_MAX_CTL || memchr(buf, '\n', len) != NULL || memchr(buf, '\0', len) != NULL)
+		return (void)fuse_reply_err(req, EINVAL);
+	if (len == 7 && memcmp(buf, "restart", 7) == 0) {
+		int r = sup_restart(fn->dev->drv);
+		if (r < 0)
+			return (void)fuse_reply_err(req, -r);
+		return (void)fuse_reply_write(req, size);
+	}
+	/* Everything else (reset, clear-halt, altsetting...) is the driver's. */
+	sup_ctl(req, fn, buf, len, size);
+}
+
+static void pl_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct node n = resolve(ino);
+
+	switch (n.type) {
+	case N_INFO:
+		if (n.index != INFO_CTL)
+			return (void)fuse_reply_err(req, EBADF);
+		if (n.fn->dev->gone)
+			return (void)fuse_reply_err(req, ENODEV);
+		return ctl_write(req, n.fn, buf, size);
+	case N_DFILE:
+		if (fi->fh == 0)
+			return (void)fuse_reply_err(req, EBADF);
+		return sup_write(req, (struct handle *)(uintptr_t)fi->fh, buf, size, off, fi->flags & O_NONBLOCK);
+	default:
+		return (void)fuse_reply_err(req, EBADF);
+	}
+}
+
+static void pl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	if (fi->fh != 0)
+		sup_release((struct handle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void pl_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void pl_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void pl_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph)
+{
+	(void)ino;
+	if (fi->fh != 0)
+		return sup_poll(req, (struct handle *)(uintptr_t)fi->fh, ph);
+	if (ph != NULL)
+		fuse_pollhandle_destroy(ph);
+	fuse_reply_poll(req, POLLIN | POLLOUT);
+}
+
+static void pl_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	mount_time = time(NULL);
+	conn->max_write = PROTO_MAX_IO;
+	conn->max_read = PROTO_MAX_IO;
+	conn->max_readahead = 0;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Writes must reach the driver when the user makes them. */
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+}
+
+const struct fuse_lowlevel_ops plugfs_ops = {
+	.init = pl_init,
+	.lookup = pl_lookup,
+	.getattr = pl_getattr,
+	.setattr = pl_setattr,
+	.readlink = pl_readlink,
+	.open = pl_open,
+	.read = pl_read,
+	.write = pl_write,
+	.flush = pl_flush,
+	.release = pl_release,
+	.fsync = pl_fsync,
+	.readdir = pl_readdir,
+	.poll = pl_poll,
+};

@@ -1,0 +1,131 @@
+/*
+ * The daemon's shared types: devices, functions, open handles, options.
+ *
+ * A `usbdev` is one physical USB device; it has one driver process
+ * (`struct drv`, supervisor/supervisor.h) and one or more `function`s, each
+ * a directory (usb0, printer0...).  A function keeps the files its driver
+ * announced in the last HELLO, so that while the driver is down the files
+ * still exist and answer EIO instead of vanishing.
+ */
+#ifndef PLUGFS_PLUGFS_H
+#define PLUGFS_PLUGFS_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "bind.h"
+#include "proto.h"
+#include "usbdesc.h"
+
+struct drv;
+
+#define PLUGFS_MAX_FUNCS 16 /* per device */
+#define PLUGFS_NAME_MAX 32
+#define PLUGFS_MAX_VIDPID 32
+
+struct vidpid {
+	uint16_t vendor_id, product_id;
+};
+
+/* detach= and only= lists. */
+struct vidpid_list {
+	int all; /* detach=all, or only= absent */
+	unsigned n;
+	struct vidpid ids[PLUGFS_MAX_VIDPID];
+};
+
+struct plugfs_opts {
+	char *mountpoint;
+	int foreground;
+	int debug;
+	int show_help;
+	int show_version;
+	char *driver_user;
+	unsigned restart_max;
+	unsigned restart_window_s;
+	unsigned backoff_min_ms;
+	unsigned backoff_max_ms;
+	unsigned timeout_ms;
+	struct vidpid_list detach;
+	struct vidpid_list only;
+	/* Raw strings, parsed by opts_finish(). */
+	char *detach_str, *only_str;
+	unsigned npositional;
+};
+
+extern struct plugfs_opts opts;
+
+/* A file a driver serves, as announced in HELLO. */
+struct dfile {
+	uint32_t id;
+	uint8_t kind;
+	uint16_t mode;
+	uint64_t size;
+	char name[PROTO_MAX_NAME + 1];
+	int present; /* in the latest HELLO */
+};
+
+struct function {
+	unsigned id; /* inode base = id << 16; never reused while mounted */
+	char name[PLUGFS_NAME_MAX];
+	struct usbdev *dev;
+	unsigned index; /* function index in the driver's argv */
+	uint8_t ifnum;
+	const struct bind_driver *bind;
+	unsigned nfiles;
+	struct dfile *files;
+	char by_id[224];  /* usb-MANUFACTURER_PRODUCT_SERIAL-ifNN */
+	char by_path[80]; /* B-P.P:C.I */
+	TAILQ_ENTRY(function) link;
+};
+
+struct usbdev {
+	char syspath[256];
+	char sysname[64]; /* 1-1.2 */
+	char devnode[64];
+	unsigned busnum, devnum;
+	char speed[16];
+	char manufacturer[128], product[128], serial[128];
+	uint8_t *descriptors;
+	size_t descriptors_len;
+	struct usbdesc_device desc;
+	int detach; /* the user named this device in detach= */
+	unsigned nfuncs;
+	struct function *funcs[PLUGFS_MAX_FUNCS];
+	struct drv *drv;
+	int gone;
+	TAILQ_ENTRY(usbdev) link;
+};
+
+TAILQ_HEAD(function_list, function);
+TAILQ_HEAD(usbdev_list, usbdev);
+
+extern struct function_list functions;
+extern struct usbdev_list usbdevs;
+
+/* Log through one function: stderr in the foreground, syslog otherwise. */
+void log_init(int foreground, int verbose);
+void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+extern int log_verbose;
+
+/* The `events` file: one line per event, also logged. */
+void event_add(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Copies up to `size` bytes of the log from `off`; returns the count. */
+size_t events_read(char *buf, size_t size, uint64_t off);
+uint64_t events_size(void);
+
+/* Options (fs/opts.c). */
+int opts_parse(int argc, char **argv, struct plugfs_opts *o, void *fuse_args);
+int opts_parse_vidpid_list(const char *s, struct vidpid_list *l);
+int vidpid_list_has(const struct vidpid_list *l, uint16_t vid, uint16_t pid);
+
+/* Devices (fs/devices.c). */
+int devices_enumerate(void);
+struct function *function_by_id(unsigned id);
+struct function *function_by_name(const char *name);
+/* The `devices` file. */
+size_t devices_render(char *buf, size_t cap);
+void usbdev_free(struct usbdev *dev);
+
+#endif

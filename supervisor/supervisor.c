@@ -1,0 +1,1003 @@
+/*
+ * The supervisor (see supervisor.h): spawns one plugfs-driver per device,
+ * speaks the pipe protocol with it, forwards FUSE requests and answers them
+ * when the driver does, and sends every failure -- exit, signal, EOF,
+ * protocol violation, lost heartbeat -- down one path, drv_fail().
+ *
+ * Nothing a driver sends is trusted: every field of every message is
+ * checked, and a violation kills the driver like a crash.
+ */
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "loop.h"
+#include "util.h"
+
+struct outmsg {
+	STAILQ_ENTRY(outmsg) link;
+	size_t len;
+	uint8_t data[];
+};
+
+/* A driver that lets this much pile up unread is not reading: it is hung. */
+#define OUTQ_LIMIT (8u * 1024 * 1024)
+#define SOCKBUF_SIZE (1024 * 1024)
+
+static void drv_on_sock(int fd, uint32_t events, void *arg);
+
+static char driver_path[4096];
+static uint32_t next_req_id = 1;
+static uint32_t next_handle_id = 1;
+static int shutting_down;
+static uint8_t msgbuf[PROTO_MAX_MSG];
+
+static const char *const state_names[] = {
+	[DRV_STARTING] = "starting", [DRV_RUNNING] = "running", [DRV_RESTARTING] = "restarting",
+	[DRV_FAILED] = "failed",     [DRV_GONE] = "gone",
+};
+
+const char *drv_state_name(enum drv_state s)
+{
+	return state_names[s];
+}
+
+static void drv_fail(struct drv *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int drv_spawn(struct drv *d);
+static void drv_start(struct drv *d);
+
+static uint64_t heartbeat_period_ms(void)
+{
+	return opts.timeout_ms / 2 > 5 ? opts.timeout_ms / 2 : 5;
+}
+
+/* Events name functions; a driver serves all the functions of its device. */
+#define drv_event(d, ...)                                                                                    \
+	do {                                                                                                 \
+		for (unsigned i_ = 0; i_ < (d)->dev->nfuncs; i_++)                                           \
+			event_add((d)->dev->funcs[i_]->name, __VA_ARGS__);                                   \
+	} while (0)
+
+int sup_init(void)
+{
+	const char *env = getenv("PLUGFS_DRIVER");
+
+	snprintf(driver_path, sizeof(driver_path), "%s",
+		 env != NULL && env[0] != '\0' ? env : PLUGFS_LIBEXECDIR "/plugfs-driver");
+	if (access(driver_path, X_OK) < 0) {
+		log_msg(LOG_ERR, "driver host %s: %s", driver_path, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* ---- Requests ---- */
+
+static struct request *request_new(struct drv *d, uint16_t type, fuse_req_t req, uint32_t handle, int timed)
+{
+	struct request *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return NULL;
+	r->id = next_req_id++;
+	if (next_req_id == 0)
+		next_req_id = 1;
+	r->type = type;
+	r->req = req;
+	r->handle = handle;
+	r->deadline_ms = timed ? now_ms() + opts.timeout_ms : 0;
+	TAILQ_INSERT_TAIL(&d->requests, r, link);
+	return r;
+}
+
+static void request_free(struct drv *d, struct request *r)
+{
+	TAILQ_REMOVE(&d->requests, r, link);
+	free(r->opening);
+	free(r);
+}
+
+static struct request *request_find(struct drv *d, uint32_t id)
+{
+	struct request *r;
+
+	TAILQ_FOREACH(r, &d->requests, link)
+		if (r->id == id)
+			return r;
+	return NULL;
+}
+
+static struct handle *handle_find(struct drv *d, uint32_t id)
+{
+	struct handle *h;
+
+	LIST_FOREACH(h, &d->handles, link)
+		if (h->id == id)
+			return h;
+	return NULL;
+}
+
+/* ---- Sending ---- */
+
+static void drv_flush(struct drv *d)
+{
+	struct outmsg *m;
+
+	while ((m = STAILQ_FIRST(&d->outq)) != NULL) {
+		ssize_t n = send(d->sock, m->data, m->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n < 0) {
+			drv_fail(d, NULL);
+			return;
+		}
+		STAILQ_REMOVE_HEAD(&d->outq, link);
+		d->outq_bytes -= m->len;
+		free(m);
+	}
+	loop_mod(d->sock, EPOLLIN);
+}
+
+/*
+ * Sends one message.  On failure the driver has been failed (every request,
+ * including one the caller just queued, got its FUSE reply): the caller
+ * must only return.
+ */
+static int drv_send(struct drv *d, struct proto_hdr *h, const void *payload, size_t plen)
+{
+	size_t len;
+
+	if (d->sock < 0)
+		return -EIO;
+	len = proto_build(msgbuf, h, payload, plen);
+	if (STAILQ_EMPTY(&d->outq)) {
+		ssize_t n = send(d->sock, msgbuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n >= 0)
+			return 0;
+		if (errno != EAGAIN) {
+			drv_fail(d, NULL);
+			return -EIO;
+		}
+	}
+	if (d->outq_bytes + len > OUTQ_LIMIT) {
+		drv_fail(d, "does not read its socket (%zu bytes queued)", d->outq_bytes);
+		return -EIO;
+	}
+	struct outmsg *m = malloc(sizeof(*m) + len);
+	if (m == NULL) {
+		drv_fail(d, "out of memory queueing a message");
+		return -EIO;
+	}
+	m->len = len;
+	memcpy(m->data, msgbuf, len);
+	STAILQ_INSERT_TAIL(&d->outq, m, link);
+	d->outq_bytes += len;
+	loop_mod(d->sock, EPOLLIN | EPOLLOUT);
+	return 0;
+}
+
+static void send_cancel(struct drv *d, struct request *r)
+{
+	struct proto_hdr h = { .type = PROTO_CANCEL, .req = r->id };
+
+	r->cancelled = 1;
+	r->interrupted = 0;
+	/* The driver now has one more timeout to honour the cancel. */
+	r->deadline_ms = now_ms() + opts.timeout_ms;
+	drv_send(d, &h, NULL, 0);
+}
+
+/* ---- Failure and respawn ---- */
+
+static void describe_status(int status, char *buf, size_t cap)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, cap, "%s%s", sigabbrev_np(WTERMSIG(status)) ? "SIG" : "signal ",
+			 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+	else
+		snprintf(buf, cap, "exit %d", WEXITSTATUS(status));
+}
+
+static void fail_requests(struct drv *d, int err)
+{
+	struct request *r;
+
+	while ((r = TAILQ_FIRST(&d->requests)) != NULL) {
+		if (r->req != NULL)
+			fuse_reply_err(r->req, err);
+		request_free(d, r);
+	}
+	d->ping_req = 0;
+}
+
+/* Wakes every poll()er of the driver's files: their next call gets the error. */
+static void wake_pollers(struct drv *d)
+{
+	struct handle *h;
+
+	LIST_FOREACH(h, &d->handles, link)
+		if (h->ph != NULL) {
+			fuse_lowlevel_notify_poll(h->ph);
+			fuse_pollhandle_destroy(h->ph);
+			h->ph = NULL;
+		}
+}
+
+static void drv_close_sock(struct drv *d)
+{
+	struct outmsg *m;
+
+	if (d->sock >= 0) {
+		loop_del(d->sock);
+		close(d->sock);
+		d->sock = -1;
+	}
+	while ((m = STAILQ_FIRST(&d->outq)) != NULL) {
+		STAILQ_REMOVE_HEAD(&d->outq, link);
+		free(m);
+	}
+	d->outq_bytes = 0;
+}
+
+/* Once the dead process is reaped: count the crash and schedule the respawn. */
+static void drv_after_death(struct drv *d, const char *how)
+{
+	uint64_t now = now_ms();
+
+	if (shutting_down || d->state == DRV_GONE)
+		return;
+	unsigned n = drv_record_crash(d->crashes_ms, &d->ncrashes, DRV_MAX_CRASH_HISTORY, now,
+				      (uint64_t)opts.restart_window_s * 1000);
+	if (n > opts.restart_max) {
+		d->state = DRV_FAILED;
+		drv_event(d, "crash %s", how);
+		drv_event(d, "failed %u crashes in %u s, not restarting (echo restart > ctl)", n,
+			  opts.restart_window_s);
+		return;
+	}
+	unsigned delay = drv_respawn_delay_ms(n, opts.backoff_min_ms, opts.backoff_max_ms);
+	d->state = DRV_RESTARTING;
+	d->respawn_at_ms = now + delay;
+	drv_event(d, "crash %s, restart %u in %u ms", how, d->restarts + 1, delay);
+}
+
+/*
+ * The one failure path.  `fmt` says why when the daemon decided (protocol
+ * error, timeout); NULL when the driver died or hung up on its own, and
+ * the exit status will say why.
+ */
+static void drv_fail(struct drv *d, const char *fmt, ...)
+{
+	if (d->state != DRV_STARTING && d->state != DRV_RUNNING)
+		return;
+	if (fmt != NULL) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(d->fail_reason, sizeof(d->fail_reason), fmt, ap);
+		va_end(ap);
+		log_msg(LOG_WARNING, "%s: driver pid %d: %s", d->dev->funcs[0]->name, (int)d->pid, d->fail_reason);
+	}
+	drv_close_sock(d);
+	d->generation++;
+	fail_requests(d, EIO);
+	wake_pollers(d);
+	d->state = DRV_RESTARTING;
+	d->respawn_at_ms = 0;
+	if (!d->reaped && d->pid > 0)
+		kill(d->pid, SIGKILL);
+	/* The respawn waits for the reap: the old process may still hold the device. */
+}
+
+static struct drv *drv_by_pid(pid_t pid)
+{
+	struct usbdev *dev;
+
+	TAILQ_FOREACH(dev, &usbdevs, link)
+		if (dev->drv != NULL && dev->drv->pid == pid)
+			return dev->drv;
+	return NULL;
+}
+
+void sup_reap(void)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct drv *d = drv_by_pid(pid);
+		char how[160];
+
+		if (d == NULL)
+			continue;
+		d->pid = 0;
+		d->reaped = 1;
+		if (d->fail_reason[0] == '\0')
+			describe_status(status, how, sizeof(how));
+		else
+			snprintf(how, sizeof(how), "%s", d->fail_reason);
+		log_msg(LOG_DEBUG, "%s: driver pid %d reaped (%s)", d->dev->funcs[0]->name, (int)pid, how);
+		drv_fail(d, NULL);
+		if (d->state == DRV_RESTARTING)
+			drv_after_death(d, how);
+	}
+}
+
+static void drv_respawn(struct drv *d)
+{
+	d->restarts++;
+	drv_start(d);
+}
+
+int sup_restart(struct drv *d)
+{
+	switch (d->state) {
+	case DRV_FAILED:
+		d->ncrashes = 0;
+		drv_respawn(d);
+		return 0;
+	case DRV_RESTARTING:
+		/* Respawn now; if the old process is not reaped yet, as soon as it is. */
+		d->respawn_at_ms = now_ms();
+		return 0;
+	case DRV_STARTING:
+	case DRV_RUNNING:
+		drv_fail(d, "restart requested");
+		/* A requested restart is not a crash: no backoff, no intensity count. */
+		d->ncrashes = 0;
+		return 0;
+	default:
+		return -ENODEV;
+	}
+}
+
+/* ---- Spawning ---- */
+
+static int drv_spawn(struct drv *d)
+{
+	struct usbdev *dev = d->dev;
+	char *argv[8 + PLUGFS_MAX_FUNCS];
+	char binds[PLUGFS_MAX_FUNCS][PLUGFS_NAME_MAX + 8];
+	int sv[2], argc = 0, r;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, all;
+
+	d->fail_reason[0] = '\0';
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		snprintf(d->fail_reason, sizeof(d->fail_reason), "socketpair: %s", strerror(errno));
+		return -errno;
+	}
+	for (int i = 0; i < 2; i++) {
+		int sz = SOCKBUF_SIZE;
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	}
+	argv[argc++] = driver_path;
+	if (log_verbose)
+		argv[argc++] = "-v";
+	if (dev->detach)
+		argv[argc++] = "--detach";
+	if (opts.driver_user != NULL) {
+		argv[argc++] = "--user";
+		argv[argc++] = opts.driver_user;
+	}
+	argv[argc++] = dev->devnode;
+	for (unsigned i = 0; i < dev->nfuncs; i++) {
+		snprintf(binds[i], sizeof(binds[i]), "%s:%u", dev->funcs[i]->bind->name, dev->funcs[i]->ifnum);
+		argv[argc++] = binds[i];
+	}
+	argv[argc] = NULL;
+
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, sv[1], PROTO_DRIVER_FD);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addclosefrom_np(&fa, PROTO_DRIVER_FD + 1);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	r = posix_spawn(&d->pid, driver_path, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(sv[1]);
+	if (r != 0) {
+		close(sv[0]);
+		d->pid = 0;
+		d->reaped = 1;
+		snprintf(d->fail_reason, sizeof(d->fail_reason), "cannot start the driver host: %s", strerror(r));
+		return -r;
+	}
+	d->sock = sv[0];
+	fd_nonblock_cloexec(d->sock);
+	loop_add(d->sock, EPOLLIN, drv_on_sock, d);
+	d->reaped = 0;
+	d->state = DRV_STARTING;
+	d->started_ms = now_ms();
+	d->ping_req = 0;
+	log_msg(LOG_DEBUG, "%s: driver pid %d started", dev->funcs[0]->name, (int)d->pid);
+	return 0;
+}
+
+static void drv_start(struct drv *d)
+{
+	if (drv_spawn(d) < 0)
+		drv_after_death(d, d->fail_reason);
+}
+
+int sup_attach(struct usbdev *dev)
+{
+	struct drv *d = calloc(1, sizeof(*d));
+
+	if (d == NULL)
+		return -ENOMEM;
+	d->dev = dev;
+	d->sock = -1;
+	d->reaped = 1;
+	TAILQ_INIT(&d->requests);
+	LIST_INIT(&d->handles);
+	STAILQ_INIT(&d->outq);
+	dev->drv = d;
+	drv_start(d);
+	return 0;
+}
+
+void sup_detach(struct usbdev *dev)
+{
+	struct drv *d = dev->drv;
+
+	if (d->sock >= 0) {
+		drv_close_sock(d);
+		d->generation++;
+	}
+	fail_requests(d, ENODEV);
+	wake_pollers(d);
+	if (!d->reaped && d->pid > 0)
+		kill(d->pid, SIGKILL);
+	d->state = DRV_GONE;
+	dev->gone = 1;
+	drv_event(d, "detach %s", dev->sysname);
+}
+
+/* ---- Receiving ---- */
+
+static int valid_errno(int32_t status)
+{
+	return status < 0 && status >= -4095;
+}
+
+static void on_hello(struct drv *d, const uint8_t *payload, size_t plen)
+{
+	static struct proto_hello hello;
+	const char *why = NULL;
+	struct usbdev *dev = d->dev;
+
+	if (d->state != DRV_STARTING)
+		return drv_fail(d, "protocol error: HELLO when already running");
+	if (proto_decode_hello(payload, plen, &hello, &why) < 0)
+		return drv_fail(d, "protocol error: %s", why);
+	for (unsigned i = 0; i < hello.nfiles; i++)
+		if (hello.files[i].function >= dev->nfuncs)
+			return drv_fail(d, "protocol error: HELLO names function %u of %u", hello.files[i].function,
+					dev->nfuncs);
+	for (unsigned f = 0; f < dev->nfuncs; f++) {
+		struct function *fn = dev->funcs[f];
+		for (unsigned s = 0; s < fn->nfiles; s++)
+			fn->files[s].present = 0;
+	}
+	for (unsigned i = 0; i < hello.nfiles; i++) {
+		const struct proto_file *pf = &hello.files[i];
+		struct function *fn = dev->funcs[pf->function];
+		unsigned s;
+
+		/* Files keep their slot (and so their inode number) across respawns. */
+		for (s = 0; s < fn->nfiles; s++)
+			if (strcmp(fn->files[s].name, pf->name) == 0)
+				break;
+		if (s == fn->nfiles) {
+			struct dfile *nf = realloc(fn->files, (fn->nfiles + 1) * sizeof(*nf));
+			if (nf == NULL)
+				return drv_fail(d, "out of memory for files");
+			fn->files = nf;
+			fn->nfiles++;
+			memcpy(fn->files[s].name, pf->name, sizeof(pf->name));
+		}
+		struct dfile *df = &fn->files[s];
+		df->id = pf->id;
+		df->kind = pf->kind;
+		df->mode = pf->mode;
+		df->size = pf->size;
+		df->present = 1;
+	}
+	d->state = DRV_RUNNING;
+	d->next_ping_ms = now_ms() + heartbeat_period_ms();
+	if (d->restarts == 0)
+		drv_event(d, "bind %s pid %d", dev->funcs[0]->bind->name, (int)d->pid);
+	else
+		drv_event(d, "restart %u pid %d running after %llu ms", d->restarts, (int)d->pid,
+			  (unsigned long long)(now_ms() - d->started_ms));
+}
+
+static void complete_open(struct drv *d, struct request *r, int32_t status)
+{
+	struct handle *h = r->opening;
+
+	if (status < 0) {
+		if (r->req != NULL)
+			fuse_reply_err(r->req, -status);
+		return;
+	}
+	if (r->req == NULL) {
+		/* The open was interrupted or timed out: nobody will release it. */
+		struct proto_hdr rel = { .type = PROTO_RELEASE, .handle = h->id };
+		drv_send(d, &rel, NULL, 0);
+		return;
+	}
+	r->opening = NULL;
+	LIST_INSERT_HEAD(&d->handles, h, link);
+	struct fuse_file_info fi = { 0 };
+	fi.fh = (uintptr_t)h;
+	fi.direct_io = 1;
+	fi.nonseekable = (handle_file(h)->kind & PROTO_KIND_MASK) == PROTO_KIND_STREAM;
+	if (fuse_reply_open(r->req, &fi) != 0) {
+		/* The kernel gave up on this open: it will never release the handle. */
+		struct proto_hdr rel = { .type = PROTO_RELEASE, .handle = h->id };
+		LIST_REMOVE(h, link);
+		free(h);
+		r->req = NULL;
+		drv_send(d, &rel, NULL, 0);
+		return;
+	}
+	r->req = NULL;
+}
+
+static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *payload, size_t plen)
+{
+	struct request *r = request_find(d, h->req);
+
+	if (r == NULL)
+		return drv_fail(d, "protocol error: reply to unknown request %u", h->req);
+	if (h->status < 0 && !valid_errno(h->status))
+		return drv_fail(d, "protocol error: reply status %d", h->status);
+	if (plen > 0 && r->type != PROTO_READ)
+		return drv_fail(d, "protocol error: data in a %s reply", proto_type_name(r->type));
+	switch (r->type) {
+	case PROTO_OPEN:
+	case PROTO_CTL:
+	case PROTO_PING:
+		if (h->status > 0)
+			return drv_fail(d, "protocol error: %s reply status %d", proto_type_name(r->type),
+					h->status);
+		break;
+	case PROTO_READ:
+		if (h->status > (int32_t)r->size)
+			return drv_fail(d, "protocol error: read reply of %d bytes for %u asked", h->status,
+					r->size);
+		break;
+	case PROTO_WRITE:
+		if (h->status > (int32_t)r->size)
+			return drv_fail(d, "protocol error: wrote %d bytes of %u", h->status, r->size);
+		break;
+	case PROTO_POLL:
+		if (h->status > 0 && (h->status & ~(POLLIN | POLLOUT | POLLERR | POLLHUP | POLLPRI | POLLRDNORM |
+						    POLLWRNORM | POLLRDBAND | POLLWRBAND)))
+			return drv_fail(d, "protocol error: poll events %#x", h->status);
+		break;
+	}
+
+	switch (r->type) {
+	case PROTO_OPEN:
+		complete_open(d, r, h->status);
+		break;
+	case PROTO_PING:
+		if (d->ping_req == r->id)
+			d->ping_req = 0;
+		break;
+	default:
+		if (r->req == NULL)
+			break;
+		if (h->status < 0)
+			fuse_reply_err(r->req, -h->status);
+		else if (r->type == PROTO_READ)
+			fuse_reply_buf(r->req, (const char *)payload, plen);
+		else if (r->type == PROTO_WRITE)
+			fuse_reply_write(r->req, (size_t)h->status);
+		else if (r->type == PROTO_CTL)
+			fuse_reply_write(r->req, r->size);
+		else if (r->type == PROTO_POLL)
+			fuse_reply_poll(r->req, (unsigned)h->status);
+		break;
+	}
+	r->req = NULL;
+	request_free(d, r);
+}
+
+static void on_log(struct drv *d, int32_t prio, const uint8_t *payload, size_t plen)
+{
+	char text[PROTO_MAX_LOG + 1];
+
+	for (size_t i = 0; i < plen; i++)
+		text[i] = payload[i] >= ' ' && payload[i] < 0x7f ? (char)payload[i] : '?';
+	text[plen] = '\0';
+	if (prio < LOG_EMERG || prio > LOG_DEBUG)
+		prio = LOG_NOTICE;
+	/* A driver is not allowed to sound like the daemon's own alarms. */
+	if (prio < LOG_ERR)
+		prio = LOG_ERR;
+	log_msg(prio, "%s: driver: %s", d->dev->funcs[0]->name, text);
+}
+
+static void drv_on_sock(int fd, uint32_t events, void *arg)
+{
+	struct drv *d = arg;
+	const char *why = NULL;
+
+	if (events & EPOLLOUT)
+		drv_flush(d);
+	/* Bounded, so one chatty driver cannot starve the others. */
+	for (int budget = 64; budget > 0 && d->sock == fd; budget--) {
+		ssize_t n = recv(fd, msgbuf, sizeof(msgbuf), MSG_DONTWAIT | MSG_TRUNC);
+		struct proto_hdr h;
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0)
+			return drv_fail(d, NULL);
+		if ((size_t)n > sizeof(msgbuf))
+			return drv_fail(d, "protocol error: message of %zd bytes", n);
+		if (proto_decode_hdr(msgbuf, (size_t)n, &h, &why) < 0)
+			return drv_fail(d, "protocol error: %s", why);
+		const uint8_t *payload = msgbuf + PROTO_HDR_LEN;
+		size_t plen = h.len - PROTO_HDR_LEN;
+		switch (h.type) {
+		case PROTO_HELLO:
+			on_hello(d, payload, plen);
+			break;
+		case PROTO_REPLY:
+			if (d->state != DRV_RUNNING)
+				return drv_fail(d, "protocol error: REPLY before HELLO");
+			on_reply(d, &h, payload, plen);
+			break;
+		case PROTO_POLL_READY: {
+			struct handle *hd = handle_find(d, h.handle);
+			/* Unknown handles are fine: the release may have crossed the message. */
+			if (hd != NULL && hd->ph != NULL && hd->generation == d->generation) {
+				fuse_lowlevel_notify_poll(hd->ph);
+				fuse_pollhandle_destroy(hd->ph);
+				hd->ph = NULL;
+			}
+			break;
+		}
+		case PROTO_LOG:
+			on_log(d, h.status, payload, plen);
+			break;
+		default:
+			return drv_fail(d, "protocol error: %s is not a driver message", proto_type_name(h.type));
+		}
+	}
+}
+
+/* ---- Timing ---- */
+
+static uint64_t earlier(uint64_t a, uint64_t b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return a < b ? a : b;
+}
+
+static uint64_t drv_tick(struct drv *d, uint64_t now)
+{
+	uint64_t next = 0;
+	struct request *r, *tmp;
+
+	switch (d->state) {
+	case DRV_STARTING:
+		if (now >= d->started_ms + opts.timeout_ms) {
+			drv_event(d, "timeout no HELLO from pid %d within %u ms", (int)d->pid, opts.timeout_ms);
+			drv_fail(d, "no HELLO within %u ms", opts.timeout_ms);
+			return 0;
+		}
+		return d->started_ms + opts.timeout_ms;
+	case DRV_RESTARTING:
+		if (!d->reaped || d->respawn_at_ms == 0)
+			return 0;
+		if (now >= d->respawn_at_ms) {
+			drv_respawn(d);
+			return d->state == DRV_STARTING ? d->started_ms + opts.timeout_ms : 0;
+		}
+		return d->respawn_at_ms;
+	case DRV_RUNNING:
+		break;
+	default:
+		return 0;
+	}
+
+	if (d->ping_req != 0 && now >= d->ping_sent_ms + opts.timeout_ms) {
+		drv_event(d, "timeout heartbeat lost: pid %d did not answer in %u ms", (int)d->pid, opts.timeout_ms);
+		drv_fail(d, "heartbeat lost");
+		return 0;
+	}
+	if (d->ping_req == 0 && now >= d->next_ping_ms) {
+		struct request *p = request_new(d, PROTO_PING, NULL, 0, 0);
+		if (p == NULL)
+			return now + 1;
+		struct proto_hdr h = { .type = PROTO_PING, .req = p->id };
+		d->ping_req = p->id;
+		d->ping_sent_ms = now;
+		d->next_ping_ms = now + heartbeat_period_ms();
+		if (drv_send(d, &h, NULL, 0) < 0)
+			return 0;
+	}
+	next = d->ping_req != 0 ? d->ping_sent_ms + opts.timeout_ms : d->next_ping_ms;
+
+	for (r = TAILQ_FIRST(&d->requests); r != NULL; r = tmp) {
+		tmp = TAILQ_NEXT(r, link);
+		if (r->deadline_ms == 0)
+			continue;
+		if (now < r->deadline_ms) {
+			next = earlier(next, r->deadline_ms);
+			continue;
+		}
+		if (r->cancelled) {
+			drv_fail(d, "request %u (%s) not answered %u ms after CANCEL", r->id, proto_type_name(r->type),
+				 opts.timeout_ms);
+			return 0;
+		}
+		log_msg(LOG_INFO, "%s: %s request %u timed out after %u ms", d->dev->funcs[0]->name,
+			proto_type_name(r->type), r->id, opts.timeout_ms);
+		if (r->req != NULL)
+			fuse_reply_err(r->req, ETIMEDOUT);
+		r->req = NULL;
+		send_cancel(d, r);
+		if (d->state != DRV_RUNNING)
+			return 0;
+		next = earlier(next, r->deadline_ms);
+	}
+	return next;
+}
+
+uint64_t sup_tick(uint64_t now)
+{
+	struct usbdev *dev;
+	uint64_t next = 0;
+
+	TAILQ_FOREACH(dev, &usbdevs, link)
+		if (dev->drv != NULL)
+			next = earlier(next, drv_tick(dev->drv, now));
+	return next;
+}
+
+unsigned sup_child_count(void)
+{
+	struct usbdev *dev;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(dev, &usbdevs, link)
+		if (dev->drv != NULL && !dev->drv->reaped)
+			n++;
+	return n;
+}
+
+void sup_shutdown(void)
+{
+	struct usbdev *dev;
+	sigset_t chld;
+	uint64_t deadline = now_ms() + 2000;
+
+	shutting_down = 1;
+	/* EOF on its socket tells a driver to cancel everything and exit. */
+	TAILQ_FOREACH(dev, &usbdevs, link)
+		if (dev->drv != NULL) {
+			drv_close_sock(dev->drv);
+			fail_requests(dev->drv, EIO);
+		}
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sup_reap();
+	while (sup_child_count() > 0) {
+		uint64_t now = now_ms();
+		if (now >= deadline) {
+			TAILQ_FOREACH(dev, &usbdevs, link)
+				if (dev->drv != NULL && !dev->drv->reaped && dev->drv->pid > 0) {
+					log_msg(LOG_WARNING, "%s: driver pid %d did not exit, killing it",
+						dev->funcs[0]->name, (int)dev->drv->pid);
+					kill(dev->drv->pid, SIGKILL);
+				}
+			deadline = now + 2000;
+		}
+		struct timespec ts = { 0, 50 * 1000000 };
+		sigtimedwait(&chld, NULL, &ts);
+		sup_reap();
+	}
+}
+
+/* ---- Forwarding FUSE requests ---- */
+
+/*
+ * libfuse calls this from inside its dispatch, sometimes with the request's
+ * lock held (fuse_req_interrupt_func on an already interrupted request), so
+ * replying here would free the request under libfuse's feet.  Only mark it:
+ * sup_flush_interrupts() answers EINTR and sends the CANCEL at the end of
+ * the loop pass.
+ */
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	struct request *r = data;
+
+	if (r->req == req)
+		r->interrupted = 1;
+}
+
+void sup_flush_interrupts(void)
+{
+	struct usbdev *dev;
+	struct request *r;
+
+	TAILQ_FOREACH(dev, &usbdevs, link)
+	{
+		struct drv *d = dev->drv;
+		if (d == NULL)
+			continue;
+	again:
+		TAILQ_FOREACH(r, &d->requests, link)
+		{
+			if (!r->interrupted || r->req == NULL)
+				continue;
+			fuse_reply_err(r->req, EINTR);
+			r->req = NULL;
+			r->interrupted = 0;
+			send_cancel(d, r);
+			if (d->sock < 0)
+				break; /* failed: the request list is empty now */
+			goto again;
+		}
+	}
+}
+
+/* 0 if the handle's driver can take a request; else the errno for the user. */
+static int handle_usable(struct drv *d, struct handle *h)
+{
+	if (d->dev->gone)
+		return ENODEV;
+	if (d->state != DRV_RUNNING || h->generation != d->generation)
+		return EIO;
+	return 0;
+}
+
+static int forward(struct drv *d, fuse_req_t req, struct proto_hdr *h, const void *payload, size_t plen,
+		   int timed, uint32_t size, struct handle *opening)
+{
+	struct request *r = request_new(d, h->type, req, h->handle, timed);
+
+	if (r == NULL) {
+		free(opening);
+		return fuse_reply_err(req, ENOMEM);
+	}
+	r->size = size;
+	r->opening = opening;
+	h->req = r->id;
+	if (drv_send(d, h, payload, plen) < 0)
+		return 0; /* drv_fail() answered it */
+	fuse_req_interrupt_func(req, on_interrupt, r);
+	return 0;
+}
+
+void sup_open(fuse_req_t req, struct function *fn, unsigned slot, struct fuse_file_info *fi)
+{
+	struct drv *d = fn->dev->drv;
+	struct dfile *file = &fn->files[slot];
+
+	if (fn->dev->gone)
+		return (void)fuse_reply_err(req, ENODEV);
+	if (d->state != DRV_RUNNING)
+		return (void)fuse_reply_err(req, EIO);
+	if (!file->present)
+		return (void)fuse_reply_err(req, ENOENT);
+	struct handle *h = calloc(1, sizeof(*h));
+	if (h == NULL)
+		return (void)fuse_reply_err(req, ENOMEM);
+	h->id = next_handle_id++;
+	h->fn = fn;
+	h->slot = slot;
+	h->generation = d->generation;
+	struct proto_hdr m = { .type = PROTO_OPEN, .handle = h->id, .file = file->id, .size = (uint32_t)fi->flags };
+	forward(d, req, &m, NULL, 0, 1, 0, h);
+}
+
+void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonblock)
+{
+	struct drv *d = h->fn->dev->drv;
+	int err = handle_usable(d, h);
+
+	if (err)
+		return (void)fuse_reply_err(req, err);
+	if (size > PROTO_MAX_IO)
+		size = PROTO_MAX_IO;
+	struct proto_hdr m = { .type = PROTO_READ,
+			       .handle = h->id,
+			       .file = handle_file(h)->id,
+			       .size = (uint32_t)size,
+			       .offset = (uint64_t)off,
+			       .flags = nonblock ? PROTO_F_NONBLOCK : 0 };
+	forward(d, req, &m, NULL, 0, !(handle_file(h)->kind & PROTO_FILE_UNTIMED), (uint32_t)size, NULL);
+}
+
+void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, off_t off, int nonblock)
+{
+	struct drv *d = h->fn->dev->drv;
+	int err = handle_usable(d, h);
+
+	if (err)
+		return (void)fuse_reply_err(req, err);
+	if (size > PROTO_MAX_IO)
+		size = PROTO_MAX_IO;
+	struct proto_hdr m = { .type = PROTO_WRITE,
+			       .handle = h->id,
+			       .file = handle_file(h)->id,
+			       .offset = (uint64_t)off,
+			       .flags = nonblock ? PROTO_F_NONBLOCK : 0 };
+	forward(d, req, &m, buf, size, 1, (uint32_t)size, NULL);
+}
+
+void sup_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph)
+{
+	struct drv *d = h->fn->dev->drv;
+	int err = handle_usable(d, h);
+
+	if (err) {
+		if (ph != NULL)
+			fuse_pollhandle_destroy(ph);
+		/* A dead driver's file is "ready": the read that follows reports the error. */
+		return (void)fuse_reply_poll(req, POLLIN | POLLOUT | POLLERR);
+	}
+	if (ph != NULL) {
+		if (h->ph != NULL)
+			fuse_pollhandle_destroy(h->ph);
+		h->ph = ph;
+	}
+	struct proto_hdr m = { .type = PROTO_POLL, .handle = h->id, .file = handle_file(h)->id, .size = POLLIN | POLLOUT };
+	forward(d, req, &m, NULL, 0, 1, 0, NULL);
+}
+
+void sup_release(struct handle *h)
+{
+	struct drv *d = h->fn->dev->drv;
+
+	if (d->sock >= 0 && h->generation == d->generation) {
+		struct proto_hdr m = { .type = PROTO_RELEASE, .handle = h->id };
+		drv_send(d, &m, NULL, 0);
+	}
+	if (h->ph != NULL)
+		fuse_pollhandle_destroy(h->ph);
+	LIST_REMOVE(h, link);
+	free(h);
+}
+
+void sup_ctl(fuse_req_t req, struct function *fn, const char *cmd, size_t len, size_t written)
+{
+	struct drv *d = fn->dev->drv;
+
+	if (fn->dev->gone)
+		return (void)fuse_reply_err(req, ENODEV);
+	if (d->state != DRV_RUNNING)
+		return (void)fuse_reply_err(req, EIO);
+	struct proto_hdr m = { .type = PROTO_CTL, .file = fn->index };
+	forward(d, req, &m, cmd, len, 1, (uint32_t)written, NULL);
+}

@@ -1,0 +1,131 @@
+/*
+ * The supervisor: one plugfs-driver process per device, its life
+ * (starting -> running -> restarting -> ... -> failed), and the requests
+ * in flight to it.
+ *
+ *     starting --HELLO--> running --exit/signal/EOF/protocol error/heartbeat lost--> restarting
+ *         ^                                                                               | backoff
+ *         +-------------------------------------------------------------------------------+
+ *     restarting --more than restart_max crashes in restart_window--> failed --ctl restart--> starting
+ *
+ * Every failure goes down one path, drv_fail(): in-flight requests get EIO,
+ * the generation is bumped so handles opened before keep failing with EIO,
+ * the process is killed if it still runs, and once it is reaped the respawn
+ * is scheduled after the backoff.
+ */
+#ifndef PLUGFS_SUPERVISOR_H
+#define PLUGFS_SUPERVISOR_H
+
+#include <fuse_lowlevel.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "plugfs.h"
+
+enum drv_state {
+	DRV_STARTING,
+	DRV_RUNNING,
+	DRV_RESTARTING,
+	DRV_FAILED,
+	DRV_GONE,
+};
+
+const char *drv_state_name(enum drv_state s);
+
+/* An open file handle (fi->fh). */
+struct handle {
+	uint32_t id;
+	struct function *fn; /* NULL for daemon-served files */
+	unsigned slot; /* index into fn->files (which may move: never keep a pointer) */
+	uint32_t generation;
+	struct fuse_pollhandle *ph;
+	LIST_ENTRY(handle) link;
+};
+
+/* A request forwarded to a driver, waiting for its REPLY. */
+struct request {
+	uint32_t id;
+	uint16_t type;
+	fuse_req_t req; /* NULL once answered (cancelled, timed out) */
+	uint32_t handle;
+	uint32_t size; /* READ: bytes asked; WRITE: bytes sent */
+	uint64_t deadline_ms; /* 0: none */
+	int cancelled;   /* CANCEL sent; the driver's REPLY is still owed */
+	int interrupted; /* FUSE interrupt seen, EINTR and CANCEL not sent yet */
+	struct handle *opening; /* OPEN: the handle to hand out on success */
+	TAILQ_ENTRY(request) link;
+};
+
+TAILQ_HEAD(request_list, request);
+LIST_HEAD(handle_list, handle);
+
+struct outmsg;
+STAILQ_HEAD(outmsg_queue, outmsg);
+
+#define DRV_MAX_CRASH_HISTORY 64
+
+struct drv {
+	struct usbdev *dev;
+	enum drv_state state;
+	pid_t pid;
+	int sock;
+	uint32_t generation;
+	unsigned restarts;
+	int reaped; /* the last process has been waited for */
+	uint64_t respawn_at_ms; /* when restarting: respawn time (valid once reaped) */
+	uint64_t started_ms;
+	/* Heartbeat. */
+	uint32_t ping_req;
+	uint64_t ping_sent_ms;
+	uint64_t next_ping_ms;
+	/* Crash times within restart_window, oldest first. */
+	unsigned ncrashes;
+	uint64_t crashes_ms[DRV_MAX_CRASH_HISTORY];
+	char fail_reason[128];
+	struct request_list requests;
+	struct handle_list handles;
+	struct outmsg_queue outq;
+	size_t outq_bytes;
+};
+
+/* Pure policy, unit-tested: backoff and restart intensity. */
+unsigned drv_respawn_delay_ms(unsigned crashes_in_window, unsigned backoff_min_ms, unsigned backoff_max_ms);
+/*
+ * Records a crash at now_ms in the history, dropping crashes older than
+ * window_ms; returns the number of crashes within the window.
+ */
+unsigned drv_record_crash(uint64_t *hist, unsigned *n, unsigned cap, uint64_t now_ms, uint64_t window_ms);
+
+int sup_init(void);
+/* Creates and starts the driver of a device. */
+int sup_attach(struct usbdev *dev);
+/* Device unplugged: stop its driver, fail everything with ENODEV. */
+void sup_detach(struct usbdev *dev);
+/* `ctl restart`: leave failed (or restart a running driver) now. */
+int sup_restart(struct drv *d);
+/* Handles SIGCHLD: reaps every exited driver. */
+void sup_reap(void);
+/* Runs every expired deadline; returns the next deadline (ms) or 0 for none. */
+uint64_t sup_tick(uint64_t now);
+/* Stops every driver and waits for them (bounded). */
+void sup_shutdown(void);
+unsigned sup_child_count(void);
+
+/* Forwarding FUSE requests. Each sends exactly one FUSE reply, now or later. */
+void sup_open(fuse_req_t req, struct function *fn, unsigned slot, struct fuse_file_info *fi);
+void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonblock);
+void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, off_t off, int nonblock);
+void sup_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph);
+void sup_release(struct handle *h);
+/* Forwards a ctl command; a success reply reports `written` bytes. */
+void sup_ctl(fuse_req_t req, struct function *fn, const char *cmd, size_t len, size_t written);
+/* Answers the FUSE interrupts seen during the loop pass (EINTR + CANCEL). */
+void sup_flush_interrupts(void);
+
+static inline struct dfile *handle_file(struct handle *h)
+{
+	return &h->fn->files[h->slot];
+}
+
+#endif

@@ -1,0 +1,394 @@
+/*
+ * Integration test harness (see harness.h).
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The pause between two looks at a condition; the deadline is the caller's. */
+static void poll_pause(void)
+{
+	struct timespec ts = { 0, 2 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+const char *build_dir(void)
+{
+	const char *b = getenv("PLUGFS_BUILD");
+
+	return b != NULL && b[0] != '\0' ? b : "build";
+}
+
+const char *mpath(const struct mnt *m, const char *rel)
+{
+	static char bufs[8][512];
+	static unsigned next;
+	char *b = bufs[next++ % 8];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", m->path, rel);
+	return b;
+}
+
+int mnt_is_mounted(const char *path)
+{
+	char line[4096];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	int found = 0;
+
+	if (f == NULL)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		/* Field 5 is the mount point. */
+		char *p = line;
+		for (int i = 0; i < 4 && p != NULL; i++) {
+			p = strchr(p, ' ');
+			if (p != NULL)
+				p++;
+		}
+		if (p == NULL)
+			continue;
+		size_t len = strcspn(p, " ");
+		found = len == strlen(path) && strncmp(p, path, len) == 0;
+	}
+	fclose(f);
+	return found;
+}
+
+ssize_t read_file(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t n = 0;
+
+	if (fd < 0)
+		return -errno;
+	while (n < cap) {
+		ssize_t r = read(fd, buf + n, cap - n);
+		if (r < 0) {
+			int e = errno;
+			close(fd);
+			return -e;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	return (ssize_t)n;
+}
+
+int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	ssize_t r = write(fd, s, strlen(s));
+	int e = errno;
+	close(fd);
+	if (r < 0)
+		return -e;
+	return (size_t)r == strlen(s) ? 0 : -EIO;
+}
+
+const char *read_line(const char *path)
+{
+	static char buf[4096];
+	ssize_t n = read_file(path, buf, sizeof(buf) - 1);
+
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return buf;
+}
+
+pid_t fn_pid(const struct mnt *m, const char *name)
+{
+	static char buf[65536];
+	ssize_t n = read_file(mpath(m, "devices"), buf, sizeof(buf) - 1);
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+		char fname[64], port[64], id[16], drv[32], state[32], pid[16];
+		unsigned restarts;
+		if (sscanf(line, "%63s %63s %15s %31s %31s %u %15s", fname, port, id, drv, state, &restarts, pid) != 7)
+			continue;
+		if (strcmp(fname, name) == 0)
+			return pid[0] == '-' ? 0 : (pid_t)atoi(pid);
+	}
+	return 0;
+}
+
+int wait_state(const struct mnt *m, const char *fn, const char *state, int ms)
+{
+	char rel[128];
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	snprintf(rel, sizeof(rel), "%s/state", fn);
+	do {
+		if (strcmp(read_line(mpath(m, rel)), state) == 0)
+			return 0;
+		poll_pause();
+	} while (mono_ms() < deadline);
+	fprintf(stderr, "harness: %s/state is '%s', waited %d ms for '%s'\n", fn, read_line(mpath(m, rel)), ms,
+		state);
+	return -1;
+}
+
+int wait_event(const struct mnt *m, const char *a, const char *b, int ms)
+{
+	static char buf[256 * 1024];
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	do {
+		ssize_t n = read_file(mpath(m, "events"), buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n"))
+				if (strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL))
+					return 0;
+		}
+		poll_pause();
+	} while (mono_ms() < deadline);
+	fprintf(stderr, "harness: no event with '%s' and '%s' within %d ms\n", a, b ? b : "", ms);
+	return -1;
+}
+
+int wait_pid_gone(pid_t pid, int ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+	char path[64], st[512];
+
+	/* A zombie still has its /proc entry: gone means reaped too. */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	do {
+		if (read_file(path, st, sizeof(st)) < 0)
+			return 0;
+		poll_pause();
+	} while (mono_ms() < deadline);
+	return -1;
+}
+
+pid_t wait_new_pid(const struct mnt *m, const char *fn, pid_t old, int ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	do {
+		char rel[128];
+		pid_t p = fn_pid(m, fn);
+		snprintf(rel, sizeof(rel), "%s/state", fn);
+		if (p != 0 && p != old && strcmp(read_line(mpath(m, rel)), "running") == 0)
+			return p;
+		poll_pause();
+	} while (mono_ms() < deadline);
+	return 0;
+}
+
+static unsigned count_running(const struct mnt *m)
+{
+	static char buf[65536];
+	ssize_t n = read_file(mpath(m, "devices"), buf, sizeof(buf) - 1);
+	unsigned running = 0;
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	for (char *p = buf; (p = strstr(p, " running ")) != NULL; p++)
+		running++;
+	return running;
+}
+
+int mnt_start(struct mnt *m, const char *const *models, const char *opts, unsigned nfuncs)
+{
+	char dir[sizeof(m->dir)];
+
+	snprintf(dir, sizeof(dir), "/tmp/plugfs-test.XXXXXX");
+	if (mkdtemp(dir) == NULL) {
+		perror("harness: mkdtemp");
+		return -1;
+	}
+	int r = mnt_start_at(m, dir, models, opts, nfuncs);
+	m->own_dir = 1;
+	if (r < 0)
+		rmdir(dir);
+	return r;
+}
+
+int mnt_start_at(struct mnt *m, const char *dir, const char *const *models, const char *opts, unsigned nfuncs)
+{
+	char emu[512], plugfs[512], driver[512];
+	const char *argv[64];
+	int argc = 0;
+
+	memset(m, 0, sizeof(*m));
+	snprintf(m->dir, sizeof(m->dir), "%s", dir);
+	snprintf(m->path, sizeof(m->path), "%s/mnt", m->dir);
+	snprintf(m->log, sizeof(m->log), "%s/log", m->dir);
+	mkdir(m->path, 0755);
+	snprintf(emu, sizeof(emu), "%s/plugfs-emu", build_dir());
+	snprintf(plugfs, sizeof(plugfs), "%s/plugfs", build_dir());
+	snprintf(driver, sizeof(driver), "%s/plugfs-driver", build_dir());
+
+	argv[argc++] = emu;
+	for (const char *const *p = models; *p != NULL; p++) {
+		argv[argc++] = "--model";
+		argv[argc++] = *p;
+	}
+	argv[argc++] = "--";
+	argv[argc++] = plugfs;
+	argv[argc++] = "-f";
+	if (opts != NULL && opts[0] != '\0') {
+		argv[argc++] = "-o";
+		argv[argc++] = opts;
+	}
+	argv[argc++] = m->path;
+	argv[argc] = NULL;
+
+	m->pid = fork();
+	if (m->pid < 0) {
+		perror("harness: fork");
+		return -1;
+	}
+	if (m->pid == 0) {
+		int fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+		}
+		setenv("PLUGFS_DRIVER", driver, 1);
+		execv(emu, (char *const *)argv);
+		_exit(127);
+	}
+
+	uint64_t deadline = mono_ms() + 20000;
+	while (!mnt_is_mounted(m->path) || count_running(m) < nfuncs) {
+		int st;
+		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
+			fprintf(stderr, "harness: plugfs-emu exited early (status %#x); log %s:\n", st, m->log);
+			char buf[4096];
+			ssize_t n = read_file(m->log, buf, sizeof(buf) - 1);
+			if (n > 0) {
+				buf[n] = '\0';
+				fputs(buf, stderr);
+			}
+			m->pid = 0;
+			mnt_stop(m);
+			return -1;
+		}
+		if (mono_ms() > deadline) {
+			fprintf(stderr, "harness: mount or drivers not up within 20 s (log %s)\n", m->log);
+			mnt_stop(m);
+			return -1;
+		}
+		poll_pause();
+	}
+	return 0;
+}
+
+void mnt_stop(struct mnt *m)
+{
+	if (m->pid > 0) {
+		int st;
+		uint64_t deadline = mono_ms() + 10000;
+		kill(m->pid, SIGTERM);
+		m->status = -1;
+		while (waitpid(m->pid, &st, WNOHANG) == 0) {
+			if (mono_ms() > deadline) {
+				fprintf(stderr, "harness: plugfs-emu pid %d did not exit, killing it\n", (int)m->pid);
+				kill(m->pid, SIGKILL);
+				waitpid(m->pid, &st, 0);
+				break;
+			}
+			poll_pause();
+		}
+		m->status = st;
+		m->pid = 0;
+	}
+	if (m->path[0] != '\0' && mnt_is_mounted(m->path)) {
+		fprintf(stderr, "harness: %s still mounted after stop, detaching it\n", m->path);
+		umount2(m->path, MNT_DETACH);
+	}
+	if (m->dir[0] != '\0') {
+		if (getenv("PLUGFS_KEEP_LOGS") == NULL) {
+			unlink(m->log);
+			rmdir(m->path);
+			if (m->own_dir)
+				rmdir(m->dir);
+		}
+	}
+}
+
+int wait_blocked_in_read(pid_t tid, int ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+	char path[64], buf[256];
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
+	do {
+		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
+		/* "0 ..." is read(2) on x86-64; the task is inside it, waiting on FUSE. */
+		if (n > 2 && buf[0] == '0' && buf[1] == ' ')
+			return 0;
+		poll_pause();
+	} while (mono_ms() < deadline);
+	return -1;
+}
+
+static void *bg_read_main(void *arg)
+{
+	struct bg_read *b = arg;
+
+	b->tid = gettid();
+	b->started = 1;
+	b->ret = read(b->fd, b->buf, b->want);
+	b->err = b->ret < 0 ? errno : 0;
+	return NULL;
+}
+
+void bg_read_start(struct bg_read *b, int fd, size_t want)
+{
+	b->fd = fd;
+	b->want = want < sizeof(b->buf) ? want : sizeof(b->buf);
+	b->started = 0;
+	b->ret = -2;
+	ck_assert_int_eq(pthread_create(&b->thread, NULL, bg_read_main, b), 0);
+	uint64_t deadline = mono_ms() + 5000;
+	while (!b->started && mono_ms() < deadline)
+		poll_pause();
+	ck_assert_msg(wait_blocked_in_read(b->tid, 5000) == 0, "background read did not block");
+}
+
+int bg_read_join(struct bg_read *b, int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_timedjoin_np(b->thread, NULL, &ts) == 0 ? 0 : -1;
+}

@@ -1,0 +1,85 @@
+/*
+ * Mounting plugfs for integration tests: plugfs runs under plugfs-emu (the
+ * umockdev test bed) over a named set of device models, in a fresh
+ * temporary directory.  The test process itself is not preloaded: it uses
+ * the mount like a shell script would.
+ *
+ * Mounts are made in Check's unchecked fixtures (the runner process), so
+ * the unmount in the teardown runs even when a forked test dies.
+ */
+#ifndef PLUGFS_TEST_HARNESS_H
+#define PLUGFS_TEST_HARNESS_H
+
+#include <check.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <sys/types.h>
+
+struct mnt {
+	char dir[128];  /* the temporary directory holding everything */
+	char path[160]; /* the mountpoint, dir/mnt */
+	char log[160];  /* plugfs's and the harness's stderr */
+	pid_t pid;      /* plugfs-emu, parent of plugfs */
+	int status;     /* its wait status, after mnt_stop */
+	int own_dir;    /* dir was made by mnt_start, and is removed by mnt_stop */
+};
+
+/* Where the binaries are: $PLUGFS_BUILD, else ./build. */
+const char *build_dir(void);
+
+/*
+ * Starts plugfs-emu --model M... -- plugfs -f -o OPTS MNT and waits until
+ * the mount is up and `nfuncs` functions are `running`.  Returns 0 or -1
+ * (with a message on stderr and everything cleaned up).
+ */
+int mnt_start(struct mnt *m, const char *const *models, const char *opts, unsigned nfuncs);
+/* The same in an existing directory (mounting on DIR/mnt). */
+int mnt_start_at(struct mnt *m, const char *dir, const char *const *models, const char *opts, unsigned nfuncs);
+/* SIGTERM, wait for exit, force the unmount if needed, remove the directory. */
+void mnt_stop(struct mnt *m);
+int mnt_is_mounted(const char *path);
+
+/* mnt->path + "/" + rel, in a static rotating buffer. */
+const char *mpath(const struct mnt *m, const char *rel);
+
+/* Reads a whole file; returns bytes or -errno. */
+ssize_t read_file(const char *path, char *buf, size_t cap);
+/* Writes a string to a file (open, one write, close); 0 or -errno. */
+int write_file(const char *path, const char *s);
+/* The first line of a text file, newline stripped, or "" on error. */
+const char *read_line(const char *path);
+
+/* From the `devices` file: the driver pid of a function (0: none). */
+pid_t fn_pid(const struct mnt *m, const char *name);
+/* Waits up to ms until fn/state reads `state`; 0 or -1. */
+int wait_state(const struct mnt *m, const char *fn, const char *state, int ms);
+/* Waits up to ms until the events file has a line containing both strings. */
+int wait_event(const struct mnt *m, const char *a, const char *b, int ms);
+/* Waits up to ms until a pid no longer exists (and is not a zombie of ours). */
+int wait_pid_gone(pid_t pid, int ms);
+/* Waits for a new driver pid different from old; returns it or 0. */
+pid_t wait_new_pid(const struct mnt *m, const char *fn, pid_t old, int ms);
+
+uint64_t mono_ms(void);
+
+#endif
+
+/* A read() in another thread, to have a request in flight while acting. */
+struct bg_read {
+	int fd;
+	size_t want;
+	ssize_t ret;
+	int err;
+	pid_t tid;
+	volatile int started;
+	char buf[4096];
+	pthread_t thread;
+};
+
+/* Starts read(fd, want) in a thread and waits until it blocks in the kernel. */
+void bg_read_start(struct bg_read *b, int fd, size_t want);
+/* Joins it, waiting at most ms: 0, or -1 if it is still blocked. */
+int bg_read_join(struct bg_read *b, int ms);
+/* Waits until task tid (of this process or another) sleeps in read(2). */
+int wait_blocked_in_read(pid_t tid, int ms);

@@ -1,0 +1,168 @@
+/*
+ * The point of plugfs: a driver dies, only its device's files fail, for as
+ * long as the respawn takes; then they work again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+static struct mnt m;
+static const char *const one_loopback[] = { "loopback", NULL };
+
+static void teardown(void)
+{
+	mnt_stop(&m);
+}
+
+/* The second crash within the window waits backoff_min: long enough to look at. */
+static void setup_crash(void)
+{
+	ck_assert_int_eq(mnt_start(&m, one_loopback, "timeout=3000,backoff_min=1500,backoff_max=1500,restart_max=5", 1),
+			 0);
+}
+
+static void setup_crashloop(void)
+{
+	ck_assert_int_eq(mnt_start(&m, one_loopback, "restart_max=2,restart_window=60,backoff_min=1,backoff_max=1", 1),
+			 0);
+}
+
+static void setup_sigstop(void)
+{
+	ck_assert_int_eq(mnt_start(&m, one_loopback, "timeout=500", 1), 0);
+}
+
+/* One byte out and back through the loopback: the driver works. */
+static void assert_works(void)
+{
+	char c = 0;
+	int w = open(mpath(&m, "usb0/ep02"), O_WRONLY);
+	int r = open(mpath(&m, "usb0/ep81"), O_RDONLY);
+
+	ck_assert_msg(w >= 0 && r >= 0, "open after respawn: %s", strerror(errno));
+	ck_assert_int_eq(write(w, "k", 1), 1);
+	ck_assert_int_eq(read(r, &c, 1), 1);
+	ck_assert_int_eq(c, 'k');
+	close(w);
+	close(r);
+}
+
+/* Kills the driver during a read; checks what the reader and a stale handle see. */
+static pid_t crash_during_read(int sig, const char *signame)
+{
+	struct bg_read b;
+	pid_t pid = fn_pid(&m, "usb0");
+	int fd = open(mpath(&m, "usb0/ep81"), O_RDONLY);
+
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_ge(fd, 0);
+	bg_read_start(&b, fd, 64);
+	ck_assert_int_eq(kill(pid, sig), 0);
+	ck_assert_int_eq(bg_read_join(&b, 5000), 0);
+	ck_assert_int_eq(b.ret, -1);
+	ck_assert_int_eq(b.err, EIO);
+	ck_assert_int_eq(wait_event(&m, "usb0 crash", signame, 5000), 0);
+	pid_t npid = wait_new_pid(&m, "usb0", pid, 10000);
+	ck_assert_int_gt(npid, 0);
+	/* The handle opened before the crash keeps failing... */
+	char c;
+	ck_assert_int_eq(read(fd, &c, 1), -1);
+	ck_assert_int_eq(errno, EIO);
+	close(fd);
+	/* ...and a new one works. */
+	assert_works();
+	return npid;
+}
+
+START_TEST(sigkill_then_sigsegv)
+{
+	crash_during_read(SIGKILL, "SIGKILL");
+	ck_assert_str_eq(read_line(mpath(&m, "usb0/restarts")), "1");
+	ck_assert_int_eq(wait_event(&m, "usb0 restart 1 pid", "running after", 1000), 0);
+
+	/* The second crash within the window waits backoff_min: opens fail with EIO meanwhile. */
+	pid_t pid = fn_pid(&m, "usb0");
+	ck_assert_int_eq(kill(pid, SIGSEGV), 0);
+	ck_assert_int_eq(wait_state(&m, "usb0", "restarting", 1000), 0);
+	ck_assert_int_eq(open(mpath(&m, "usb0/ep81"), O_RDONLY), -1);
+	ck_assert_int_eq(errno, EIO);
+	/* Daemon-served files still answer. */
+	ck_assert_str_eq(read_line(mpath(&m, "usb0/vendor_id")), "1209");
+	ck_assert_int_eq(wait_event(&m, "usb0 crash SIGSEGV", "restart 2 in 1500 ms", 5000), 0);
+	ck_assert_int_gt(wait_new_pid(&m, "usb0", pid, 10000), 0);
+	ck_assert_str_eq(read_line(mpath(&m, "usb0/restarts")), "2");
+	assert_works();
+}
+END_TEST
+
+START_TEST(crash_loop_fails_then_ctl_restart)
+{
+	pid_t pid = fn_pid(&m, "usb0");
+
+	/* restart_max=2: the third crash within the window is one too many. */
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_gt(pid, 0);
+		ck_assert_int_eq(kill(pid, SIGKILL), 0);
+		if (i < 2)
+			pid = wait_new_pid(&m, "usb0", pid, 5000);
+	}
+	ck_assert_int_eq(wait_state(&m, "usb0", "failed", 5000), 0);
+	ck_assert_int_eq(wait_event(&m, "usb0 failed", "3 crashes", 1000), 0);
+	ck_assert_int_eq(open(mpath(&m, "usb0/ep81"), O_RDONLY), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(fn_pid(&m, "usb0"), 0);
+
+	ck_assert_int_eq(write_file(mpath(&m, "usb0/ctl"), "restart\n"), 0);
+	ck_assert_int_gt(wait_new_pid(&m, "usb0", 0, 5000), 0);
+	assert_works();
+}
+END_TEST
+
+START_TEST(stopped_driver_times_out_and_is_replaced)
+{
+	pid_t pid = fn_pid(&m, "usb0");
+	char c;
+	int fd = open(mpath(&m, "usb0/ep81"), O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+	ck_assert_int_eq(read(fd, &c, 1), -1);
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	close(fd);
+	ck_assert_int_eq(wait_event(&m, "usb0 timeout heartbeat lost", NULL, 5000), 0);
+	ck_assert_int_eq(wait_pid_gone(pid, 5000), 0);
+	ck_assert_int_gt(wait_new_pid(&m, "usb0", pid, 5000), 0);
+	assert_works();
+}
+END_TEST
+
+Suite *crash_suite(void)
+{
+	Suite *s = suite_create("crash");
+	TCase *tc = tcase_create("respawn");
+
+	tcase_add_unchecked_fixture(tc, setup_crash, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, sigkill_then_sigsegv);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("crashloop");
+	tcase_add_unchecked_fixture(tc, setup_crashloop, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, crash_loop_fails_then_ctl_restart);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("sigstop");
+	tcase_add_unchecked_fixture(tc, setup_sigstop, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, stopped_driver_times_out_and_is_replaced);
+	suite_add_tcase(s, tc);
+	return s;
+}

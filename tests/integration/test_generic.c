@@ -1,0 +1,271 @@
+/*
+ * The tree, the daemon's info files and the generic driver's files, over the
+ * emulated loopback and stall devices.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+static struct mnt m;
+
+static void setup_loopback(void)
+{
+	static const char *const models[] = { "loopback", NULL };
+	ck_assert_int_eq(mnt_start(&m, models, "timeout=3000", 1), 0);
+}
+
+static void setup_stall(void)
+{
+	static const char *const models[] = { "stall", NULL };
+	ck_assert_int_eq(mnt_start(&m, models, "timeout=3000", 1), 0);
+}
+
+static void teardown(void)
+{
+	mnt_stop(&m);
+}
+
+/* A text info file holds `want` and a newline, and st_size says so. */
+static void assert_info(const char *rel, const char *want)
+{
+	char buf[256], expect[256];
+	struct stat st;
+	ssize_t n = read_file(mpath(&m, rel), buf, sizeof(buf) - 1);
+
+	ck_assert_msg(n >= 0, "%s: %s", rel, strerror((int)-n));
+	buf[n] = '\0';
+	snprintf(expect, sizeof(expect), "%s\n", want);
+	ck_assert_str_eq(buf, expect);
+	ck_assert_int_eq(stat(mpath(&m, rel), &st), 0);
+	ck_assert_int_eq(st.st_size, n);
+}
+
+START_TEST(tree_lists_device)
+{
+	char link[256];
+	struct stat st;
+	ssize_t n;
+
+	ck_assert_int_eq(stat(mpath(&m, "usb0"), &st), 0);
+	ck_assert(S_ISDIR(st.st_mode));
+	ck_assert_int_eq(stat(mpath(&m, "usb1"), &st), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	n = readlink(mpath(&m, "by-id/usb-plugfs_Loopback_LB0001-if00"), link, sizeof(link) - 1);
+	ck_assert_int_gt(n, 0);
+	link[n] = '\0';
+	ck_assert_str_eq(link, "../usb0");
+	n = readlink(mpath(&m, "by-path/1-1:1.0"), link, sizeof(link) - 1);
+	ck_assert_int_gt(n, 0);
+	link[n] = '\0';
+	ck_assert_str_eq(link, "../usb0");
+	/* The link resolves to the function directory. */
+	ck_assert_str_eq(read_line(mpath(&m, "by-id/usb-plugfs_Loopback_LB0001-if00/vendor_id")), "1209");
+
+	char line[256];
+	pid_t pid = fn_pid(&m, "usb0");
+	ck_assert_int_gt(pid, 0);
+	snprintf(line, sizeof(line), "usb0 1-1 1209:0001 usb running 0 %d", (int)pid);
+	ck_assert_str_eq(read_line(mpath(&m, "devices")), line);
+	ck_assert_int_eq(wait_event(&m, "usb0 attach 1-1 1209:0001", NULL, 1000), 0);
+	ck_assert_int_eq(wait_event(&m, "usb0 bind usb", NULL, 1000), 0);
+}
+END_TEST
+
+START_TEST(info_files_match_device)
+{
+	assert_info("usb0/vendor_id", "1209");
+	assert_info("usb0/product_id", "0001");
+	assert_info("usb0/manufacturer", "plugfs");
+	assert_info("usb0/product", "Loopback");
+	assert_info("usb0/serial", "LB0001");
+	assert_info("usb0/busnum", "1");
+	assert_info("usb0/devnum", "2");
+	assert_info("usb0/port", "1-1");
+	assert_info("usb0/speed", "480");
+	assert_info("usb0/interface", "00");
+	assert_info("usb0/driver", "usb");
+	assert_info("usb0/state", "running");
+	assert_info("usb0/restarts", "0");
+
+	/* descriptors: byte for byte what the (emulated) sysfs shows. */
+	char cmd[512], want[4096], got[4096];
+	snprintf(cmd, sizeof(cmd), "%s/plugfs-emu --model loopback -- cat /sys/bus/usb/devices/1-1/descriptors",
+		 build_dir());
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	size_t wn = fread(want, 1, sizeof(want), p);
+	ck_assert_int_eq(pclose(p), 0);
+	ck_assert_int_gt(wn, 18 + 9);
+	ssize_t gn = read_file(mpath(&m, "usb0/descriptors"), got, sizeof(got));
+	ck_assert_int_eq(gn, (ssize_t)wn);
+	ck_assert_mem_eq(got, want, wn);
+	/* A device descriptor, then the configuration. */
+	ck_assert_int_eq((unsigned char)got[0], 18);
+	ck_assert_int_eq(got[1], 1);
+}
+END_TEST
+
+START_TEST(info_files_refuse_writes)
+{
+	ck_assert_int_eq(open(mpath(&m, "usb0/vendor_id"), O_WRONLY), -1);
+	ck_assert_int_eq(errno, EACCES);
+	ck_assert_int_eq(open(mpath(&m, "usb0/ctl"), O_RDONLY), -1);
+	ck_assert_int_eq(errno, EACCES);
+	ck_assert_int_eq(write_file(mpath(&m, "usb0/ctl"), "no-such-command\n"), -EINVAL);
+	ck_assert_int_eq(write_file(mpath(&m, "usb0/ctl"), "\n"), -EINVAL);
+}
+END_TEST
+
+static void fill_pattern(unsigned char *buf, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (unsigned char)(seed >> 16);
+	}
+}
+
+/* Writes n bytes to ep02 and reads them back from ep81. */
+static void round_trip(size_t n, unsigned seed)
+{
+	unsigned char *out = malloc(n), *in = malloc(n);
+	int wfd = open(mpath(&m, "usb0/ep02"), O_WRONLY);
+	int rfd = open(mpath(&m, "usb0/ep81"), O_RDONLY);
+	size_t done = 0;
+
+	ck_assert_int_ge(wfd, 0);
+	ck_assert_int_ge(rfd, 0);
+	fill_pattern(out, n, seed);
+	while (done < n) {
+		ssize_t w = write(wfd, out + done, n - done);
+		ck_assert_msg(w > 0, "write at %zu of %zu: %s", done, n, strerror(errno));
+		done += (size_t)w;
+	}
+	done = 0;
+	while (done < n) {
+		ssize_t r = read(rfd, in + done, n - done);
+		ck_assert_msg(r > 0, "read at %zu of %zu: %s", done, n, r < 0 ? strerror(errno) : "EOF");
+		done += (size_t)r;
+	}
+	ck_assert_int_eq(memcmp(in, out, n), 0);
+	close(wfd);
+	close(rfd);
+	free(out);
+	free(in);
+}
+
+START_TEST(loopback_round_trip)
+{
+	static const size_t sizes[] = { 1, 512, 65536, 1048576 };
+	round_trip(sizes[_i], (unsigned)_i + 1);
+}
+END_TEST
+
+START_TEST(endpoint_files_are_streams)
+{
+	struct stat st;
+	int fd = open(mpath(&m, "usb0/ep81"), O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), -1);
+	ck_assert_int_eq(errno, ESPIPE);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_int_eq(st.st_size, 0);
+	close(fd);
+	/* IN endpoints are read-only, OUT endpoints write-only. */
+	ck_assert_int_eq(open(mpath(&m, "usb0/ep81"), O_WRONLY), -1);
+	ck_assert_int_eq(errno, EACCES);
+	ck_assert_int_eq(open(mpath(&m, "usb0/ep02"), O_RDONLY), -1);
+	ck_assert_int_eq(errno, EACCES);
+}
+END_TEST
+
+START_TEST(control_transfers)
+{
+	unsigned char setup[8 + 16], data[64];
+	int fd = open(mpath(&m, "usb0/ep0"), O_RDWR);
+
+	ck_assert_int_ge(fd, 0);
+	/* Vendor OUT request 0x01 stores 16 bytes... */
+	unsigned char store[8] = { 0x40, 0x01, 0, 0, 0, 0, 16, 0 };
+	memcpy(setup, store, 8);
+	for (int i = 0; i < 16; i++)
+		setup[8 + i] = (unsigned char)(0xa0 + i);
+	ck_assert_int_eq(write(fd, setup, sizeof(setup)), (ssize_t)sizeof(setup));
+	/* ...and vendor IN request 0x02 gives them back on the next read. */
+	unsigned char fetch[8] = { 0xc0, 0x02, 0, 0, 0, 0, 16, 0 };
+	ck_assert_int_eq(write(fd, fetch, 8), 8);
+	ck_assert_int_eq(read(fd, data, sizeof(data)), 16);
+	ck_assert_mem_eq(data, setup + 8, 16);
+	/* Nothing pending: end of file. */
+	ck_assert_int_eq(read(fd, data, sizeof(data)), 0);
+	/* Request 0x03: wLength bytes of i & 0xff. */
+	unsigned char pattern[8] = { 0xc0, 0x03, 0, 0, 0, 0, 64, 0 };
+	ck_assert_int_eq(write(fd, pattern, 8), 8);
+	ck_assert_int_eq(read(fd, data, sizeof(data)), 64);
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(data[i], i);
+	/* A setup packet must be 8 bytes. */
+	ck_assert_int_eq(write(fd, setup, 5), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	/* An unknown request stalls: EPIPE. */
+	unsigned char bogus[8] = { 0xc0, 0x7f, 0, 0, 0, 0, 4, 0 };
+	ck_assert_int_eq(write(fd, bogus, 8), -1);
+	ck_assert_int_eq(errno, EPIPE);
+	close(fd);
+}
+END_TEST
+
+START_TEST(stall_gives_epipe)
+{
+	char buf[64];
+	int rfd = open(mpath(&m, "usb0/ep81"), O_RDONLY);
+	int wfd = open(mpath(&m, "usb0/ep02"), O_WRONLY);
+
+	ck_assert_int_ge(rfd, 0);
+	ck_assert_int_ge(wfd, 0);
+	ck_assert_int_eq(read(rfd, buf, sizeof(buf)), -1);
+	ck_assert_int_eq(errno, EPIPE);
+	ck_assert_int_eq(write(wfd, "x", 1), -1);
+	ck_assert_int_eq(errno, EPIPE);
+	/* The user clears the halt through ctl; the stall model stalls again on the next transfer. */
+	ck_assert_int_eq(write_file(mpath(&m, "usb0/ctl"), "clear-halt 81\n"), 0);
+	ck_assert_int_eq(write_file(mpath(&m, "usb0/ctl"), "clear-halt 02\n"), 0);
+	ck_assert_int_eq(read(rfd, buf, sizeof(buf)), -1);
+	ck_assert_int_eq(errno, EPIPE);
+	/* A stall is the device's answer, not a driver failure. */
+	ck_assert_str_eq(read_line(mpath(&m, "usb0/state")), "running");
+	ck_assert_str_eq(read_line(mpath(&m, "usb0/restarts")), "0");
+	close(rfd);
+	close(wfd);
+}
+END_TEST
+
+Suite *generic_suite(void)
+{
+	Suite *s = suite_create("generic");
+	TCase *tc = tcase_create("loopback");
+
+	tcase_add_unchecked_fixture(tc, setup_loopback, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, tree_lists_device);
+	tcase_add_test(tc, info_files_match_device);
+	tcase_add_test(tc, info_files_refuse_writes);
+	tcase_add_loop_test(tc, loopback_round_trip, 0, 4);
+	tcase_add_test(tc, endpoint_files_are_streams);
+	tcase_add_test(tc, control_transfers);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("stall");
+	tcase_add_unchecked_fixture(tc, setup_stall, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, stall_gives_epipe);
+	suite_add_tcase(s, tc);
+	return s;
+}
