@@ -109,6 +109,8 @@ int proto_encode_hello(uint8_t *buf, size_t cap, const struct proto_hello *hello
 
 	if (cap < 4)
 		return -ENOSPC;
+	if (hello->nfiles > PROTO_MAX_FILES)
+		return -EINVAL;
 	put_le16(buf, hello->version);
 	put_le16(buf + 2, hello->nfiles);
 	for (unsigned i = 0; i < hello->nfiles; i++) {

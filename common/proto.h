@@ -128,8 +128,8 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
 /*
  * HELLO payload: u16 version, u16 nfiles, then per file
  * u32 id, u8 function, u8 kind, u16 mode, u64 size, u8 namelen, name.
- * proto_encode_hello returns the payload length, or -ENOSPC if cap is
- * too small.  proto_decode_hello checks everything: version, counts,
+ * proto_encode_hello returns the payload length, -ENOSPC if cap is
+ * too small, or -EINVAL for more than PROTO_MAX_FILES files.  proto_decode_hello checks everything: version, counts,
  * unique ids and (function, name) pairs, names that are valid file names.
  */
 int proto_encode_hello(uint8_t *buf, size_t cap, const struct proto_hello *hello);

@@ -34,9 +34,11 @@ int fd_nonblock_cloexec(int fd)
 
 ssize_t read_small_file(const char *path, char *buf, size_t cap)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	size_t n = 0;
 
+	if (cap == 0)
+		return -EINVAL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	while (n + 1 < cap) {

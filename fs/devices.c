@@ -146,8 +146,8 @@ static const char *iface_kernel_driver(struct udev *udev, struct usbdev *dev, ui
 	return drv;
 }
 
-static struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *ifd,
-				      const struct bind_driver *bd)
+struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *ifd,
+			       const struct bind_driver *bd)
 {
 	struct function *fn = calloc(1, sizeof(*fn));
 	char m[64], p[64], s[64];

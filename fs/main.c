@@ -31,7 +31,6 @@
 
 #define PLUGFS_VERSION "0.1"
 
-struct plugfs_opts opts;
 static struct fuse_session *se;
 static int exiting;
 static int exit_status;

@@ -27,13 +27,6 @@
 #include "ops.h"
 #include "supervisor.h"
 
-enum {
-	INO_ROOT = 1,
-	INO_DEVICES = 2,
-	INO_EVENTS = 3,
-	INO_BYID = 4,
-	INO_BYPATH = 5,
-};
 #define FN_SHIFT 16
 #define SUB_DIR 0
 #define SUB_BYID 0x40
@@ -250,8 +243,6 @@ static void reply_entry(fuse_req_t req, fuse_ino_t ino)
  * Directory listings, generated in one order for both lookup and readdir:
  * calls emit(name, ino) for each entry until it returns nonzero.
  */
-typedef int (*emit_fn)(void *ctx, const char *name, fuse_ino_t ino, mode_t type);
-
 static void list_dir(const struct node *dir, emit_fn emit, void *ctx)
 {
 	struct function *fn;
@@ -306,30 +297,82 @@ static int lookup_emit(void *ctx, const char *name, fuse_ino_t ino, mode_t type)
 	return 1;
 }
 
+static int is_dir(const struct node *n)
+{
+	return n->type == N_ROOT || n->type == N_BYID || n->type == N_BYPATH || n->type == N_FNDIR;
+}
+
+int tree_list(fuse_ino_t dir, emit_fn emit, void *ctx)
+{
+	struct node n = resolve(dir);
+
+	if (n.type == N_NONE)
+		return -ENOENT;
+	if (!is_dir(&n))
+		return -ENOTDIR;
+	list_dir(&n, emit, ctx);
+	return 0;
+}
+
+int tree_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ino)
+{
+	struct lookup_ctx l = { name, 0 };
+	int r = tree_list(parent, lookup_emit, &l);
+
+	if (r < 0)
+		return r;
+	if (l.found == 0)
+		return -ENOENT;
+	*ino = l.found;
+	return 0;
+}
+
+int tree_stat(fuse_ino_t ino, struct stat *st)
+{
+	struct node n = resolve(ino);
+
+	if (n.type == N_NONE)
+		return -ENOENT;
+	fill_stat(ino, &n, st);
+	return 0;
+}
+
+ssize_t tree_render(fuse_ino_t ino, char *buf, size_t cap)
+{
+	struct node n = resolve(ino);
+
+	switch (n.type) {
+	case N_DEVICES:
+		return (ssize_t)devices_render(buf, cap);
+	case N_EVENTS:
+		return (ssize_t)events_read(buf, cap, 0);
+	case N_INFO:
+		return (ssize_t)render_info(n.fn, n.index, buf, cap);
+	case N_NONE:
+		return -ENOENT;
+	default:
+		return -EINVAL;
+	}
+}
+
 static void pl_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct node dir = resolve(parent);
-	struct lookup_ctx l = { name, 0 };
+	fuse_ino_t ino;
+	int r = tree_lookup(parent, name, &ino);
 
-	if (dir.type == N_NONE)
-		return (void)fuse_reply_err(req, ENOENT);
-	if (dir.type != N_ROOT && dir.type != N_BYID && dir.type != N_BYPATH && dir.type != N_FNDIR)
-		return (void)fuse_reply_err(req, ENOTDIR);
-	list_dir(&dir, lookup_emit, &l);
-	if (l.found == 0)
-		return (void)fuse_reply_err(req, ENOENT);
-	reply_entry(req, l.found);
+	if (r < 0)
+		return (void)fuse_reply_err(req, -r);
+	reply_entry(req, ino);
 }
 
 static void pl_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct node n = resolve(ino);
 	struct stat st;
+	int r = tree_stat(ino, &st);
 	(void)fi;
 
-	if (n.type == N_NONE)
-		return (void)fuse_reply_err(req, ENOENT);
-	fill_stat(ino, &n, &st);
+	if (r < 0)
+		return (void)fuse_reply_err(req, -r);
 	fuse_reply_attr(req, &st, 0);
 }
 
@@ -383,7 +426,7 @@ static void pl_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 
 	if (dir.type == N_NONE)
 		return (void)fuse_reply_err(req, ENOENT);
-	if (dir.type != N_ROOT && dir.type != N_BYID && dir.type != N_BYPATH && dir.type != N_FNDIR)
+	if (!is_dir(&dir))
 		return (void)fuse_reply_err(req, ENOTDIR);
 	char *buf = malloc(size);
 	if (buf == NULL)

@@ -18,6 +18,8 @@
 
 #include "plugfs.h"
 
+struct plugfs_opts opts;
+
 enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DISCARD };
 
 #define OPT(t, p) { t, offsetof(struct plugfs_opts, p), 1 }

@@ -124,6 +124,11 @@ int vidpid_list_has(const struct vidpid_list *l, uint16_t vid, uint16_t pid);
 int devices_enumerate(void);
 struct function *function_by_id(unsigned id);
 struct function *function_by_name(const char *name);
+/*
+ * Adds a function for interface ifd of dev, bound to bd: named KIND + the
+ * lowest free index, with its by-id and by-path names; on the global list.
+ */
+struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *ifd, const struct bind_driver *bd);
 /* The `devices` file. */
 size_t devices_render(char *buf, size_t cap);
 void usbdev_free(struct usbdev *dev);

@@ -584,9 +584,9 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 					h->status);
 		break;
 	case PROTO_READ:
-		if (h->status > (int32_t)r->size)
-			return drv_fail(d, "protocol error: read reply of %d bytes for %u asked", h->status,
-					r->size);
+		if (h->status > (int32_t)r->size || (h->status >= 0 && (size_t)h->status != plen))
+			return drv_fail(d, "protocol error: read reply of %d bytes (%zu sent) for %u asked",
+					h->status, plen, r->size);
 		break;
 	case PROTO_WRITE:
 		if (h->status > (int32_t)r->size)

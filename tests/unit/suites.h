@@ -1,0 +1,14 @@
+/*
+ * The Check suites linked into build/test-unit.  Adding a suite = its
+ * constructor's prototype here plus one line in the table in main.c.
+ */
+#ifndef PLUGFS_TEST_SUITES_H
+#define PLUGFS_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *proto_suite(void);
+Suite *usbdesc_suite(void);
+Suite *bind_suite(void);
+
+#endif
