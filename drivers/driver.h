@@ -1,0 +1,147 @@
+/*
+ * What the driver host (host.c) offers the class drivers, and what a class
+ * driver offers the host.  A driver is a table, not a framework: a name, a
+ * probe that registers the function's files, an optional ctl handler, and
+ * per file a table of open/read/write/poll/release handlers.
+ *
+ * Every request (struct drv_req) is answered exactly once with drv_reply(),
+ * either at once or later from a USB transfer's completion.  A driver that
+ * parks a request sets req->xfer (the transfer that answers it) or
+ * req->cancel (how to take it off the driver's own queue), so that CANCEL,
+ * RELEASE and EOF can stop it; either way the driver still replies.
+ *
+ * USB transfers go through struct drv_xfer so the host knows how many are
+ * in flight (it polls libusb's fds only then) and can cancel them all at
+ * exit.  Transfers never time out in libusb: the daemon owns deadlines.
+ */
+#ifndef PLUGFS_DRIVER_H
+#define PLUGFS_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <libusb.h>
+
+#include "proto.h"
+#include "usbdesc.h"
+
+struct drv_file;
+struct drv_handle;
+struct drv_req;
+struct drv_xfer;
+
+/* The device this process serves, shared by all its functions. */
+struct drv_device {
+	libusb_device_handle *usb;
+	const uint8_t *desc; /* raw descriptors as read from the node */
+	size_t desc_len;
+	struct usbdesc_device info;
+};
+
+/* One DRIVER:IFNUM argument: an interface bound to a driver. */
+struct drv_function {
+	unsigned index; /* position on the command line: PROTO_CTL's file field */
+	uint8_t ifnum;
+	struct drv_device *dev;
+	const struct driver_ops *ops;
+	void *priv; /* the driver's per-function state */
+};
+
+struct drv_file_ops {
+	/* Returns 0 or -errno; may set h->priv.  `flags` are open(2) flags. */
+	int (*open)(struct drv_handle *h, uint32_t flags);
+	/* READ: reply now or later with data (<= req->size bytes) or -errno. */
+	void (*read)(struct drv_req *req);
+	/* WRITE: reply now or later with the number of bytes taken or -errno. */
+	void (*write)(struct drv_req *req, const uint8_t *data, size_t len);
+	/* Current poll(2) revents of the handle. */
+	unsigned (*poll)(struct drv_handle *h);
+	/* The handle is closed and no request on it is in flight any more. */
+	void (*release)(struct drv_handle *h);
+};
+
+struct drv_file {
+	uint32_t id;
+	struct drv_function *fn;
+	const struct drv_file_ops *ops;
+	void *priv;
+	char name[PROTO_MAX_NAME + 1];
+	uint16_t mode;
+	uint8_t kind;	/* enum proto_kind | PROTO_FILE_* */
+	unsigned nopen; /* handles open on this file */
+	LIST_ENTRY(drv_file) link;
+};
+
+struct drv_handle {
+	uint32_t id; /* chosen by the daemon */
+	struct drv_file *file;
+	void *priv;
+	uint32_t flags;	      /* open(2) flags */
+	uint32_t poll_wanted; /* events of the last POLL, 0 when no POLL_READY is owed */
+	unsigned refs;	      /* 1 while open + 1 per request in flight */
+	bool released;
+	LIST_ENTRY(drv_handle) link;
+};
+
+struct drv_req {
+	uint32_t id;
+	uint16_t type;	/* PROTO_READ, PROTO_WRITE */
+	uint16_t flags; /* PROTO_F_* */
+	uint32_t size;	/* READ: bytes wanted */
+	uint64_t offset;
+	struct drv_handle *h;
+	struct drv_xfer *xfer;		     /* the transfer answering it, cancelled by CANCEL */
+	void (*cancel)(struct drv_req *req); /* or: how to cancel it when no transfer is its own */
+	bool cancelled;			     /* CANCEL or RELEASE asked to stop it */
+	TAILQ_ENTRY(drv_req) link;	     /* host: requests in flight */
+	TAILQ_ENTRY(drv_req) wait;	     /* driver: its own queue, if any */
+};
+
+TAILQ_HEAD(drv_req_queue, drv_req);
+
+struct drv_xfer {
+	struct libusb_transfer *t;	  /* t->buffer is malloc'd and freed with the xfer */
+	void (*done)(struct drv_xfer *x); /* completion; must drv_xfer_free(x) eventually */
+	void *arg;
+	struct drv_req *req; /* request it answers, if any */
+	LIST_ENTRY(drv_xfer) link;
+};
+
+struct driver_ops {
+	const char *name;
+	/* Claimed interface: set up state and register files.  0 or -errno. */
+	int (*probe)(struct drv_function *fn);
+	/* A function ctl command split in words; 0 or -errno (unknown: -EINVAL). */
+	int (*ctl)(struct drv_function *fn, int argc, char **argv);
+};
+
+/* The class drivers, one line each. */
+extern const struct driver_ops usb_driver;
+
+/* Logs to the daemon (syslog priority) and, with -v, to stderr. */
+void drv_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+extern bool drv_verbose;
+
+/* Registers a file of `fn`; NULL when the table is full. */
+struct drv_file *drv_file_add(struct drv_function *fn, const char *name, uint16_t mode, uint8_t kind,
+			      const struct drv_file_ops *ops, void *priv);
+
+/* Answers a request (data may be NULL when status <= 0) and frees it. */
+void drv_reply(struct drv_req *req, int32_t status, const void *data, size_t len);
+
+/* The file's readiness changed: send POLL_READY to the handles that wait for it. */
+void drv_file_changed(struct drv_file *file);
+
+/* Transfers.  drv_xfer_new allocates a `len`-byte buffer. */
+struct drv_xfer *drv_xfer_new(size_t len, void (*done)(struct drv_xfer *x), void *arg);
+int drv_xfer_submit(struct drv_xfer *x);
+void drv_xfer_cancel(struct drv_xfer *x);
+void drv_xfer_free(struct drv_xfer *x);
+
+/* libusb error code / transfer status to a negative errno (0 when fine). */
+int drv_usb_errno(int libusb_error);
+int drv_xfer_errno(enum libusb_transfer_status status);
+
+#endif

@@ -1,0 +1,924 @@
+/*
+ * plugfs-driver: the process that serves one USB device's files for the
+ * plugfs daemon.
+ *
+ *     plugfs-driver [-v] [--detach] [--user USER] DEVNODE DRIVER:IFNUM...
+ *
+ * The daemon execs it with the protocol socket on fd 3 (common/proto.h).
+ * It opens DEVNODE itself (umockdev emulates only fds opened by path in the
+ * process), wraps it with libusb without device discovery, claims each
+ * interface named on the command line, lets the interface's driver
+ * register its files, sends HELLO and then runs one poll() loop over the
+ * socket and libusb's fds until the daemon hangs up.
+ *
+ * Try it by hand with a fake daemon that dup2()s one end of a socketpair
+ * to fd 3 and speaks the codec; with -v every request and reply is logged
+ * on stderr too.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "driver.h"
+#include "util.h"
+
+/* The driver table: adding a class driver is one line here. */
+static const struct driver_ops *const drivers[] = {
+    &usb_driver,
+};
+
+#define MAX_FUNCTIONS USBDESC_MAX_IFACES
+#define MAX_USB_FDS   16
+#define MAX_DESC      (64 * 1024)
+/* Messages read from the daemon per loop pass, so USB completions are not starved. */
+#define MAX_MSGS_PER_PASS 64
+/* Spurious-wakeup back-off of libusb's fds, see handle_usb_events(). */
+#define USB_BACKOFF_MAX_US 16000
+/* How long to wait at exit for cancelled transfers to come back. */
+#define EXIT_DRAIN_MS 500
+
+bool drv_verbose;
+
+static struct drv_device device;
+static struct drv_function functions[MAX_FUNCTIONS];
+static bool function_active[MAX_FUNCTIONS];
+static unsigned nfunctions;
+
+static LIST_HEAD(, drv_file) files = LIST_HEAD_INITIALIZER(files);
+static unsigned nfiles;
+static LIST_HEAD(, drv_handle) handles = LIST_HEAD_INITIALIZER(handles);
+static struct drv_req_queue requests = TAILQ_HEAD_INITIALIZER(requests);
+static LIST_HEAD(, drv_xfer) xfers = LIST_HEAD_INITIALIZER(xfers);
+static unsigned xfers_inflight;
+static unsigned long xfers_completed;
+
+static struct pollfd usb_fds[MAX_USB_FDS];
+static unsigned n_usb_fds;
+static uint64_t usb_backoff_us;
+static uint64_t usb_resume_at_us; /* 0: libusb's fds are polled */
+
+static uint8_t rxbuf[PROTO_MAX_MSG];
+
+/* ---- Sending ---- */
+
+static int send_msg(struct proto_hdr *h, const void *payload, size_t plen)
+{
+	uint8_t hdr[PROTO_HDR_LEN];
+	struct iovec iov[2] = {
+	    {.iov_base = hdr, .iov_len = PROTO_HDR_LEN},
+	    {.iov_base = (void *)payload, .iov_len = plen},
+	};
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = plen > 0 ? 2 : 1};
+
+	h->len = (uint32_t)(PROTO_HDR_LEN + plen);
+	proto_encode_hdr(hdr, h);
+	for (;;) {
+		if (sendmsg(PROTO_DRIVER_FD, &msg, MSG_NOSIGNAL) >= 0)
+			return 0;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+void drv_log(int prio, const char *fmt, ...)
+{
+	char text[PROTO_MAX_LOG + 1];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (n <= 0)
+		return;
+	if ((size_t)n > PROTO_MAX_LOG)
+		n = PROTO_MAX_LOG;
+	/* Errors also go to stderr so a driver run by hand is not silent. */
+	if (drv_verbose || prio <= LOG_ERR)
+		fprintf(stderr, "plugfs-driver[%d]: %s\n", (int)getpid(), text);
+	struct proto_hdr h = {.type = PROTO_LOG, .status = prio};
+	send_msg(&h, text, (size_t)n);
+}
+
+static void reply_status(const struct proto_hdr *req, int32_t status)
+{
+	struct proto_hdr h = {.type = PROTO_REPLY, .req = req->req, .handle = req->handle, .status = status};
+
+	if (drv_verbose)
+		drv_log(LOG_DEBUG, "req %u %s -> %d", req->req, proto_type_name(req->type), status);
+	send_msg(&h, NULL, 0);
+}
+
+/* ---- Files, handles and requests ---- */
+
+struct drv_file *drv_file_add(struct drv_function *fn, const char *name, uint16_t mode, uint8_t kind,
+			      const struct drv_file_ops *ops, void *priv)
+{
+	struct drv_file *f;
+	unsigned idx = 0;
+
+	if (nfiles >= PROTO_MAX_FILES || strlen(name) > PROTO_MAX_NAME)
+		return NULL;
+	for (f = LIST_FIRST(&files); f != NULL; f = LIST_NEXT(f, link))
+		if (f->fn == fn)
+			idx++;
+	if (idx > 0xff || (f = calloc(1, sizeof(*f))) == NULL)
+		return NULL;
+	/* Stable ids: the function index and the file's position in it. */
+	f->id = fn->index << 8 | idx;
+	f->fn = fn;
+	f->ops = ops;
+	f->priv = priv;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->mode = mode;
+	f->kind = kind;
+	LIST_INSERT_HEAD(&files, f, link);
+	nfiles++;
+	return f;
+}
+
+static void files_remove_function(struct drv_function *fn)
+{
+	struct drv_file *f = LIST_FIRST(&files), *next;
+
+	for (; f != NULL; f = next) {
+		next = LIST_NEXT(f, link);
+		if (f->fn == fn) {
+			LIST_REMOVE(f, link);
+			free(f);
+			nfiles--;
+		}
+	}
+}
+
+static struct drv_file *file_by_id(uint32_t id)
+{
+	struct drv_file *f;
+
+	for (f = LIST_FIRST(&files); f != NULL; f = LIST_NEXT(f, link))
+		if (f->id == id)
+			return f;
+	return NULL;
+}
+
+static struct drv_handle *handle_by_id(uint32_t id)
+{
+	struct drv_handle *h;
+
+	for (h = LIST_FIRST(&handles); h != NULL; h = LIST_NEXT(h, link))
+		if (h->id == id)
+			return h;
+	return NULL;
+}
+
+static void handle_put(struct drv_handle *h)
+{
+	if (--h->refs > 0)
+		return;
+	if (h->file->ops->release != NULL)
+		h->file->ops->release(h);
+	h->file->nopen--;
+	free(h);
+}
+
+void drv_reply(struct drv_req *req, int32_t status, const void *data, size_t len)
+{
+	struct proto_hdr h = {.type = PROTO_REPLY, .req = req->id, .handle = req->h->id, .status = status};
+
+	if (status <= 0 || (req->type == PROTO_READ && len > req->size))
+		len = 0;
+	if (status > 0 && req->type == PROTO_READ && (size_t)status != len)
+		status = (int32_t)len;
+	if (drv_verbose)
+		drv_log(LOG_DEBUG, "req %u %s -> %d", req->id, proto_type_name(req->type), status);
+	send_msg(&h, data, len);
+	TAILQ_REMOVE(&requests, req, link);
+	handle_put(req->h);
+	free(req);
+}
+
+static void cancel_request(struct drv_req *req)
+{
+	if (req->cancelled)
+		return;
+	req->cancelled = true;
+	if (req->xfer != NULL)
+		drv_xfer_cancel(req->xfer);
+	else if (req->cancel != NULL)
+		req->cancel(req); /* may reply and free req */
+}
+
+void drv_file_changed(struct drv_file *file)
+{
+	struct drv_handle *h;
+
+	for (h = LIST_FIRST(&handles); h != NULL; h = LIST_NEXT(h, link)) {
+		if (h->file != file || h->poll_wanted == 0 || file->ops->poll == NULL)
+			continue;
+		unsigned revents = file->ops->poll(h) & (h->poll_wanted | POLLERR | POLLHUP);
+		if (revents == 0)
+			continue;
+		struct proto_hdr m = {.type = PROTO_POLL_READY, .handle = h->id, .status = (int32_t)revents};
+		h->poll_wanted = 0;
+		send_msg(&m, NULL, 0);
+	}
+}
+
+/* ---- Transfers ---- */
+
+static void LIBUSB_CALL xfer_complete(struct libusb_transfer *t)
+{
+	struct drv_xfer *x = t->user_data;
+
+	LIST_REMOVE(x, link);
+	xfers_inflight--;
+	xfers_completed++;
+	x->done(x);
+}
+
+struct drv_xfer *drv_xfer_new(size_t len, void (*done)(struct drv_xfer *x), void *arg)
+{
+	struct drv_xfer *x = calloc(1, sizeof(*x));
+
+	if (x == NULL)
+		return NULL;
+	x->t = libusb_alloc_transfer(0);
+	/* malloc(0) may return NULL; a zero-length packet still needs a buffer pointer. */
+	if (x->t == NULL || (x->t->buffer = malloc(len > 0 ? len : 1)) == NULL) {
+		libusb_free_transfer(x->t);
+		free(x);
+		return NULL;
+	}
+	x->t->length = (int)len;
+	x->done = done;
+	x->arg = arg;
+	return x;
+}
+
+int drv_xfer_submit(struct drv_xfer *x)
+{
+	x->t->callback = xfer_complete;
+	x->t->user_data = x;
+	x->t->timeout = 0; /* the daemon owns deadlines and sends CANCEL */
+	int r = libusb_submit_transfer(x->t);
+	if (r < 0)
+		return drv_usb_errno(r);
+	LIST_INSERT_HEAD(&xfers, x, link);
+	xfers_inflight++;
+	/* Something new is in flight: look at libusb's fds at once. */
+	usb_backoff_us = 0;
+	usb_resume_at_us = 0;
+	return 0;
+}
+
+void drv_xfer_cancel(struct drv_xfer *x)
+{
+	int r = libusb_cancel_transfer(x->t);
+
+	/* NOT_FOUND: it completed already and its callback will run (or ran). */
+	if (r < 0 && r != LIBUSB_ERROR_NOT_FOUND)
+		drv_log(LOG_WARNING, "cancelling a transfer on endpoint %02x: %s", x->t->endpoint,
+			libusb_strerror(r));
+}
+
+void drv_xfer_free(struct drv_xfer *x)
+{
+	if (x == NULL)
+		return;
+	free(x->t->buffer);
+	x->t->buffer = NULL;
+	libusb_free_transfer(x->t);
+	free(x);
+}
+
+static const int usb_errnos[] = {
+    [-LIBUSB_ERROR_IO] = EIO,
+    [-LIBUSB_ERROR_INVALID_PARAM] = EINVAL,
+    [-LIBUSB_ERROR_ACCESS] = EACCES,
+    [-LIBUSB_ERROR_NO_DEVICE] = ENODEV,
+    [-LIBUSB_ERROR_NOT_FOUND] = ENOENT,
+    [-LIBUSB_ERROR_BUSY] = EBUSY,
+    [-LIBUSB_ERROR_TIMEOUT] = ETIMEDOUT,
+    [-LIBUSB_ERROR_OVERFLOW] = EOVERFLOW,
+    [-LIBUSB_ERROR_PIPE] = EPIPE,
+    [-LIBUSB_ERROR_INTERRUPTED] = EINTR,
+    [-LIBUSB_ERROR_NO_MEM] = ENOMEM,
+    [-LIBUSB_ERROR_NOT_SUPPORTED] = EOPNOTSUPP,
+};
+
+int drv_usb_errno(int libusb_error)
+{
+	if (libusb_error >= 0)
+		return 0;
+	if ((size_t)-libusb_error < sizeof(usb_errnos) / sizeof(usb_errnos[0]) &&
+	    usb_errnos[-libusb_error] != 0)
+		return -usb_errnos[-libusb_error];
+	return -EIO;
+}
+
+static const int xfer_errnos[] = {
+    [LIBUSB_TRANSFER_COMPLETED] = 0,	     [LIBUSB_TRANSFER_ERROR] = EIO,
+    [LIBUSB_TRANSFER_TIMED_OUT] = ETIMEDOUT, [LIBUSB_TRANSFER_CANCELLED] = EINTR,
+    [LIBUSB_TRANSFER_STALL] = EPIPE,	     [LIBUSB_TRANSFER_NO_DEVICE] = ENODEV,
+    [LIBUSB_TRANSFER_OVERFLOW] = EOVERFLOW,
+};
+
+int drv_xfer_errno(enum libusb_transfer_status status)
+{
+	if ((size_t)status < sizeof(xfer_errnos) / sizeof(xfer_errnos[0]))
+		return -xfer_errnos[status];
+	return -EIO;
+}
+
+/* ---- libusb's fds ---- */
+
+static void LIBUSB_CALL usb_fd_added(int fd, short events, void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < n_usb_fds; i++)
+		if (usb_fds[i].fd == fd) {
+			usb_fds[i].events = events;
+			return;
+		}
+	if (n_usb_fds < MAX_USB_FDS)
+		usb_fds[n_usb_fds++] = (struct pollfd){.fd = fd, .events = events};
+	else
+		drv_log(LOG_ERR, "too many libusb fds, fd %d not polled", fd);
+}
+
+static void LIBUSB_CALL usb_fd_removed(int fd, void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < n_usb_fds; i++)
+		if (usb_fds[i].fd == fd) {
+			usb_fds[i] = usb_fds[--n_usb_fds];
+			return;
+		}
+}
+
+static void usb_fds_init(void)
+{
+	const struct libusb_pollfd **pfds = libusb_get_pollfds(NULL);
+
+	libusb_set_pollfd_notifiers(NULL, usb_fd_added, usb_fd_removed, NULL);
+	for (unsigned i = 0; pfds != NULL && pfds[i] != NULL; i++)
+		usb_fd_added(pfds[i]->fd, pfds[i]->events, NULL);
+	libusb_free_pollfds(pfds);
+}
+
+/*
+ * Lets libusb reap what is ready.  Under umockdev an emulated usbfs node
+ * always polls ready and REAPURBNDELAY answers EAGAIN while nothing is
+ * done, so polling libusb's fds while a transfer is pending would spin at
+ * 100% CPU.  When libusb's fds woke us but no transfer completed, we stop
+ * polling them for a short, doubling delay (1 ms up to 16 ms; reset by a
+ * completion or a new submission).  Real usbfs only polls ready when an
+ * URB can be reaped, so there the back-off never kicks in.
+ */
+static void handle_usb_events(void)
+{
+	struct timeval zero = {0, 0};
+	unsigned long before = xfers_completed;
+
+	libusb_handle_events_timeout_completed(NULL, &zero, NULL);
+	if (xfers_completed != before || xfers_inflight == 0) {
+		usb_backoff_us = 0;
+		usb_resume_at_us = 0;
+		return;
+	}
+	usb_backoff_us = usb_backoff_us == 0 ? 1000 : usb_backoff_us * 2;
+	if (usb_backoff_us > USB_BACKOFF_MAX_US)
+		usb_backoff_us = USB_BACKOFF_MAX_US;
+	usb_resume_at_us = now_us() + usb_backoff_us;
+}
+
+/* ---- Requests from the daemon ---- */
+
+/* One handler per daemon-to-driver message; each request gets exactly one reply. */
+static void on_open(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
+{
+	struct drv_file *f = file_by_id(m->file);
+	struct drv_handle *h;
+	uint32_t acc = m->size & O_ACCMODE;
+	int r;
+
+	(void)payload;
+	(void)plen;
+	if (f == NULL)
+		return reply_status(m, -ENOENT);
+	if (handle_by_id(m->handle) != NULL)
+		return reply_status(m, -EBADF);
+	if (((acc == O_RDONLY || acc == O_RDWR) && !(f->mode & 0444)) ||
+	    ((acc == O_WRONLY || acc == O_RDWR) && !(f->mode & 0222)))
+		return reply_status(m, -EACCES);
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return reply_status(m, -ENOMEM);
+	h->id = m->handle;
+	h->file = f;
+	h->flags = m->size;
+	h->refs = 1;
+	if (f->ops->open != NULL && (r = f->ops->open(h, m->size)) < 0) {
+		free(h);
+		return reply_status(m, r);
+	}
+	f->nopen++;
+	LIST_INSERT_HEAD(&handles, h, link);
+	reply_status(m, 0);
+}
+
+static struct drv_req *request_new(const struct proto_hdr *m, struct drv_handle *h)
+{
+	struct drv_req *req = calloc(1, sizeof(*req));
+
+	if (req == NULL)
+		return NULL;
+	req->id = m->req;
+	req->type = m->type;
+	req->flags = m->flags;
+	req->size = m->size;
+	req->offset = m->offset;
+	req->h = h;
+	h->refs++;
+	TAILQ_INSERT_TAIL(&requests, req, link);
+	return req;
+}
+
+static void on_io(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
+{
+	struct drv_handle *h = handle_by_id(m->handle);
+	struct drv_req *req;
+
+	if (h == NULL)
+		return reply_status(m, -EBADF);
+	if ((m->type == PROTO_READ && h->file->ops->read == NULL) ||
+	    (m->type == PROTO_WRITE && h->file->ops->write == NULL))
+		return reply_status(m, -EINVAL);
+	if ((req = request_new(m, h)) == NULL)
+		return reply_status(m, -ENOMEM);
+	if (drv_verbose)
+		drv_log(LOG_DEBUG, "req %u %s %s size %u", m->req, proto_type_name(m->type), h->file->name,
+			m->type == PROTO_READ ? m->size : (unsigned)plen);
+	if (m->type == PROTO_READ)
+		h->file->ops->read(req);
+	else
+		h->file->ops->write(req, payload, plen);
+}
+
+static void on_poll(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
+{
+	struct drv_handle *h = handle_by_id(m->handle);
+	unsigned revents;
+
+	(void)payload;
+	(void)plen;
+	if (h == NULL)
+		return reply_status(m, -EBADF);
+	revents = h->file->ops->poll != NULL ? h->file->ops->poll(h) : (POLLIN | POLLOUT);
+	/* Owed a POLL_READY at the next change even if ready now: harmless, never missed. */
+	h->poll_wanted = m->size;
+	reply_status(m, (int32_t)(revents & (m->size | POLLERR | POLLHUP)));
+}
+
+static void on_release(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
+{
+	struct drv_handle *h = handle_by_id(m->handle);
+	struct drv_req *req, *next;
+
+	(void)payload;
+	(void)plen;
+	if (h == NULL) {
+		drv_log(LOG_WARNING, "RELEASE of unknown handle %u", m->handle);
+		return;
+	}
+	LIST_REMOVE(h, link);
+	h->released = true;
+	h->poll_wanted = 0;
+	/* Hold the handle while cancelling: a cancelled request may reply and drop its ref. */
+	for (req = TAILQ_FIRST(&requests); req != NULL; req = next) {
+		next = TAILQ_NEXT(req, link);
+		if (req->h == h)
+			cancel_request(req);
+	}
+	handle_put(h);
+}
+
+static void on_cancel(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
+{
+	struct drv_req *req;
+
+	(void)payload;
+	(void)plen;
+	for (req = TAILQ_FIRST(&requests); req != NULL; req = TAILQ_NEXT(req, link))
+		if (req->id == m->req) {
+			if (drv_verbose)
+				drv_log(LOG_DEBUG, "cancel req %u", m->req);
+			cancel_request(req);
+			return;
+		}
+	/* Not found: already answered, the CANCEL crossed our REPLY. */
+}
+
+static void on_ping(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
+{
+	(void)payload;
+	(void)plen;
+	reply_status(m, 0);
+}
+
+#define CTL_MAX_ARGS 8
+
+static void on_ctl(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
+{
+	char text[PROTO_MAX_CTL + 1], *argv[CTL_MAX_ARGS], *save = NULL, *w;
+	int argc = 0;
+
+	if (m->file >= nfunctions || !function_active[m->file])
+		return reply_status(m, -ENODEV);
+	memcpy(text, payload, plen);
+	text[plen] = '\0';
+	for (w = strtok_r(text, " \t\n", &save); w != NULL; w = strtok_r(NULL, " \t\n", &save)) {
+		if (argc == CTL_MAX_ARGS)
+			return reply_status(m, -EINVAL);
+		argv[argc++] = w;
+	}
+	struct drv_function *fn = &functions[m->file];
+	int r = argc == 0 || fn->ops->ctl == NULL ? -EINVAL : fn->ops->ctl(fn, argc, argv);
+	drv_log(r < 0 ? LOG_WARNING : LOG_INFO, "function %u ctl '%s': %s", fn->index,
+		argc > 0 ? argv[0] : "", r < 0 ? strerror(-r) : "ok");
+	reply_status(m, r);
+}
+
+typedef void (*msg_handler)(const struct proto_hdr *m, const uint8_t *payload, size_t plen);
+
+static const msg_handler msg_handlers[] = {
+    [PROTO_OPEN] = on_open,	  [PROTO_READ] = on_io,	      [PROTO_WRITE] = on_io,  [PROTO_POLL] = on_poll,
+    [PROTO_RELEASE] = on_release, [PROTO_CANCEL] = on_cancel, [PROTO_PING] = on_ping, [PROTO_CTL] = on_ctl,
+};
+
+/*
+ * Reads what the daemon sent.  Returns -1 to go on, or the exit status:
+ * 0 on EOF (the daemon hung up), 1 on a malformed message.
+ */
+static int read_messages(void)
+{
+	for (int i = 0; i < MAX_MSGS_PER_PASS; i++) {
+		ssize_t n = recv(PROTO_DRIVER_FD, rxbuf, sizeof(rxbuf), MSG_DONTWAIT | MSG_TRUNC);
+		struct proto_hdr m;
+		const char *why = NULL;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return -1;
+		if (n < 0) {
+			drv_log(LOG_ERR, "recv: %s", strerror(errno));
+			return errno == ECONNRESET ? 0 : 1;
+		}
+		if (n == 0)
+			return 0;
+		if (proto_decode_hdr(rxbuf, (size_t)n, &m, &why) < 0) {
+			drv_log(LOG_ERR, "malformed message from the daemon: %s", why);
+			return 1;
+		}
+		if (m.type >= sizeof(msg_handlers) / sizeof(msg_handlers[0]) ||
+		    msg_handlers[m.type] == NULL) {
+			drv_log(LOG_ERR, "daemon sent %s, a driver-to-daemon message",
+				proto_type_name(m.type));
+			return 1;
+		}
+		msg_handlers[m.type](&m, rxbuf + PROTO_HDR_LEN, m.len - PROTO_HDR_LEN);
+	}
+	return -1;
+}
+
+/* ---- Main loop ---- */
+
+static int run(void)
+{
+	for (;;) {
+		struct pollfd pfd[1 + MAX_USB_FDS] = {{.fd = PROTO_DRIVER_FD, .events = POLLIN}};
+		unsigned npfd = 1;
+		int timeout = -1;
+		struct timeval tv;
+		uint64_t now = now_us();
+
+		/* libusb's fds only matter while something is in flight (see handle_usb_events). */
+		if (xfers_inflight > 0 && usb_resume_at_us > now)
+			timeout = (int)((usb_resume_at_us - now + 999) / 1000);
+		else if (xfers_inflight > 0) {
+			memcpy(pfd + 1, usb_fds, n_usb_fds * sizeof(usb_fds[0]));
+			npfd += n_usb_fds;
+		}
+		int lt = libusb_get_next_timeout(NULL, &tv);
+		if (lt == 1) {
+			int ms = (int)(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000);
+			if (timeout < 0 || ms < timeout)
+				timeout = ms;
+		}
+
+		int r = poll(pfd, npfd, timeout);
+		if (r < 0 && errno != EINTR) {
+			drv_log(LOG_ERR, "poll: %s", strerror(errno));
+			return 1;
+		}
+		if (r > 0 && pfd[0].revents != 0) {
+			int st = read_messages();
+			if (st >= 0)
+				return st;
+		}
+		bool usb_ready = lt == 1 && r == 0;
+		for (unsigned i = 1; i < npfd && r > 0; i++)
+			if (pfd[i].revents != 0)
+				usb_ready = true;
+		if (usb_ready)
+			handle_usb_events();
+	}
+}
+
+/* The daemon hung up: stop every request and transfer, give them a moment to come back. */
+static bool drain_transfers(void)
+{
+	struct drv_req *req, *next;
+	struct drv_xfer *x;
+	uint64_t deadline = now_ms() + EXIT_DRAIN_MS;
+
+	for (req = TAILQ_FIRST(&requests); req != NULL; req = next) {
+		next = TAILQ_NEXT(req, link);
+		cancel_request(req);
+	}
+	for (x = LIST_FIRST(&xfers); x != NULL; x = LIST_NEXT(x, link))
+		drv_xfer_cancel(x);
+	while (xfers_inflight > 0 && now_ms() < deadline) {
+		struct timeval tv = {0, 1000};
+		libusb_handle_events_timeout_completed(NULL, &tv, NULL);
+		/* Emulated nodes poll ready at once: sleep so this is not a spin. */
+		usleep(1000);
+	}
+	return xfers_inflight == 0;
+}
+
+/* ---- Start-up ---- */
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: plugfs-driver [-v] [--detach] [--user USER] DEVNODE DRIVER:IFNUM...\n");
+}
+
+struct options {
+	bool detach;
+	const char *user;
+	const char *devnode;
+};
+
+/* Returns 0, or -EINVAL after printing why. */
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	int i = 1;
+
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			i++;
+			break;
+		} else if (strcmp(argv[i], "-v") == 0) {
+			drv_verbose = true;
+		} else if (strcmp(argv[i], "--detach") == 0) {
+			o->detach = true;
+		} else if (strcmp(argv[i], "--user") == 0 && i + 1 < argc) {
+			o->user = argv[++i];
+		} else if (strncmp(argv[i], "--user=", 7) == 0) {
+			o->user = argv[i] + 7;
+		} else {
+			fprintf(stderr, "plugfs-driver: unknown option %s\n", argv[i]);
+			return -EINVAL;
+		}
+	}
+	if (i >= argc) {
+		fprintf(stderr, "plugfs-driver: no device node\n");
+		return -EINVAL;
+	}
+	o->devnode = argv[i++];
+	if (i >= argc) {
+		fprintf(stderr, "plugfs-driver: no DRIVER:IFNUM\n");
+		return -EINVAL;
+	}
+	for (; i < argc; i++) {
+		char *colon = strrchr(argv[i], ':'), *end;
+		const struct driver_ops *ops = NULL;
+
+		if (nfunctions == MAX_FUNCTIONS) {
+			fprintf(stderr, "plugfs-driver: more than %d functions\n", MAX_FUNCTIONS);
+			return -EINVAL;
+		}
+		if (colon == NULL || colon == argv[i]) {
+			fprintf(stderr, "plugfs-driver: %s is not DRIVER:IFNUM\n", argv[i]);
+			return -EINVAL;
+		}
+		for (size_t d = 0; d < sizeof(drivers) / sizeof(drivers[0]); d++)
+			if (strlen(drivers[d]->name) == (size_t)(colon - argv[i]) &&
+			    strncmp(drivers[d]->name, argv[i], (size_t)(colon - argv[i])) == 0)
+				ops = drivers[d];
+		errno = 0;
+		unsigned long ifnum = strtoul(colon + 1, &end, 10);
+		if (ops == NULL || colon[1] == '\0' || *end != '\0' || errno != 0 || ifnum > 255) {
+			fprintf(stderr, "plugfs-driver: bad binding %s (unknown driver or interface)\n",
+				argv[i]);
+			return -EINVAL;
+		}
+		functions[nfunctions] = (struct drv_function){
+		    .index = nfunctions,
+		    .ifnum = (uint8_t)ifnum,
+		    .dev = &device,
+		    .ops = ops,
+		};
+		nfunctions++;
+	}
+	return 0;
+}
+
+/*
+ * Reads the raw descriptors the way libusb does for a wrapped fd: from the
+ * start, until a read comes back short.
+ */
+static ssize_t read_descriptors(int fd, uint8_t *buf, size_t cap)
+{
+	size_t len = 0;
+
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return -errno;
+	while (len < cap) {
+		size_t want = cap - len < 4096 ? cap - len : 4096;
+		ssize_t n = read(fd, buf + len, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		len += (size_t)n;
+		if ((size_t)n < want)
+			break;
+	}
+	return (ssize_t)len;
+}
+
+/* Claims one function's interface and probes its driver; 0, or -errno and the function is skipped. */
+static int bind_function(struct drv_function *fn, bool detach)
+{
+	int r;
+	bool have = false;
+
+	for (unsigned i = 0; i < device.info.num_ifaces; i++)
+		if (device.info.ifaces[i].number == fn->ifnum)
+			have = true;
+	if (!have) {
+		drv_log(LOG_ERR, "function %u: the device has no interface %u", fn->index, fn->ifnum);
+		return -ENOENT;
+	}
+	r = libusb_kernel_driver_active(device.usb, fn->ifnum);
+	if (r == LIBUSB_ERROR_NO_DEVICE)
+		return -ENODEV;
+	if (r == 1 && !detach) {
+		drv_log(LOG_WARNING, "interface %u is bound to a kernel driver; left alone (no --detach)",
+			fn->ifnum);
+		return -EBUSY;
+	}
+	if (r == 1) {
+		r = libusb_detach_kernel_driver(device.usb, fn->ifnum);
+		if (r < 0) {
+			drv_log(LOG_ERR, "interface %u: detaching the kernel driver: %s", fn->ifnum,
+				libusb_strerror(r));
+			return drv_usb_errno(r);
+		}
+		drv_log(LOG_NOTICE, "interface %u: kernel driver detached", fn->ifnum);
+	}
+	r = libusb_claim_interface(device.usb, fn->ifnum);
+	if (r < 0) {
+		drv_log(LOG_ERR, "interface %u: claim: %s", fn->ifnum, libusb_strerror(r));
+		return drv_usb_errno(r);
+	}
+	r = fn->ops->probe(fn);
+	if (r < 0) {
+		drv_log(LOG_ERR, "interface %u: %s probe: %s", fn->ifnum, fn->ops->name, strerror(-r));
+		files_remove_function(fn);
+		libusb_release_interface(device.usb, fn->ifnum);
+		return r;
+	}
+	drv_log(LOG_INFO, "interface %u bound to %s", fn->ifnum, fn->ops->name);
+	return 0;
+}
+
+static int send_hello(void)
+{
+	static struct proto_hello hello;
+	static uint8_t payload[PROTO_MAX_IO];
+	struct drv_file *f;
+	unsigned i = 0;
+
+	hello.version = PROTO_VERSION;
+	/* The list is built head-first; send the files in the order they were added. */
+	for (f = LIST_FIRST(&files); f != NULL; f = LIST_NEXT(f, link))
+		i++;
+	hello.nfiles = (uint16_t)i;
+	for (f = LIST_FIRST(&files); f != NULL; f = LIST_NEXT(f, link)) {
+		struct proto_file *pf = &hello.files[--i];
+		*pf = (struct proto_file){
+		    .id = f->id, .function = (uint8_t)f->fn->index, .kind = f->kind, .mode = f->mode};
+		snprintf(pf->name, sizeof(pf->name), "%s", f->name);
+	}
+	int n = proto_encode_hello(payload, sizeof(payload), &hello);
+	if (n < 0)
+		return n;
+	struct proto_hdr h = {.type = PROTO_HELLO};
+	return send_msg(&h, payload, (size_t)n);
+}
+
+int main(int argc, char **argv)
+{
+	static uint8_t desc[MAX_DESC];
+	struct options opt = {0};
+	const char *why = NULL;
+	int fd, r, status = 1;
+
+	if (parse_args(argc, argv, &opt) < 0) {
+		usage();
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	/* The daemon always reads, so a blocking socket makes every send simple. */
+	int fl = fcntl(PROTO_DRIVER_FD, F_GETFL);
+	if (fl < 0) {
+		fprintf(stderr, "plugfs-driver: no protocol socket on fd %d\n", PROTO_DRIVER_FD);
+		return 1;
+	}
+	fcntl(PROTO_DRIVER_FD, F_SETFL, fl & ~O_NONBLOCK);
+	fcntl(PROTO_DRIVER_FD, F_SETFD, FD_CLOEXEC);
+	/* Sandboxing (dropping to --user) is a later step; the option is accepted now. */
+	(void)opt.user;
+
+	fd = open(opt.devnode, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		drv_log(LOG_ERR, "%s: %s", opt.devnode, strerror(errno));
+		return 1;
+	}
+	libusb_set_option(NULL, LIBUSB_OPTION_NO_DEVICE_DISCOVERY);
+	if ((r = libusb_init(NULL)) < 0) {
+		drv_log(LOG_ERR, "libusb_init: %s", libusb_strerror(r));
+		goto out_fd;
+	}
+	if ((r = libusb_wrap_sys_device(NULL, (intptr_t)fd, &device.usb)) < 0) {
+		drv_log(LOG_ERR, "%s: libusb_wrap_sys_device: %s", opt.devnode, libusb_strerror(r));
+		goto out_libusb;
+	}
+	ssize_t dlen = read_descriptors(fd, desc, sizeof(desc));
+	if (dlen < 0) {
+		drv_log(LOG_ERR, "%s: reading descriptors: %s", opt.devnode, strerror((int)-dlen));
+		goto out_close;
+	}
+	device.desc = desc;
+	device.desc_len = (size_t)dlen;
+	if (usbdesc_parse(desc, (size_t)dlen, &device.info, &why) < 0) {
+		drv_log(LOG_ERR, "%s: bad descriptors: %s", opt.devnode, why);
+		goto out_close;
+	}
+	drv_log(LOG_INFO, "%s: %04x:%04x, %u interfaces", opt.devnode, device.info.vendor_id,
+		device.info.product_id, device.info.num_ifaces);
+
+	for (unsigned i = 0; i < nfunctions; i++) {
+		r = bind_function(&functions[i], opt.detach);
+		if (r == -ENODEV) {
+			drv_log(LOG_ERR, "%s: device gone", opt.devnode);
+			goto out_release;
+		}
+		function_active[i] = r == 0;
+	}
+	usb_fds_init();
+	if ((r = send_hello()) < 0) {
+		drv_log(LOG_ERR, "sending HELLO: %s", strerror(-r));
+		goto out_release;
+	}
+
+	status = run();
+	if (!drain_transfers()) {
+		/* libusb would wait on transfers that never come back: leave it to the kernel. */
+		drv_log(LOG_WARNING, "%u transfers did not come back; exiting anyway", xfers_inflight);
+		return status;
+	}
+out_release:
+	for (unsigned i = 0; i < nfunctions; i++)
+		if (function_active[i])
+			libusb_release_interface(device.usb, functions[i].ifnum);
+out_close:
+	libusb_close(device.usb);
+out_libusb:
+	libusb_exit(NULL);
+out_fd:
+	close(fd);
+	return status;
+}
