@@ -36,11 +36,12 @@ DRIVER_SRC = $(wildcard drivers/*.c)
 EMU_SRC    = $(wildcard tests/emu/*.c)
 UNIT_SRC   = $(wildcard tests/unit/*.c)
 INTEG_SRC  = $(wildcard tests/integration/*.c)
+BENCH_SRC  = $(wildcard tests/bench/*.c)
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
-TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration
+TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart
 
 all: $(PROGS) $(TESTPROGS)
 
@@ -53,6 +54,7 @@ $(call obj,$(DRIVER_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER))
 $(call obj,$(EMU_SRC)):    OBJ_CFLAGS = $(call pkg_cflags,$(PKG_EMU) $(PKG_DRIVER))
 $(call obj,$(UNIT_SRC)):   OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK) $(PKG_DAEMON)) -Ifs -Isupervisor -DFUSE_USE_VERSION=34
 $(call obj,$(INTEG_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK))
+$(call obj,$(BENCH_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK)) -Itests/integration
 
 DAEMON_LIB_OBJ = $(filter-out $(B)/fs/main.o,$(call obj,$(DAEMON_SRC)))
 
@@ -71,6 +73,9 @@ $(B)/test-unit: $(call obj,$(UNIT_SRC) $(COMMON_SRC)) $(DAEMON_LIB_OBJ)
 $(B)/test-integration: $(call obj,$(INTEG_SRC) $(COMMON_SRC))
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
 
+$(B)/bench-restart: $(call obj,$(BENCH_SRC)) $(B)/tests/integration/harness.o
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
+
 deps:
 	scripts/install-deps
 
@@ -82,6 +87,10 @@ check: deps
 run-tests: $(TESTPROGS) $(PROGS)
 	$(B)/test-unit
 	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/test-integration
+
+# Benchmarks print numbers; they never fail for being slow.
+bench: all
+	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-restart $(BENCH_ROUNDS)
 
 demo: deps
 	$(MAKE) all
@@ -103,6 +112,6 @@ clean:
 format:
 	clang-format -i $(COMMON_SRC) common/*.h $(DAEMON_SRC) fs/*.h supervisor/*.h $(DRIVER_SRC) drivers/*.h $(EMU_SRC) $(UNIT_SRC) $(INTEG_SRC)
 
-.PHONY: all deps check run-tests demo install uninstall clean format
+.PHONY: all deps check run-tests bench demo install uninstall clean format
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

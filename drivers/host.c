@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <syslog.h>
@@ -851,6 +852,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * A crashing driver is routine here (the supervisor respawns it); a
+	 * core file per crash in the daemon's working directory is not.
+	 */
+	struct rlimit nocore = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &nocore);
 	/* The daemon always reads, so a blocking socket makes every send simple. */
 	int fl = fcntl(PROTO_DRIVER_FD, F_GETFL);
 	if (fl < 0) {

@@ -247,6 +247,50 @@ START_TEST(stall_gives_epipe)
 }
 END_TEST
 
+static void setup_kbound(void)
+{
+	static const char *const models[] = { "kbound", NULL };
+	ck_assert_int_eq(mnt_start(&m, models, NULL, 1), 0);
+}
+
+static void setup_kbound_detach(void)
+{
+	static const char *const models[] = { "kbound", NULL };
+	ck_assert_int_eq(mnt_start(&m, models, "detach=1209:0004", 2), 0);
+}
+
+START_TEST(kernel_bound_interface_left_alone)
+{
+	struct stat st;
+	char link[64];
+
+	/* Interface 1 belongs to a kernel driver: no directory for it. */
+	ck_assert_str_eq(read_line(mpath(&m, "usb0/interface")), "00");
+	ck_assert_int_eq(stat(mpath(&m, "usb1"), &st), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(readlink(mpath(&m, "by-path/1-1:1.1"), link, sizeof(link)), -1);
+	ck_assert_int_eq(wait_event(&m, "1-1:1.1 skip bound to kernel driver usbhid", NULL, 1000), 0);
+	ck_assert_int_eq(stat(mpath(&m, "usb0/ep81"), &st), 0);
+}
+END_TEST
+
+START_TEST(detach_takes_kernel_bound_interface)
+{
+	ck_assert_str_eq(read_line(mpath(&m, "usb0/interface")), "00");
+	ck_assert_str_eq(read_line(mpath(&m, "usb1/interface")), "01");
+	/* One device, one driver process for both functions. */
+	ck_assert_int_eq(fn_pid(&m, "usb0"), fn_pid(&m, "usb1"));
+	/* Interface 1's endpoints work (the model loops 0x04 back to 0x83). */
+	ck_assert_int_eq(write_file(mpath(&m, "usb1/ep04"), "detached"), 0);
+	char buf[16];
+	int fd = open(mpath(&m, "usb1/ep83"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), 8);
+	ck_assert_mem_eq(buf, "detached", 8);
+	close(fd);
+}
+END_TEST
+
 Suite *generic_suite(void)
 {
 	Suite *s = suite_create("generic");
@@ -266,6 +310,18 @@ Suite *generic_suite(void)
 	tcase_add_unchecked_fixture(tc, setup_stall, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, stall_gives_epipe);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("kernel driver");
+	tcase_add_unchecked_fixture(tc, setup_kbound, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, kernel_bound_interface_left_alone);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("detach");
+	tcase_add_unchecked_fixture(tc, setup_kbound_detach, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, detach_takes_kernel_bound_interface);
 	suite_add_tcase(s, tc);
 	return s;
 }
