@@ -304,9 +304,10 @@ size_t devices_render(char *buf, size_t cap)
 		int w = snprintf(buf + n, cap - n, "%s %s %04x:%04x %s %s %u %s\n", fn->name, dev->sysname,
 				 dev->desc.vendor_id, dev->desc.product_id, fn->bind->name,
 				 drv_state_name(dev->drv->state), dev->drv->restarts, pid);
-		if (w < 0)
+		/* Whole lines only: a cut one would end in snprintf's NUL, not content. */
+		if (w < 0 || (size_t)w >= cap - n)
 			break;
-		n += (size_t)w < cap - n ? (size_t)w : cap - n;
+		n += (size_t)w;
 	}
 	return n;
 }

@@ -78,10 +78,16 @@ static fuse_ino_t fn_ino(const struct function *fn, unsigned sub)
 /* A text value: the value and a newline; an absent string is an empty file. */
 static size_t text(char *buf, size_t cap, const char *value)
 {
-	if (value[0] == '\0')
+	size_t len = strlen(value);
+
+	if (len == 0)
 		return 0;
-	int n = snprintf(buf, cap, "%s\n", value);
-	return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap;
+	/* A short buffer gets a prefix: never a NUL where the content has a byte. */
+	size_t n = len < cap ? len : cap;
+	memcpy(buf, value, n);
+	if (n < cap)
+		buf[n++] = '\n';
+	return n;
 }
 
 static size_t render_info(struct function *fn, enum info_id id, char *buf, size_t cap)

@@ -9,6 +9,7 @@
  *     plugfs SOURCE MOUNTPOINT -o OPTS        (mount.fuse3, fstab)
  */
 #include <errno.h>
+#include <limits.h>
 #include <fuse_lowlevel.h>
 #include <fuse_opt.h>
 #include <stddef.h>
@@ -26,11 +27,12 @@ enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DISCARD };
 
 static const struct fuse_opt plugfs_opt_spec[] = {
 	OPT("driver_user=%s", driver_user),
-	OPT("restart_max=%u", restart_max),
-	OPT("restart_window=%u", restart_window_s),
-	OPT("backoff_min=%u", backoff_min_ms),
-	OPT("backoff_max=%u", backoff_max_ms),
-	OPT("timeout=%u", timeout_ms),
+	/* Numbers are taken as text and parsed strictly: libfuse's %u takes "5000ms". */
+	OPT("restart_max=%s", num_str[NUM_RESTART_MAX]),
+	OPT("restart_window=%s", num_str[NUM_RESTART_WINDOW]),
+	OPT("backoff_min=%s", num_str[NUM_BACKOFF_MIN]),
+	OPT("backoff_max=%s", num_str[NUM_BACKOFF_MAX]),
+	OPT("timeout=%s", num_str[NUM_TIMEOUT]),
 	OPT("detach=%s", detach_str),
 	OPT("only=%s", only_str),
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -172,6 +174,29 @@ int opts_parse(int argc, char **argv, struct plugfs_opts *o, void *fuse_args)
 		return -EINVAL;
 	if (o->show_help || o->show_version)
 		return 0;
+	static const char *const num_names[NUM_OPTS] = {
+		[NUM_RESTART_MAX] = "restart_max", [NUM_RESTART_WINDOW] = "restart_window",
+		[NUM_BACKOFF_MIN] = "backoff_min", [NUM_BACKOFF_MAX] = "backoff_max",
+		[NUM_TIMEOUT] = "timeout",
+	};
+	unsigned *const num_dest[NUM_OPTS] = {
+		[NUM_RESTART_MAX] = &o->restart_max,	[NUM_RESTART_WINDOW] = &o->restart_window_s,
+		[NUM_BACKOFF_MIN] = &o->backoff_min_ms, [NUM_BACKOFF_MAX] = &o->backoff_max_ms,
+		[NUM_TIMEOUT] = &o->timeout_ms,
+	};
+	for (int i = 0; i < NUM_OPTS; i++) {
+		const char *v = o->num_str[i];
+		char *end;
+		if (v == NULL)
+			continue;
+		errno = 0;
+		unsigned long n = strtoul(v, &end, 10);
+		if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || n > UINT_MAX) {
+			fprintf(stderr, "plugfs: %s=%s: expected a number\n", num_names[i], v);
+			return -EINVAL;
+		}
+		*num_dest[i] = (unsigned)n;
+	}
 	if (o->mountpoint == NULL) {
 		fprintf(stderr, "plugfs: no mountpoint given (try plugfs -h)\n");
 		return -EINVAL;

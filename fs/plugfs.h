@@ -35,6 +35,8 @@ struct vidpid_list {
 	struct vidpid ids[PLUGFS_MAX_VIDPID];
 };
 
+enum { NUM_RESTART_MAX, NUM_RESTART_WINDOW, NUM_BACKOFF_MIN, NUM_BACKOFF_MAX, NUM_TIMEOUT, NUM_OPTS };
+
 struct plugfs_opts {
 	char *mountpoint;
 	int foreground;
@@ -49,8 +51,9 @@ struct plugfs_opts {
 	unsigned timeout_ms;
 	struct vidpid_list detach;
 	struct vidpid_list only;
-	/* Raw strings, parsed by opts_finish(). */
+	/* Raw strings, checked and converted after libfuse's parser. */
 	char *detach_str, *only_str;
+	char *num_str[NUM_OPTS];
 	unsigned npositional;
 };
 

@@ -10,5 +10,9 @@
 Suite *proto_suite(void);
 Suite *usbdesc_suite(void);
 Suite *bind_suite(void);
+Suite *backoff_suite(void);
+Suite *opts_suite(void);
+Suite *events_suite(void);
+Suite *tree_suite(void);
 
 #endif
