@@ -45,9 +45,17 @@ TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-rest
 
 all: $(PROGS) $(TESTPROGS)
 
+# `make V=1` shows the whole commands.
+ifeq ($(V),1)
+Q =
+else
+Q = @
+endif
+
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(OBJ_CFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(OBJ_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(call obj,$(DAEMON_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DAEMON)) -DFUSE_USE_VERSION=34 -Ifs -Isupervisor
 $(call obj,$(DRIVER_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER))
@@ -59,22 +67,28 @@ $(call obj,$(BENCH_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK)) -Itests/
 DAEMON_LIB_OBJ = $(filter-out $(B)/fs/main.o,$(call obj,$(DAEMON_SRC)))
 
 $(B)/plugfs: $(call obj,$(DAEMON_SRC) $(COMMON_SRC))
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DAEMON))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DAEMON))
 
 $(B)/plugfs-driver: $(call obj,$(DRIVER_SRC) $(COMMON_SRC))
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DRIVER))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DRIVER))
 
 $(B)/plugfs-emu: $(call obj,$(EMU_SRC) $(COMMON_SRC))
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_EMU)) -lpthread
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_EMU)) -lpthread
 
 $(B)/test-unit: $(call obj,$(UNIT_SRC) $(COMMON_SRC)) $(DAEMON_LIB_OBJ)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DAEMON))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DAEMON))
 
 $(B)/test-integration: $(call obj,$(INTEG_SRC) $(COMMON_SRC))
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
 
 $(B)/bench-restart: $(call obj,$(BENCH_SRC)) $(B)/tests/integration/harness.o
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
 
 deps:
 	scripts/install-deps
@@ -82,11 +96,25 @@ deps:
 check: deps
 	$(MAKE) all
 	$(MAKE) run-tests
+	$(MAKE) check-sanitize
 
 # CK_FORK stays on: a crashing test must not take the others with it.
 run-tests: $(TESTPROGS) $(PROGS)
-	$(B)/test-unit
-	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/test-integration
+	$(TEST_ENV) $(B)/test-unit
+	$(TEST_ENV) PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/test-integration
+
+# Every test again, with every program built with ASan and UBSan.  The
+# preloaded umockdev library comes before the ASan runtime, hence
+# verify_asan_link_order=0; SIGSEGV sent by the crash tests must kill the
+# driver as it would without ASan, hence handle_segv=0.
+SAN_CFLAGS  = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_LDFLAGS = -fsanitize=address,undefined
+SAN_ENV     = ASAN_OPTIONS=verify_asan_link_order=0:handle_segv=0:detect_leaks=1 \
+	      LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1
+
+check-sanitize:
+	$(MAKE) B=build-asan CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_LDFLAGS)" all
+	$(MAKE) B=build-asan CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_LDFLAGS)" TEST_ENV="$(SAN_ENV)" run-tests
 
 # Benchmarks print numbers; they never fail for being slow.
 bench: all
@@ -107,11 +135,11 @@ uninstall:
 	      $(DESTDIR)$(MANDIR)/man1/plugfs.1
 
 clean:
-	rm -rf $(B)
+	rm -rf build build-asan
 
 format:
 	clang-format -i $(COMMON_SRC) common/*.h $(DAEMON_SRC) fs/*.h supervisor/*.h $(DRIVER_SRC) drivers/*.h $(EMU_SRC) $(UNIT_SRC) $(INTEG_SRC)
 
-.PHONY: all deps check run-tests bench demo install uninstall clean format
+.PHONY: all deps check run-tests check-sanitize bench demo install uninstall clean format
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -187,6 +187,17 @@ void usbdev_free(struct usbdev *dev)
 	free(dev);
 }
 
+void devices_free(void)
+{
+	struct usbdev *dev;
+
+	while ((dev = TAILQ_FIRST(&usbdevs)) != NULL) {
+		TAILQ_REMOVE(&usbdevs, dev, link);
+		sup_free(dev->drv);
+		usbdev_free(dev);
+	}
+}
+
 static int usbdev_add(struct udev *udev, struct udev_device *ud)
 {
 	const char *why = NULL;

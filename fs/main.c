@@ -161,44 +161,25 @@ static void run(void)
 	}
 }
 
-int main(int argc, char **argv)
+static int run_mounted(struct fuse_args *args)
 {
-	struct fuse_args args;
 	int r;
 
-	if (opts_parse(argc, argv, &opts, &args) < 0)
-		return 2;
-	if (opts.show_help) {
-		usage(argv[0]);
-		return 0;
-	}
-	if (opts.show_version) {
-		printf("plugfs %s, FUSE library %s\n", PLUGFS_VERSION, fuse_pkgversion());
-		return 0;
-	}
-	if (opts.driver_user == NULL && getuid() == 0)
-		opts.driver_user = strdup("nobody");
-	log_init(opts.foreground, opts.debug);
-	if (sup_init() < 0)
-		return 1;
-
 	/* Driver files are streams and media: no page cache, and reads the size of a message. */
-	fuse_opt_add_arg(&args, "-odefault_permissions");
-	fuse_opt_add_arg(&args, "-ofsname=plugfs");
-	fuse_opt_add_arg(&args, "-osubtype=plugfs");
-	fuse_opt_add_arg(&args, "-omax_read=131072");
+	fuse_opt_add_arg(args, "-odefault_permissions");
+	fuse_opt_add_arg(args, "-ofsname=plugfs");
+	fuse_opt_add_arg(args, "-osubtype=plugfs");
+	fuse_opt_add_arg(args, "-omax_read=131072");
 
 	clear_stale_mount(opts.mountpoint);
-	se = fuse_session_new(&args, &plugfs_ops, sizeof(plugfs_ops), NULL);
+	se = fuse_session_new(args, &plugfs_ops, sizeof(plugfs_ops), NULL);
 	if (se == NULL) {
 		fprintf(stderr, "plugfs: bad options (see plugfs -h)\n");
-		fuse_opt_free_args(&args);
 		return 2;
 	}
 	if (fuse_session_mount(se, opts.mountpoint) != 0) {
-		fuse_session_destroy(se);
-		fuse_opt_free_args(&args);
-		return 1;
+		r = 1;
+		goto out_destroy;
 	}
 	/* Fork before any driver exists, so the drivers are the daemon's children. */
 	if (fuse_daemonize(opts.foreground) != 0) {
@@ -223,10 +204,33 @@ int main(int argc, char **argv)
 	run();
 	r = exit_status;
 	sup_shutdown();
+	devices_free();
 out_unmount:
 	fuse_session_unmount(se);
+out_destroy:
 	fuse_session_destroy(se);
-	fuse_opt_free_args(&args);
 	free(fbuf.mem);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args;
+	int r = 0;
+
+	if (opts_parse(argc, argv, &opts, &args) < 0) {
+		r = 2;
+	} else if (opts.show_help) {
+		usage(argv[0]);
+	} else if (opts.show_version) {
+		printf("plugfs %s, FUSE library %s\n", PLUGFS_VERSION, fuse_pkgversion());
+	} else {
+		if (opts.driver_user == NULL && getuid() == 0)
+			opts.driver_user = strdup("nobody");
+		log_init(opts.foreground, opts.debug);
+		r = sup_init() < 0 ? 1 : run_mounted(&args);
+	}
+	fuse_opt_free_args(&args);
+	opts_free(&opts);
 	return r;
 }

@@ -152,6 +152,17 @@ int vidpid_list_has(const struct vidpid_list *l, uint16_t vid, uint16_t pid)
 	return 0;
 }
 
+void opts_free(struct plugfs_opts *o)
+{
+	free(o->mountpoint);
+	free(o->driver_user);
+	free(o->detach_str);
+	free(o->only_str);
+	for (int i = 0; i < NUM_OPTS; i++)
+		free(o->num_str[i]);
+	memset(o, 0, sizeof(*o));
+}
+
 /*
  * Parses argv into *o and leaves the options for libfuse in fuse_args.
  * Returns 0, or -EINVAL after printing what was wrong.

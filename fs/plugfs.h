@@ -120,6 +120,8 @@ uint64_t events_size(void);
 
 /* Options (fs/opts.c). */
 int opts_parse(int argc, char **argv, struct plugfs_opts *o, void *fuse_args);
+/* Frees the strings opts_parse() allocated, on success or failure. */
+void opts_free(struct plugfs_opts *o);
 int opts_parse_vidpid_list(const char *s, struct vidpid_list *l);
 int vidpid_list_has(const struct vidpid_list *l, uint16_t vid, uint16_t pid);
 
@@ -135,5 +137,7 @@ struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *if
 /* The `devices` file. */
 size_t devices_render(char *buf, size_t cap);
 void usbdev_free(struct usbdev *dev);
+/* At exit, after sup_shutdown(): frees every device and its driver state. */
+void devices_free(void);
 
 #endif

@@ -784,6 +784,23 @@ uint64_t sup_tick(uint64_t now)
 	return next;
 }
 
+void sup_free(struct drv *d)
+{
+	struct handle *h;
+
+	if (d == NULL)
+		return;
+	drv_close_sock(d);
+	fail_requests(d, EIO);
+	while ((h = LIST_FIRST(&d->handles)) != NULL) {
+		LIST_REMOVE(h, link);
+		if (h->ph != NULL)
+			fuse_pollhandle_destroy(h->ph);
+		free(h);
+	}
+	free(d);
+}
+
 unsigned sup_child_count(void)
 {
 	struct usbdev *dev;

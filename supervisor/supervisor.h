@@ -111,6 +111,8 @@ uint64_t sup_tick(uint64_t now);
 /* Stops every driver and waits for them (bounded). */
 void sup_shutdown(void);
 unsigned sup_child_count(void);
+/* Frees a driver's state once it is stopped and reaped (NULL is fine). */
+void sup_free(struct drv *d);
 
 /* Forwarding FUSE requests. Each sends exactly one FUSE reply, now or later. */
 void sup_open(fuse_req_t req, struct function *fn, unsigned slot, struct fuse_file_info *fi);

@@ -27,11 +27,7 @@ static int parse(int argc, char **argv)
 static void done(void)
 {
 	fuse_opt_free_args(&args);
-	free(o.mountpoint);
-	free(o.driver_user);
-	free(o.detach_str);
-	free(o.only_str);
-	memset(&o, 0, sizeof(o));
+	opts_free(&o);
 }
 
 /* Whether an argument libfuse gets, or one option in an -o list it gets, equals `word`. */

@@ -230,6 +230,7 @@ START_TEST(test_lowest_free_index)
 
 	/* Unplugged and freed: its name is free again, the others keep theirs. */
 	TAILQ_REMOVE(&usbdevs, a, link);
+	sup_free(a->drv);
 	usbdev_free(a);
 	ck_assert_ptr_null(function_by_name("usb0"));
 	struct usbdev *c = add_ftdi("1-3");

@@ -1,0 +1,243 @@
+/*
+ * plugfs-emu: emulated USB devices for plugfs's tests.
+ *
+ *     plugfs-emu [-v] --model NAME [--model NAME ...] [--bus N] -- COMMAND [ARGS...]
+ *
+ * The harness runs under umockdev's LD_PRELOAD library, builds a fake sysfs
+ * (one usb_device per model, plus a root hub and the interfaces) and answers
+ * the usbfs ioctls sent to each /dev/bus/usb/BBB/DDD node, then runs COMMAND,
+ * which inherits LD_PRELOAD and UMOCKDEV_DIR and so sees the devices too.
+ *
+ * Everything in this directory that touches a device runs in umockdev's own
+ * worker thread (the "umockdev-testbed-worker" thread of the testbed), one
+ * callback at a time: no locks.  main() only builds the testbed, waits for
+ * the child and tears everything down after the child is gone.
+ *
+ * A device is a model (a table entry: descriptors, strings, ops) plus the
+ * state the usbfs layer keeps for it (claims, kernel-driver bindings, URBs
+ * in flight).  Models never see umockdev: they get struct emu_urb with a
+ * plain buffer and finish it with emu_urb_complete().
+ */
+#ifndef PLUGFS_EMU_H
+#define PLUGFS_EMU_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <glib.h>
+#include <umockdev.h>
+
+#define EMU_MAX_IFACES 4
+#define EMU_MAX_EPS    4
+#define EMU_MAX_DESC   512
+
+/* ---- log.c ---- */
+
+extern bool emu_verbose;
+
+/* Always printed, "plugfs-emu: " first. */
+void emu_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Printed with -v only. */
+void emu_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- models.c: what a model is ---- */
+
+struct emu_ep_spec {
+	uint8_t address; /* bit 7 set: IN */
+	uint8_t type;	 /* 2 bulk, 3 interrupt */
+	uint16_t max_packet;
+	uint8_t interval;
+};
+
+struct emu_iface_spec {
+	uint8_t cls, subclass, protocol;
+	uint8_t num_eps;
+	struct emu_ep_spec eps[EMU_MAX_EPS];
+	/* Name of the kernel driver bound at plug time, or NULL. */
+	const char *kernel_driver;
+};
+
+struct emu_dev;
+struct emu_urb;
+
+struct emu_setup {
+	uint8_t request_type;
+	uint8_t request;
+	uint16_t value, index, length;
+};
+
+/*
+ * What a model does.  Every hook may be NULL.  Hooks run in the worker
+ * thread and must not block: a transfer that cannot finish now stays
+ * pending and is completed later from another hook.
+ */
+struct emu_model_ops {
+	int (*init)(struct emu_dev *dev); /* 0 or -errno; may set dev->state */
+	void (*fini)(struct emu_dev *dev);
+	/* A bulk or interrupt URB arrived; complete it now or leave it pending. */
+	void (*submit)(struct emu_dev *dev, struct emu_urb *urb);
+	/*
+	 * A non-standard control request (standard ones are answered by
+	 * ep0.c).  `data` holds setup->length bytes: OUT data to read or room
+	 * for IN data.  Returns the number of data bytes transferred, -EPIPE to
+	 * stall, or EMU_PENDING to leave the URB pending (the model then owns
+	 * its completion).  Any other negative errno becomes the URB status.
+	 */
+	int (*control)(struct emu_dev *dev, struct emu_urb *urb, const struct emu_setup *setup,
+		       uint8_t *data);
+	/* CLEAR_HALT ioctl or CLEAR_FEATURE(ENDPOINT_HALT) on `ep`. */
+	void (*clear_halt)(struct emu_dev *dev, uint8_t ep);
+	/* A pending URB left (discarded, or its client went away). */
+	void (*cancelled)(struct emu_dev *dev, struct emu_urb *urb);
+};
+
+/* A hook's "not finished yet": the URB stays pending. */
+#define EMU_PENDING (-EINPROGRESS)
+
+struct emu_model {
+	const char *name;
+	const char *summary; /* one line for --help */
+	uint16_t vendor_id, product_id, bcd_device;
+	uint8_t dev_class, dev_subclass, dev_protocol; /* 0: per interface */
+	const char *manufacturer, *product, *serial;   /* NULL: no such string */
+	uint8_t num_ifaces;
+	struct emu_iface_spec ifaces[EMU_MAX_IFACES];
+	const struct emu_model_ops *ops;
+};
+
+/* NULL-terminated table of every model. */
+extern const struct emu_model *const emu_models[];
+
+const struct emu_model *emu_model_find(const char *name);
+
+/* The models, one file each. */
+extern const struct emu_model emu_model_loopback;
+extern const struct emu_model emu_model_stall;
+extern const struct emu_model emu_model_hang;
+extern const struct emu_model emu_model_kbound;
+/* Not selectable: every bus gets one, as devnum 1. */
+extern const struct emu_model emu_model_roothub;
+
+/* ---- desc.c: descriptors built from a model ---- */
+
+/*
+ * Device descriptor followed by the one configuration, as sysfs
+ * `descriptors` and a usbfs read() give them.  Returns the length.
+ */
+size_t emu_desc_build(const struct emu_model *m, uint8_t *buf, size_t cap);
+
+/* Offsets of the parts inside what emu_desc_build() wrote. */
+#define EMU_DESC_DEVICE_LEN 18
+
+/* String descriptor `index` (0: language IDs) into buf; length or -ENOENT. */
+int emu_desc_string(const struct emu_model *m, uint8_t index, uint8_t *buf, size_t cap);
+
+/* The endpoint spec for address `ep` and the interface holding it, or NULL. */
+const struct emu_ep_spec *emu_model_endpoint(const struct emu_model *m, uint8_t ep, int *iface);
+
+/* ---- device.c: one emulated device ---- */
+
+struct emu_dev {
+	const struct emu_model *model;
+	unsigned busnum, devnum, port;
+	char devnode[32]; /* /dev/bus/usb/001/002 */
+	char sysname[16]; /* 1-1 */
+	uint8_t desc[EMU_MAX_DESC];
+	size_t desc_len;
+	/* Bound kernel driver per interface (NULL: none), as GETDRIVER sees it. */
+	const char *kernel_driver[EMU_MAX_IFACES];
+	/* Which client connection claimed each interface (NULL: free). */
+	void *claimed_by[EMU_MAX_IFACES];
+	/* Endpoints that stalled and were not cleared since: bit (ep & 15) + 16 for IN. */
+	uint32_t halted;
+	/* Every submitted URB not yet completed, oldest first. */
+	GQueue pending;
+	UMockdevIoctlBase *handler;
+	void *state; /* the model's */
+};
+
+struct emu_dev *emu_dev_new(const struct emu_model *m, unsigned busnum, unsigned devnum, unsigned port);
+void emu_dev_free(struct emu_dev *dev);
+
+/* ---- sysfs.c: the device as sysfs and udev show it ---- */
+
+/* The device (a root hub when dev->port is 0) and one child per interface.  0 or -errno. */
+int emu_sysfs_add_device(UMockdevTestbed *tb, const struct emu_dev *dev);
+
+/* ---- usbfs.c: the usbfs ioctls of one device node ---- */
+
+/* Attaches dev->handler to dev->devnode.  0 or -errno. */
+int emu_usbfs_attach(UMockdevTestbed *tb, struct emu_dev *dev);
+
+/* ---- urb.c: transfers in flight ---- */
+
+struct emu_conn;
+
+struct emu_urb {
+	struct emu_dev *dev;
+	struct emu_conn *conn;
+	uint8_t type;	  /* USBDEVFS_URB_TYPE_* */
+	uint8_t endpoint; /* 0 for control */
+	unsigned flags;	  /* USBDEVFS_URB_* */
+	uint8_t *data;	  /* transfer data (control: after the setup packet) */
+	uint32_t length;  /* bytes at data */
+	struct emu_setup setup;
+	/* Result, set by emu_urb_complete(). */
+	int status;
+	uint32_t actual;
+	/* Where it came from: SUBMITURB (urb_data) or a synchronous ioctl. */
+	gulong client_addr;
+	UMockdevIoctlData *urb_data, *buf_data;
+	UMockdevIoctlClient *sync_client; /* USBDEVFS_BULK / CONTROL waiting */
+	GSource *timeout;
+	uint64_t submitted_us;
+};
+
+/* Finishes a pending URB: status 0 or -errno, `actual` bytes at urb->data. */
+void emu_urb_complete(struct emu_urb *urb, int status, uint32_t actual);
+
+/* The oldest pending URB of `dev` on endpoint `ep`, or NULL. */
+struct emu_urb *emu_urb_first_pending(struct emu_dev *dev, uint8_t ep);
+
+/* Takes a pending URB out without completing it, telling the model. */
+void emu_urb_cancel(struct emu_urb *urb);
+
+/* Releases an URB that is neither pending nor queued for reaping. */
+void emu_urb_free(struct emu_urb *urb);
+
+/* Bit in emu_dev.halted for endpoint address `ep`. */
+static inline uint32_t emu_ep_bit(uint8_t ep)
+{
+	return 1u << ((ep & 0x0f) + ((ep & 0x80) ? 16 : 0));
+}
+
+/* ---- ep0.c: control transfers ---- */
+
+/* Runs a control URB: standard requests here, the rest through the model. */
+void emu_ep0_submit(struct emu_dev *dev, struct emu_urb *urb);
+
+/* Clears a halt as CLEAR_FEATURE(ENDPOINT_HALT) does, telling the model. */
+void emu_ep0_clear_halt(struct emu_dev *dev, uint8_t ep);
+
+/* ---- fifo.c: a bounded byte queue ---- */
+
+struct emu_fifo {
+	uint8_t *buf;
+	size_t cap, head, len;
+};
+
+int emu_fifo_init(struct emu_fifo *f, size_t cap);
+void emu_fifo_free(struct emu_fifo *f);
+size_t emu_fifo_space(const struct emu_fifo *f);
+/* Copies min(n, space) bytes in; returns how many. */
+size_t emu_fifo_put(struct emu_fifo *f, const uint8_t *p, size_t n);
+/* Copies min(n, len) bytes out; returns how many. */
+size_t emu_fifo_get(struct emu_fifo *f, uint8_t *p, size_t n);
+
+/* ---- model_loopback.c: shared by the loopback and kbound models ---- */
+
+extern const struct emu_model_ops emu_loopback_ops;
+
+#endif

@@ -1,0 +1,260 @@
+/*
+ * plugfs-emu: runs a command in a world with emulated USB devices.
+ *
+ *     plugfs-emu [-v] --model NAME [--model NAME ...] [--bus N] -- COMMAND [ARGS...]
+ *
+ * Example:
+ *     $ build/plugfs-emu --model loopback -- ls /dev/bus/usb/001/
+ *     001  002
+ *     $ build/plugfs-emu --model loopback -- cat /sys/bus/usb/devices/1-1/idVendor
+ *     1209
+ *
+ * Bus N (default 1) gets a root hub as devnum 1, then the models in the
+ * order given as devnums 2, 3, ... on ports N-1, N-2, ...  COMMAND and
+ * everything it starts see them through umockdev's preload library
+ * (LD_PRELOAD and UMOCKDEV_DIR are inherited).  SIGINT and SIGTERM are
+ * passed on to COMMAND; plugfs-emu exits with COMMAND's status, or 128 +
+ * the signal that killed it, after removing the testbed directory.
+ */
+#include "emu.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define EMU_MAX_MODELS 32
+#define PRELOAD_LIB    "libumockdev-preload.so.0"
+/* Set across the re-exec so a preload that fails to load cannot loop. */
+#define REEXEC_ENV "PLUGFS_EMU_REEXEC"
+
+extern char **environ;
+
+struct options {
+	const struct emu_model *models[EMU_MAX_MODELS];
+	unsigned nmodels;
+	unsigned busnum;
+	char **command;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: plugfs-emu [-v] --model NAME [--model NAME ...] [--bus N] -- COMMAND [ARGS...]\n"
+		   "models:\n");
+	for (unsigned i = 0; emu_models[i] != NULL; i++)
+		fprintf(f, "  %-10s %s\n", emu_models[i]->name, emu_models[i]->summary);
+}
+
+/* 0, or -EINVAL after saying why. */
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+	    {"model", required_argument, NULL, 'm'},
+	    {"bus", required_argument, NULL, 'b'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int opt;
+
+	memset(o, 0, sizeof(*o));
+	o->busnum = 1;
+	/* '+': stop at COMMAND, so its own options are left alone. */
+	while ((opt = getopt_long(argc, argv, "+m:b:vh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'm':
+			if (o->nmodels == EMU_MAX_MODELS) {
+				emu_err("at most %d models", EMU_MAX_MODELS);
+				return -EINVAL;
+			}
+			if ((o->models[o->nmodels] = emu_model_find(optarg)) == NULL) {
+				emu_err("unknown model '%s'", optarg);
+				usage(stderr);
+				return -EINVAL;
+			}
+			o->nmodels++;
+			break;
+		case 'b': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*optarg == '\0' || *end != '\0' || v < 1 || v > 255) {
+				emu_err("--bus wants 1..255, not '%s'", optarg);
+				return -EINVAL;
+			}
+			o->busnum = (unsigned)v;
+			break;
+		}
+		case 'v':
+			emu_verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind >= argc) {
+		emu_err("no COMMAND given");
+		usage(stderr);
+		return -EINVAL;
+	}
+	o->command = argv + optind;
+	return 0;
+}
+
+static bool preloaded(void)
+{
+	const char *p = getenv("LD_PRELOAD");
+
+	return p != NULL && strstr(p, "libumockdev-preload") != NULL;
+}
+
+/*
+ * Starts this program again with the preload library, like umockdev-wrapper.
+ * umockdev_in_mock_environment() is no help here: in 0.17.16 it reports
+ * FALSE even when preloaded, so LD_PRELOAD itself is checked.
+ */
+static int reexec_preloaded(char **argv)
+{
+	const char *old = getenv("LD_PRELOAD");
+	char *val;
+
+	if (getenv(REEXEC_ENV) != NULL) {
+		emu_err("%s did not load; is the umockdev package installed?", PRELOAD_LIB);
+		return -ENOENT;
+	}
+	val = g_strdup_printf("%s%s%s", PRELOAD_LIB, old && *old ? ":" : "", old && *old ? old : "");
+	setenv("LD_PRELOAD", val, 1);
+	g_free(val);
+	setenv(REEXEC_ENV, "1", 1);
+	execv("/proc/self/exe", argv);
+	emu_err("cannot re-exec myself: %s", strerror(errno));
+	return -errno;
+}
+
+static int spawn_command(char **command, pid_t *pid)
+{
+	posix_spawnattr_t attr;
+	sigset_t none, dfl;
+	int r;
+
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGINT);
+	sigaddset(&dfl, SIGTERM);
+	sigaddset(&dfl, SIGCHLD);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &dfl);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	r = posix_spawnp(pid, command[0], NULL, &attr, command, environ);
+	posix_spawnattr_destroy(&attr);
+	if (r != 0) {
+		emu_err("cannot run %s: %s", command[0], strerror(r));
+		return -r;
+	}
+	emu_log("started %s as pid %d", command[0], (int)*pid);
+	return 0;
+}
+
+/* Waits for the child, forwarding SIGINT/SIGTERM; returns its exit code as a shell would. */
+static int wait_command(pid_t pid, const sigset_t *set)
+{
+	for (;;) {
+		siginfo_t si;
+		int status;
+
+		if (sigwaitinfo(set, &si) < 0) {
+			if (errno == EINTR)
+				continue;
+			emu_err("sigwaitinfo: %s", strerror(errno));
+			return 1;
+		}
+		if (si.si_signo == SIGINT || si.si_signo == SIGTERM) {
+			emu_log("passing signal %d on to pid %d", si.si_signo, (int)pid);
+			kill(pid, si.si_signo);
+			continue;
+		}
+		/* SIGCHLD: only our one child matters. */
+		if (waitpid(pid, &status, WNOHANG) != pid)
+			continue;
+		if (WIFEXITED(status))
+			return WEXITSTATUS(status);
+		if (WIFSIGNALED(status))
+			return 128 + WTERMSIG(status);
+	}
+}
+
+static int add_device(UMockdevTestbed *tb, struct emu_dev **slot, const struct emu_model *m, unsigned busnum,
+		      unsigned devnum, unsigned port)
+{
+	struct emu_dev *dev = emu_dev_new(m, busnum, devnum, port);
+	int r;
+
+	if (dev == NULL) {
+		emu_err("cannot create %s", m->name);
+		return -ENOMEM;
+	}
+	*slot = dev;
+	/* The handler first: the node must answer as soon as it exists. */
+	if ((r = emu_usbfs_attach(tb, dev)) < 0 || (r = emu_sysfs_add_device(tb, dev)) < 0)
+		return r;
+	emu_log("%s: %s %04x:%04x at %s", dev->sysname, m->name, m->vendor_id, m->product_id, dev->devnode);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct emu_dev *devs[EMU_MAX_MODELS + 1] = {NULL};
+	UMockdevTestbed *tb = NULL;
+	struct options o;
+	sigset_t set;
+	char *root = NULL;
+	pid_t pid;
+	int rc = 1;
+
+	if (parse_args(argc, argv, &o) < 0)
+		return 2;
+	if (!preloaded())
+		return reexec_preloaded(argv) < 0 ? 1 : 0;
+	unsetenv(REEXEC_ENV);
+
+	/* Blocked before umockdev starts its threads, so only sigwaitinfo() sees them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGCHLD);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	tb = umockdev_testbed_new();
+	root = umockdev_testbed_get_root_dir(tb);
+	emu_log("testbed in %s", root);
+	if (add_device(tb, &devs[0], &emu_model_roothub, o.busnum, 1, 0) < 0)
+		goto out;
+	for (unsigned i = 0; i < o.nmodels; i++)
+		if (add_device(tb, &devs[i + 1], o.models[i], o.busnum, i + 2, i + 1) < 0)
+			goto out;
+	if (spawn_command(o.command, &pid) < 0) {
+		rc = 127;
+		goto out;
+	}
+	rc = wait_command(pid, &set);
+	emu_log("%s exited: %d", o.command[0], rc);
+out:
+	/* The testbed first: it stops umockdev's worker, the only thread using the devices. */
+	g_object_unref(tb);
+	for (unsigned i = 0; i <= EMU_MAX_MODELS; i++)
+		emu_dev_free(devs[i]);
+	if (root != NULL && g_file_test(root, G_FILE_TEST_EXISTS))
+		emu_err("testbed %s was left behind", root);
+	g_free(root);
+	return rc;
+}
