@@ -17,7 +17,7 @@ MANDIR     ?= $(PREFIX)/share/man
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-CPPFLAGS += -D_GNU_SOURCE -Icommon -DPLUGFS_LIBEXECDIR='"$(LIBEXECDIR)/plugfs"'
+CPPFLAGS += -D_GNU_SOURCE -Icommon -I$(B)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS)
 
 PKG_DAEMON = fuse3 libudev
@@ -63,6 +63,15 @@ $(call obj,$(EMU_SRC)):    OBJ_CFLAGS = $(call pkg_cflags,$(PKG_EMU) $(PKG_DRIVE
 $(call obj,$(UNIT_SRC)):   OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK) $(PKG_DAEMON)) -Ifs -Isupervisor -DFUSE_USE_VERSION=34
 $(call obj,$(INTEG_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK))
 $(call obj,$(BENCH_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK)) -Itests/integration
+
+# The installed paths, compiled in; rewritten only when they change, so that
+# `make install PREFIX=/usr` after `make` rebuilds what uses them.
+$(B)/config.h: FORCE
+	@mkdir -p $(B)
+	@echo '#define PLUGFS_LIBEXECDIR "$(LIBEXECDIR)/plugfs"' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+
+$(B)/supervisor/supervisor.o: $(B)/config.h
 
 DAEMON_LIB_OBJ = $(filter-out $(B)/fs/main.o,$(call obj,$(DAEMON_SRC)))
 
@@ -140,6 +149,8 @@ clean:
 format:
 	clang-format -i $(COMMON_SRC) common/*.h $(DAEMON_SRC) fs/*.h supervisor/*.h $(DRIVER_SRC) drivers/*.h $(EMU_SRC) $(UNIT_SRC) $(INTEG_SRC)
 
-.PHONY: all deps check run-tests check-sanitize bench demo install uninstall clean format
+FORCE:
+
+.PHONY: FORCE all deps check run-tests check-sanitize bench demo install uninstall clean format
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

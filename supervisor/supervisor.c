@@ -23,6 +23,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "loop.h"
 #include "util.h"
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,34 @@ START_TEST(endpoint_files_are_streams)
 }
 END_TEST
 
+START_TEST(nonblocking_read_and_poll)
+{
+	char buf[64];
+	int fd = open(mpath(&m, "usb0/ep81"), O_RDONLY | O_NONBLOCK);
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_eq(poll(&p, 1, 0), 0);
+	/* Data arriving later wakes the poller, through the driver's POLL_READY. */
+	ck_assert_int_eq(write_file(mpath(&m, "usb0/ep02"), "wake up"), 0);
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	ck_assert(p.revents & POLLIN);
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), 7);
+	ck_assert_mem_eq(buf, "wake up", 7);
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	close(fd);
+	/* OUT endpoints are always writable. */
+	fd = open(mpath(&m, "usb0/ep02"), O_WRONLY | O_NONBLOCK);
+	p = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	ck_assert_int_eq(poll(&p, 1, 0), 1);
+	ck_assert(p.revents & POLLOUT);
+	close(fd);
+}
+END_TEST
+
 START_TEST(control_transfers)
 {
 	unsigned char setup[8 + 16], data[64];
@@ -303,6 +332,7 @@ Suite *generic_suite(void)
 	tcase_add_test(tc, info_files_refuse_writes);
 	tcase_add_loop_test(tc, loopback_round_trip, 0, 4);
 	tcase_add_test(tc, endpoint_files_are_streams);
+	tcase_add_test(tc, nonblocking_read_and_poll);
 	tcase_add_test(tc, control_transfers);
 	suite_add_tcase(s, tc);
 

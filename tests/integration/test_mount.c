@@ -180,6 +180,31 @@ START_TEST(mount_helper_convention)
 }
 END_TEST
 
+/* An fstab line, options for mount(8) and systemd included, used by `mount DIR`. */
+START_TEST(fstab_line_mounts)
+{
+	char fstab[128], cmd[1024];
+	FILE *f;
+
+	snprintf(fstab, sizeof(fstab), "%s.fstab", scratch);
+	f = fopen(fstab, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%s/plugfs#plugfs %s fuse timeout=2000,restart_max=3,nofail,noauto,_netdev,x-systemd.automount 0 0\n",
+		build_dir(), scratch);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "PLUGFS_DRIVER=%s/plugfs-driver mount -T %s %s", build_dir(), fstab, scratch);
+	int r = system(cmd);
+	unlink(fstab);
+	ck_assert_int_eq(r, 0);
+	ck_assert(mnt_is_mounted(scratch));
+	snprintf(cmd, sizeof(cmd), "%s/events", scratch);
+	ck_assert_int_ge(access(cmd, R_OK), 0);
+	snprintf(cmd, sizeof(cmd), "umount %s", scratch);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert(!mnt_is_mounted(scratch));
+}
+END_TEST
+
 Suite *mount_suite(void)
 {
 	Suite *s = suite_create("mount");
@@ -196,6 +221,7 @@ Suite *mount_suite(void)
 	tcase_add_test(tc, stale_mount_is_reused);
 	tcase_add_loop_test(tc, bad_option_exits_2, 0, sizeof(bad_opts) / sizeof(bad_opts[0]));
 	tcase_add_test(tc, mount_helper_convention);
+	tcase_add_test(tc, fstab_line_mounts);
 	suite_add_tcase(s, tc);
 	return s;
 }
