@@ -361,11 +361,84 @@ ssize_t tree_render(fuse_ino_t ino, char *buf, size_t cap)
 	}
 }
 
+/*
+ * Right after the mount (or a hotplug), a driver has not yet said which
+ * files it serves.  A lookup or listing of its directory then waits for its
+ * HELLO -- or its failure, at most timeout= later -- instead of answering
+ * ENOENT to a script that runs `plugfs /mnt/usb && cat /mnt/usb/usb0/ep81`.
+ */
+struct deferred {
+	fuse_req_t req;
+	unsigned function_id;
+	fuse_ino_t ino;
+	size_t size;
+	off_t off;
+	char *name; /* lookup: the name; readdir: NULL */
+	TAILQ_ENTRY(deferred) link;
+};
+static TAILQ_HEAD(, deferred) deferred_ops = TAILQ_HEAD_INITIALIZER(deferred_ops);
+
+static int files_pending(const struct node *dir)
+{
+	return dir->type == N_FNDIR && dir->fn->nfiles == 0 && dir->fn->dev->drv->state == DRV_STARTING;
+}
+
+static int defer(fuse_req_t req, const struct node *dir, fuse_ino_t ino, const char *name, size_t size, off_t off)
+{
+	struct deferred *d = calloc(1, sizeof(*d));
+
+	if (d == NULL || (name != NULL && (d->name = strdup(name)) == NULL)) {
+		free(d);
+		return -ENOMEM;
+	}
+	d->req = req;
+	d->function_id = dir->fn->id;
+	d->ino = ino;
+	d->size = size;
+	d->off = off;
+	TAILQ_INSERT_TAIL(&deferred_ops, d, link);
+	return 0;
+}
+
+static void pl_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+static void pl_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+
+void tree_driver_settled(struct usbdev *dev)
+{
+	TAILQ_HEAD(, deferred) ready = TAILQ_HEAD_INITIALIZER(ready);
+	struct deferred *d, *next;
+
+	/* Take them off the list first: a replay may defer again, and must not be seen twice. */
+	for (d = TAILQ_FIRST(&deferred_ops); d != NULL; d = next) {
+		next = TAILQ_NEXT(d, link);
+		struct function *fn = function_by_id(d->function_id);
+		if (fn != NULL && fn->dev != dev)
+			continue;
+		TAILQ_REMOVE(&deferred_ops, d, link);
+		TAILQ_INSERT_TAIL(&ready, d, link);
+	}
+	while ((d = TAILQ_FIRST(&ready)) != NULL) {
+		TAILQ_REMOVE(&ready, d, link);
+		/* Run again: now the files are known, or the driver is down and they are not. */
+		if (d->name != NULL)
+			pl_lookup(d->req, d->ino, d->name);
+		else
+			pl_readdir(d->req, d->ino, d->size, d->off, NULL);
+		free(d->name);
+		free(d);
+	}
+}
+
 static void pl_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	fuse_ino_t ino;
 	int r = tree_lookup(parent, name, &ino);
 
+	if (r == -ENOENT) {
+		struct node dir = resolve(parent);
+		if (files_pending(&dir) && defer(req, &dir, parent, name, 0, 0) == 0)
+			return;
+	}
 	if (r < 0)
 		return (void)fuse_reply_err(req, -r);
 	reply_entry(req, ino);
@@ -434,6 +507,8 @@ static void pl_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		return (void)fuse_reply_err(req, ENOENT);
 	if (!is_dir(&dir))
 		return (void)fuse_reply_err(req, ENOTDIR);
+	if (files_pending(&dir) && defer(req, &dir, ino, NULL, size, off) == 0)
+		return;
 	char *buf = malloc(size);
 	if (buf == NULL)
 		return (void)fuse_reply_err(req, ENOMEM);

@@ -23,6 +23,10 @@ typedef int (*emit_fn)(void *ctx, const char *name, fuse_ino_t ino, mode_t type)
 int tree_list(fuse_ino_t dir, emit_fn emit, void *ctx); /* 0, -ENOENT, -ENOTDIR */
 int tree_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ino);
 int tree_stat(fuse_ino_t ino, struct stat *st);
+struct usbdev;
+/* A driver said HELLO or failed: answers the lookups and listings that waited for it. */
+void tree_driver_settled(struct usbdev *dev);
+
 /* The content of a daemon-served file (devices, events, info files); -EINVAL for others. */
 ssize_t tree_render(fuse_ino_t ino, char *buf, size_t cap);
 

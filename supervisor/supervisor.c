@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "loop.h"
+#include "ops.h"
 #include "util.h"
 
 struct outmsg {
@@ -296,6 +297,7 @@ static void drv_fail(struct drv *d, const char *fmt, ...)
 	wake_pollers(d);
 	d->state = DRV_RESTARTING;
 	d->respawn_at_ms = 0;
+	tree_driver_settled(d->dev);
 	if (!d->reaped && d->pid > 0)
 		kill(d->pid, SIGKILL);
 	/* The respawn waits for the reap: the old process may still hold the device. */
@@ -526,6 +528,7 @@ static void on_hello(struct drv *d, const uint8_t *payload, size_t plen)
 	}
 	d->state = DRV_RUNNING;
 	d->next_ping_ms = now_ms() + heartbeat_period_ms();
+	tree_driver_settled(dev);
 	if (d->restarts == 0)
 		drv_event(d, "bind %s pid %d", dev->funcs[0]->bind->name, (int)d->pid);
 	else
@@ -761,8 +764,12 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 				 opts.timeout_ms);
 			return 0;
 		}
-		log_msg(LOG_INFO, "%s: %s request %u timed out after %u ms", d->dev->funcs[0]->name,
-			proto_type_name(r->type), r->id, opts.timeout_ms);
+		struct handle *h = handle_find(d, r->handle);
+		if (h != NULL)
+			event_add(h->fn->name, "timeout %s %s: no answer in %u ms", proto_type_name(r->type),
+				  handle_file(h)->name, opts.timeout_ms);
+		else
+			drv_event(d, "timeout %s: no answer in %u ms", proto_type_name(r->type), opts.timeout_ms);
 		if (r->req != NULL)
 			fuse_reply_err(r->req, ETIMEDOUT);
 		r->req = NULL;
@@ -825,6 +832,8 @@ void sup_shutdown(void)
 		if (dev->drv != NULL) {
 			drv_close_sock(dev->drv);
 			fail_requests(dev->drv, EIO);
+			dev->drv->state = DRV_FAILED;
+			tree_driver_settled(dev);
 		}
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);

@@ -56,6 +56,7 @@ START_TEST(hung_device_times_out_while_other_answers)
 	ck_assert_int_eq(b.err, ETIMEDOUT);
 	/* Not early: the deadline is timeout=3000. */
 	ck_assert_uint_ge(mono_ms() - start, 2900);
+	ck_assert_int_eq(wait_event(&m, "usb1 timeout READ ep81", "no answer in 3000 ms", 1000), 0);
 	close(hfd);
 	/* A device that does not answer is not a crashed driver. */
 	ck_assert_str_eq(read_line(mpath(&m, "usb1/state")), "running");

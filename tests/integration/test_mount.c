@@ -205,6 +205,23 @@ START_TEST(fstab_line_mounts)
 }
 END_TEST
 
+/*
+ * A script mounts and uses the files at once: lookups wait for the
+ * drivers' HELLO instead of answering ENOENT while they start.
+ */
+START_TEST(files_ready_when_mount_returns)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd),
+		 "PLUGFS_DRIVER=%s/plugfs-driver %s/plugfs-emu --model loopback --model stall -- sh -c '"
+		 "%s/plugfs %s && test -r %s/usb0/ep81 && ls %s/usb1 | grep -qx ep02; r=$?; umount %s; exit $r'",
+		 build_dir(), build_dir(), build_dir(), scratch, scratch, scratch, scratch);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert(!mnt_is_mounted(scratch));
+}
+END_TEST
+
 Suite *mount_suite(void)
 {
 	Suite *s = suite_create("mount");
@@ -222,6 +239,7 @@ Suite *mount_suite(void)
 	tcase_add_loop_test(tc, bad_option_exits_2, 0, sizeof(bad_opts) / sizeof(bad_opts[0]));
 	tcase_add_test(tc, mount_helper_convention);
 	tcase_add_test(tc, fstab_line_mounts);
+	tcase_add_test(tc, files_ready_when_mount_returns);
 	suite_add_tcase(s, tc);
 	return s;
 }
