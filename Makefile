@@ -106,6 +106,18 @@ check: deps
 	$(MAKE) all
 	$(MAKE) run-tests
 	$(MAKE) check-sanitize
+	$(MAKE) check-rig-if-present
+
+# The generic driver on a real kernel USB stack, in a QEMU guest with QEMU's
+# own USB devices (../shared/rig/qemu-usb; PLUGFS_RIG names another copy).
+RIG ?= $(firstword $(PLUGFS_RIG) $(abspath $(CURDIR)/../shared/rig/qemu-usb/run-guest))
+
+check-rig: all
+	scripts/install-deps rig
+	PLUGFS_BUILD=$(CURDIR)/$(B) PLUGFS_RIG=$(RIG) tests/rig/run
+
+check-rig-if-present:
+	@if [ -x "$(RIG)" ]; then $(MAKE) check-rig; else echo "check-rig: skipped: no QEMU rig at $(RIG)"; fi
 
 # CK_FORK stays on: a crashing test must not take the others with it.
 run-tests: $(TESTPROGS) $(PROGS)
@@ -151,6 +163,6 @@ format:
 
 FORCE:
 
-.PHONY: FORCE all deps check run-tests check-sanitize bench demo install uninstall clean format
+.PHONY: FORCE all deps check run-tests check-sanitize check-rig check-rig-if-present bench demo install uninstall clean format
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
