@@ -107,6 +107,21 @@ struct emu_model {
 	const struct emu_model_ops *ops;
 };
 
+/*
+ * The vendor interface the loopback, stall and hang models share, so that
+ * one test works on each: bulk OUT 0x02, bulk IN 0x81, interrupt IN 0x83.
+ */
+#define EMU_VENDOR_IFACE                                                                                     \
+	{                                                                                                    \
+		.cls = 0xff, .subclass = 0xff, .protocol = 0xff, .num_eps = 3,                               \
+		.eps = {                                                                                     \
+			{ .address = 0x02, .type = 2, .max_packet = 512 },                                   \
+			{ .address = 0x81, .type = 2, .max_packet = 512 },                                   \
+			{ .address = 0x83, .type = 3, .max_packet = 64, .interval = 4 },                     \
+		},                                                                                           \
+	}
+
+
 /* NULL-terminated table of every model. */
 extern const struct emu_model *const emu_models[];
 

@@ -43,20 +43,6 @@ const struct emu_model emu_model_stall = {
     .product = "Stall",
     .serial = "ST0001",
     .num_ifaces = 1,
-    .ifaces =
-	{
-	    {
-		.cls = 0xff,
-		.subclass = 0xff,
-		.protocol = 0xff,
-		.num_eps = 3,
-		.eps =
-		    {
-			{.address = 0x02, .type = 2, .max_packet = 512},
-			{.address = 0x81, .type = 2, .max_packet = 512},
-			{.address = 0x83, .type = 3, .max_packet = 64, .interval = 4},
-		    },
-	    },
-	},
+    .ifaces = {EMU_VENDOR_IFACE},
     .ops = &stall_ops,
 };
