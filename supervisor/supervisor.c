@@ -603,6 +603,11 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 		break;
 	}
 
+	/*
+	 * Off the list before answering: completing an open may send a RELEASE,
+	 * and a failed send fails (and frees) every request still listed.
+	 */
+	TAILQ_REMOVE(&d->requests, r, link);
 	switch (r->type) {
 	case PROTO_OPEN:
 		complete_open(d, r, h->status);
@@ -626,8 +631,8 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 			fuse_reply_poll(r->req, (unsigned)h->status);
 		break;
 	}
-	r->req = NULL;
-	request_free(d, r);
+	free(r->opening);
+	free(r);
 }
 
 static void on_log(struct drv *d, int32_t prio, const uint8_t *payload, size_t plen)
