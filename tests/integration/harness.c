@@ -237,6 +237,29 @@ int mnt_start(struct mnt *m, const char *const *models, const char *opts, unsign
 
 int mnt_start_at(struct mnt *m, const char *dir, const char *const *models, const char *opts, unsigned nfuncs)
 {
+	return mnt_start_full(m, dir, models, opts, nfuncs, NULL);
+}
+
+int mnt_start_with_driver(struct mnt *m, const char *const *models, const char *opts, unsigned nfuncs,
+			  const char *driver_host)
+{
+	char dir[sizeof(m->dir)];
+
+	snprintf(dir, sizeof(dir), "/tmp/plugfs-test.XXXXXX");
+	if (mkdtemp(dir) == NULL) {
+		perror("harness: mkdtemp");
+		return -1;
+	}
+	int r = mnt_start_full(m, dir, models, opts, nfuncs, driver_host);
+	m->own_dir = 1;
+	if (r < 0)
+		rmdir(dir);
+	return r;
+}
+
+int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, const char *opts, unsigned nfuncs,
+		   const char *driver_host)
+{
 	char emu[512], plugfs[512], driver[512];
 	const char *argv[64];
 	int argc = 0;
@@ -248,7 +271,10 @@ int mnt_start_at(struct mnt *m, const char *dir, const char *const *models, cons
 	mkdir(m->path, 0755);
 	snprintf(emu, sizeof(emu), "%s/plugfs-emu", build_dir());
 	snprintf(plugfs, sizeof(plugfs), "%s/plugfs", build_dir());
-	snprintf(driver, sizeof(driver), "%s/plugfs-driver", build_dir());
+	if (driver_host != NULL)
+		snprintf(driver, sizeof(driver), "%s", driver_host);
+	else
+		snprintf(driver, sizeof(driver), "%s/plugfs-driver", build_dir());
 
 	argv[argc++] = emu;
 	for (const char *const *p = models; *p != NULL; p++) {
@@ -282,7 +308,9 @@ int mnt_start_at(struct mnt *m, const char *dir, const char *const *models, cons
 	}
 
 	uint64_t deadline = mono_ms() + 20000;
-	while (!mnt_is_mounted(m->path) || count_running(m) < nfuncs) {
+	/* nfuncs 0: only the mount itself (the devices file) must be there. */
+	while (!mnt_is_mounted(m->path) || count_running(m) < nfuncs ||
+	       (nfuncs == 0 && access(mpath(m, "devices"), R_OK) != 0)) {
 		int st;
 		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
 			fprintf(stderr, "harness: plugfs-emu exited early (status %#x); log %s:\n", st, m->log);

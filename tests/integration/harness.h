@@ -36,6 +36,11 @@ const char *build_dir(void);
 int mnt_start(struct mnt *m, const char *const *models, const char *opts, unsigned nfuncs);
 /* The same in an existing directory (mounting on DIR/mnt). */
 int mnt_start_at(struct mnt *m, const char *dir, const char *const *models, const char *opts, unsigned nfuncs);
+/* The same with another driver host (a test-only misbehaving one). */
+int mnt_start_with_driver(struct mnt *m, const char *const *models, const char *opts, unsigned nfuncs,
+			  const char *driver_host);
+int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, const char *opts, unsigned nfuncs,
+		   const char *driver_host);
 /* SIGTERM, wait for exit, force the unmount if needed, remove the directory. */
 void mnt_stop(struct mnt *m);
 int mnt_is_mounted(const char *path);

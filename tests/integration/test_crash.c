@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -143,6 +145,44 @@ START_TEST(stopped_driver_times_out_and_is_replaced)
 }
 END_TEST
 
+/*
+ * A driver host that breaks the protocol: its first message is 7 bytes of
+ * text.  The daemon must treat it exactly like a crash, and give up on it
+ * after restart_max, while the mount lives on.
+ */
+static char liar[96];
+
+static void setup_liar(void)
+{
+	static const char *const models[] = { "loopback", NULL };
+
+	snprintf(liar, sizeof(liar), "/tmp/plugfs-liar.XXXXXX");
+	int fd = mkstemp(liar);
+	ck_assert_int_ge(fd, 0);
+	/* It says garbage on the protocol socket, then waits to be killed. */
+	dprintf(fd, "#!/bin/sh\nprintf garbage >&3\nread x <&3\n");
+	close(fd);
+	ck_assert_int_eq(chmod(liar, 0755), 0);
+	ck_assert_int_eq(mnt_start_with_driver(&m, models, "restart_max=2,backoff_min=1,backoff_max=1", 0, liar), 0);
+}
+
+static void teardown_liar(void)
+{
+	mnt_stop(&m);
+	unlink(liar);
+}
+
+START_TEST(protocol_violation_is_a_crash)
+{
+	ck_assert_int_eq(wait_event(&m, "usb0 crash protocol error", "message shorter than the header", 5000), 0);
+	ck_assert_int_eq(wait_state(&m, "usb0", "failed", 5000), 0);
+	ck_assert_int_eq(wait_event(&m, "usb0 failed", "3 crashes", 1000), 0);
+	/* The daemon itself is fine. */
+	ck_assert_str_eq(read_line(mpath(&m, "usb0/vendor_id")), "1209");
+	ck_assert_int_eq(fn_pid(&m, "usb0"), 0);
+}
+END_TEST
+
 Suite *crash_suite(void)
 {
 	Suite *s = suite_create("crash");
@@ -163,6 +203,12 @@ Suite *crash_suite(void)
 	tcase_add_unchecked_fixture(tc, setup_sigstop, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, stopped_driver_times_out_and_is_replaced);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("liar");
+	tcase_add_unchecked_fixture(tc, setup_liar, teardown_liar);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, protocol_violation_is_a_crash);
 	suite_add_tcase(s, tc);
 	return s;
 }
