@@ -33,17 +33,12 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The daemon is plugfs-emu's only child. */
-static long daemon_rss_kib(pid_t emu)
+static long daemon_rss_kib(const struct mnt *m)
 {
 	char path[64], buf[4096];
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)emu, (int)emu);
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)daemon_pid(m));
 	ssize_t n = read_file(path, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	snprintf(path, sizeof(path), "/proc/%d/status", atoi(buf));
-	n = read_file(path, buf, sizeof(buf) - 1);
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
@@ -61,7 +56,7 @@ int main(int argc, char **argv)
 
 	if (rounds <= 0 || lat == NULL || mnt_start(&m, models, "restart_window=1,restart_max=5", 1) < 0)
 		return 1;
-	printf("daemon RSS after start: %ld KiB\n", daemon_rss_kib(m.pid));
+	printf("daemon RSS after start: %ld KiB\n", daemon_rss_kib(&m));
 	for (int i = 0; i < rounds; i++) {
 		pid_t pid = fn_pid(&m, "usb0");
 		uint64_t t0 = now_us();
@@ -94,7 +89,7 @@ int main(int argc, char **argv)
 	       "median %.2f ms, p90 %.2f ms, min %.2f ms, max %.2f ms\n",
 	       rounds, lat[rounds / 2] / 1000.0, lat[rounds * 9 / 10] / 1000.0, lat[0] / 1000.0,
 	       lat[rounds - 1] / 1000.0);
-	printf("daemon RSS after %d restarts: %ld KiB\n", rounds, daemon_rss_kib(m.pid));
+	printf("daemon RSS after %d restarts: %ld KiB\n", rounds, daemon_rss_kib(&m));
 out:
 	mnt_stop(&m);
 	free(lat);

@@ -3,6 +3,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -419,4 +420,73 @@ int bg_read_join(struct bg_read *b, int ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	return pthread_timedjoin_np(b->thread, NULL, &ts) == 0 ? 0 : -1;
+}
+
+pid_t daemon_pid(const struct mnt *m)
+{
+	char path[64], buf[256];
+
+	/* plugfs is plugfs-emu's only child. */
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)m->pid, (int)m->pid);
+	ssize_t n = read_file(path, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return (pid_t)atoi(buf);
+}
+
+int count_fds(pid_t pid)
+{
+	char path[64];
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return -1;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Children of ppid: all of them, or only zombies. */
+static int count_children(pid_t ppid, int zombies_only)
+{
+	DIR *d = opendir("/proc");
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		char path[300], buf[512];
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		ssize_t len = read_file(path, buf, sizeof(buf) - 1);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		/* "pid (comm) S ppid ...": comm may hold spaces, so parse after the last ')'. */
+		char *p = strrchr(buf, ')');
+		char state;
+		int parent;
+		if (p == NULL || sscanf(p + 1, " %c %d", &state, &parent) != 2)
+			continue;
+		if (parent == ppid && (!zombies_only || state == 'Z'))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+int count_zombies(pid_t ppid)
+{
+	return count_children(ppid, 1);
+}
+
+int count_child_processes(pid_t ppid)
+{
+	return count_children(ppid, 0);
 }

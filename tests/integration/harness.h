@@ -68,6 +68,14 @@ pid_t wait_new_pid(const struct mnt *m, const char *fn, pid_t old, int ms);
 
 uint64_t mono_ms(void);
 
+/* The plugfs daemon of a mount (plugfs-emu's child), or 0. */
+pid_t daemon_pid(const struct mnt *m);
+/* Open fds of a process, or -1. */
+int count_fds(pid_t pid);
+/* Children of ppid that are zombies / that exist at all. */
+int count_zombies(pid_t ppid);
+int count_child_processes(pid_t ppid);
+
 #endif
 
 /* A read() in another thread, to have a request in flight while acting. */
