@@ -672,6 +672,54 @@ static void pl_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, s
 	fuse_reply_poll(req, POLLIN | POLLOUT);
 }
 
+/*
+ * The tree is the devices': files cannot be created, removed or renamed,
+ * as in sysfs.  Without these, libfuse would answer ENOSYS.
+ */
+static void pl_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fuse_reply_err(req, EPERM);
+}
+
+static void pl_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent, (void)name, (void)mode;
+	fuse_reply_err(req, EPERM);
+}
+
+static void pl_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent, (void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void pl_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void pl_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	fuse_reply_err(req, EPERM);
+}
+
+static void pl_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	fuse_reply_err(req, EPERM);
+}
+
+static void pl_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	(void)parent, (void)name, (void)mode, (void)fi;
+	fuse_reply_err(req, EPERM);
+}
+
 static void pl_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
@@ -699,4 +747,12 @@ const struct fuse_lowlevel_ops plugfs_ops = {
 	.fsync = pl_fsync,
 	.readdir = pl_readdir,
 	.poll = pl_poll,
+	.mknod = pl_mknod,
+	.mkdir = pl_mkdir,
+	.unlink = pl_unlink,
+	.rmdir = pl_unlink,
+	.symlink = pl_symlink,
+	.rename = pl_rename,
+	.link = pl_link,
+	.create = pl_create,
 };

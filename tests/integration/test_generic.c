@@ -120,6 +120,15 @@ START_TEST(info_files_refuse_writes)
 	ck_assert_int_eq(open(mpath(&m, "usb0/ctl"), O_RDONLY), -1);
 	ck_assert_int_eq(errno, EACCES);
 	ck_assert_int_eq(write_file(mpath(&m, "usb0/ctl"), "no-such-command\n"), -EINVAL);
+	/* The tree is the devices': nothing is created, removed or renamed. */
+	ck_assert_int_eq(open(mpath(&m, "usb0/newfile"), O_WRONLY | O_CREAT, 0644), -1);
+	ck_assert_int_eq(errno, EPERM);
+	ck_assert_int_eq(mkdir(mpath(&m, "usb9"), 0755), -1);
+	ck_assert_int_eq(errno, EPERM);
+	ck_assert_int_eq(unlink(mpath(&m, "usb0/ep81")), -1);
+	ck_assert_int_eq(errno, EPERM);
+	ck_assert_int_eq(rename(mpath(&m, "usb0/ep81"), mpath(&m, "usb0/in")), -1);
+	ck_assert_int_eq(errno, EPERM);
 	ck_assert_int_eq(write_file(mpath(&m, "usb0/ctl"), "\n"), -EINVAL);
 }
 END_TEST
