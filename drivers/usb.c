@@ -192,7 +192,8 @@ static void ep0_read(struct drv_req *req)
 
 	if (n > req->size)
 		n = req->size;
-	drv_reply(req, (int32_t)n, e->data + e->off, n);
+	/* Nothing kept: e->data is NULL, and NULL + 0 is undefined in C. */
+	drv_reply(req, (int32_t)n, n > 0 ? e->data + e->off : NULL, n);
 	e->off += n;
 	if (e->off == e->len) {
 		free(e->data);

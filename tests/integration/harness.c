@@ -358,14 +358,30 @@ void mnt_stop(struct mnt *m)
 		fprintf(stderr, "harness: %s still mounted after stop, detaching it\n", m->path);
 		umount2(m->path, MNT_DETACH);
 	}
+	/* A sanitizer report from the daemon or a driver fails the test, even if nothing else did. */
+	static const char *const reports[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:" };
+	char *log = malloc(1 << 20);
+	ssize_t n = log != NULL ? read_file(m->log, log, (1 << 20) - 1) : -1;
+	const char *found = NULL;
+	if (n > 0) {
+		log[n] = '\0';
+		for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]) && found == NULL; i++)
+			if (strstr(log, reports[i]) != NULL)
+				found = reports[i];
+		if (found != NULL)
+			fprintf(stderr, "harness: sanitizer report in %s:\n%s\n", m->log, log);
+	}
+	free(log);
 	if (m->dir[0] != '\0') {
-		if (getenv("PLUGFS_KEEP_LOGS") == NULL) {
+		if (getenv("PLUGFS_KEEP_LOGS") == NULL && found == NULL) {
 			unlink(m->log);
 			rmdir(m->path);
 			if (m->own_dir)
 				rmdir(m->dir);
 		}
 	}
+	if (found != NULL)
+		sanitizer_report_found(m->log);
 }
 
 int wait_blocked_in_read(pid_t tid, int ms)
@@ -420,6 +436,23 @@ int bg_read_join(struct bg_read *b, int ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	return pthread_timedjoin_np(b->thread, NULL, &ts) == 0 ? 0 : -1;
+}
+
+/*
+ * Sanitizer reports are counted in a file named by PLUGFS_SANITIZER_TALLY:
+ * mounts end in test processes and in the runner alike, and main() checks
+ * the tally once every suite has run (a failing assertion in a teardown
+ * would stop the runner).
+ */
+void sanitizer_report_found(const char *log)
+{
+	const char *tally = getenv("PLUGFS_SANITIZER_TALLY");
+	int fd = tally != NULL ? open(tally, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
+
+	if (fd >= 0) {
+		dprintf(fd, "%s\n", log);
+		close(fd);
+	}
 }
 
 pid_t daemon_pid(const struct mnt *m)

@@ -68,6 +68,9 @@ pid_t wait_new_pid(const struct mnt *m, const char *fn, pid_t old, int ms);
 
 uint64_t mono_ms(void);
 
+/* Records that a mount's log holds a sanitizer report (see main.c). */
+void sanitizer_report_found(const char *log);
+
 /* The plugfs daemon of a mount (plugfs-emu's child), or 0. */
 pid_t daemon_pid(const struct mnt *m);
 /* Open fds of a process, or -1. */
