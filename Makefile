@@ -164,7 +164,7 @@ clean:
 	rm -rf build build-asan
 
 format:
-	clang-format -i $(COMMON_SRC) common/*.h $(DAEMON_SRC) fs/*.h supervisor/*.h $(DRIVER_SRC) drivers/*.h $(EMU_SRC) $(UNIT_SRC) $(INTEG_SRC)
+	clang-format -i $(shell git ls-files '*.c' '*.h')
 
 FORCE:
 

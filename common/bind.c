@@ -8,13 +8,13 @@
 #include <string.h>
 
 static const struct bind_id generic_ids[] = {
-	{ .match = BIND_MATCH_ANY },
-	{ 0 },
+    {.match = BIND_MATCH_ANY},
+    {0},
 };
 
 static const struct bind_driver drivers[] = {
-	{ "usb", "usb", generic_ids },
-	{ NULL, NULL, NULL },
+    {"usb", "usb", generic_ids},
+    {NULL, NULL, NULL},
 };
 
 static int id_matches(const struct bind_id *id, const struct usbdesc_device *dev,

@@ -20,11 +20,11 @@
 
 #include "usbdesc.h"
 
-#define BIND_MATCH_VIDPID 0x01
-#define BIND_MATCH_CLASS 0x02
+#define BIND_MATCH_VIDPID   0x01
+#define BIND_MATCH_CLASS    0x02
 #define BIND_MATCH_SUBCLASS 0x04
 #define BIND_MATCH_PROTOCOL 0x08
-#define BIND_MATCH_ANY 0x10
+#define BIND_MATCH_ANY	    0x10
 
 struct bind_id {
 	uint8_t match;
@@ -33,8 +33,8 @@ struct bind_id {
 };
 
 struct bind_driver {
-	const char *name; /* `driver` file, devices column, DRIVER in argv */
-	const char *kind; /* directory name prefix */
+	const char *name;	   /* `driver` file, devices column, DRIVER in argv */
+	const char *kind;	   /* directory name prefix */
 	const struct bind_id *ids; /* ends with a zero row */
 };
 

@@ -9,10 +9,10 @@
 #include <string.h>
 
 static const char *const type_names[] = {
-	[PROTO_HELLO] = "HELLO",     [PROTO_REPLY] = "REPLY",   [PROTO_POLL_READY] = "POLL_READY",
-	[PROTO_LOG] = "LOG",         [PROTO_OPEN] = "OPEN",     [PROTO_READ] = "READ",
-	[PROTO_WRITE] = "WRITE",     [PROTO_POLL] = "POLL",     [PROTO_RELEASE] = "RELEASE",
-	[PROTO_CANCEL] = "CANCEL",   [PROTO_PING] = "PING",     [PROTO_CTL] = "CTL",
+    [PROTO_HELLO] = "HELLO",   [PROTO_REPLY] = "REPLY", [PROTO_POLL_READY] = "POLL_READY",
+    [PROTO_LOG] = "LOG",       [PROTO_OPEN] = "OPEN",	[PROTO_READ] = "READ",
+    [PROTO_WRITE] = "WRITE",   [PROTO_POLL] = "POLL",	[PROTO_RELEASE] = "RELEASE",
+    [PROTO_CANCEL] = "CANCEL", [PROTO_PING] = "PING",	[PROTO_CTL] = "CTL",
 };
 
 const char *proto_type_name(uint16_t type)
@@ -51,12 +51,18 @@ struct payload_rule {
 };
 
 static const struct payload_rule payload_rules[] = {
-	[PROTO_HELLO] = { 4, PROTO_MAX_IO },  [PROTO_REPLY] = { 0, PROTO_MAX_IO },
-	[PROTO_POLL_READY] = { 0, 0 },        [PROTO_LOG] = { 1, PROTO_MAX_LOG },
-	[PROTO_OPEN] = { 0, 0 },              [PROTO_READ] = { 0, 0 },
-	[PROTO_WRITE] = { 0, PROTO_MAX_IO },  [PROTO_POLL] = { 0, 0 },
-	[PROTO_RELEASE] = { 0, 0 },           [PROTO_CANCEL] = { 0, 0 },
-	[PROTO_PING] = { 0, 0 },              [PROTO_CTL] = { 1, PROTO_MAX_CTL },
+    [PROTO_HELLO] = {4, PROTO_MAX_IO},
+    [PROTO_REPLY] = {0, PROTO_MAX_IO},
+    [PROTO_POLL_READY] = {0, 0},
+    [PROTO_LOG] = {1, PROTO_MAX_LOG},
+    [PROTO_OPEN] = {0, 0},
+    [PROTO_READ] = {0, 0},
+    [PROTO_WRITE] = {0, PROTO_MAX_IO},
+    [PROTO_POLL] = {0, 0},
+    [PROTO_RELEASE] = {0, 0},
+    [PROTO_CANCEL] = {0, 0},
+    [PROTO_PING] = {0, 0},
+    [PROTO_CTL] = {1, PROTO_MAX_CTL},
 };
 
 static int fail(const char **why, const char *reason)
@@ -87,8 +93,7 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
 		return fail(why, "reserved field not zero");
 	if (h->flags & ~PROTO_F_ALL)
 		return fail(why, "unknown flags");
-	if (h->type >= sizeof(payload_rules) / sizeof(payload_rules[0]) ||
-	    type_names[h->type] == NULL)
+	if (h->type >= sizeof(payload_rules) / sizeof(payload_rules[0]) || type_names[h->type] == NULL)
 		return fail(why, "unknown message type");
 	uint32_t plen = h->len - PROTO_HDR_LEN;
 	if (plen < payload_rules[h->type].min || plen > payload_rules[h->type].max)
@@ -174,7 +179,8 @@ int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, 
 		memcpy(f->name, buf + off, nlen);
 		f->name[nlen] = '\0';
 		off += nlen;
-		if ((f->kind & PROTO_KIND_MASK) > PROTO_KIND_BLOCK || (f->kind & ~PROTO_KIND_MASK & ~PROTO_FILE_FLAGS_ALL))
+		if ((f->kind & PROTO_KIND_MASK) > PROTO_KIND_BLOCK ||
+		    (f->kind & ~PROTO_KIND_MASK & ~PROTO_FILE_FLAGS_ALL))
 			return fail(why, "HELLO: unknown file kind");
 		if (f->mode & ~0666u)
 			return fail(why, "HELLO: file mode beyond rw bits");
@@ -185,7 +191,8 @@ int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, 
 		for (unsigned j = 0; j < i; j++) {
 			if (hello->files[j].id == f->id)
 				return fail(why, "HELLO: duplicate file id");
-			if (hello->files[j].function == f->function && strcmp(hello->files[j].name, f->name) == 0)
+			if (hello->files[j].function == f->function &&
+			    strcmp(hello->files[j].name, f->name) == 0)
 				return fail(why, "HELLO: duplicate file name");
 		}
 	}

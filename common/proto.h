@@ -42,16 +42,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION	1
 #define PROTO_DRIVER_FD 3
-#define PROTO_HDR_LEN 40
+#define PROTO_HDR_LEN	40
 /* Largest READ/WRITE payload; FUSE max_read/max_write are set to this. */
-#define PROTO_MAX_IO (128u * 1024)
-#define PROTO_MAX_MSG (PROTO_HDR_LEN + PROTO_MAX_IO)
+#define PROTO_MAX_IO	(128u * 1024)
+#define PROTO_MAX_MSG	(PROTO_HDR_LEN + PROTO_MAX_IO)
 #define PROTO_MAX_FILES 512
-#define PROTO_MAX_NAME 64
-#define PROTO_MAX_LOG 512
-#define PROTO_MAX_CTL 256
+#define PROTO_MAX_NAME	64
+#define PROTO_MAX_LOG	512
+#define PROTO_MAX_CTL	256
 
 enum proto_type {
 	/* Driver to daemon. */
@@ -72,7 +72,7 @@ enum proto_type {
 
 /* Header flags. */
 #define PROTO_F_NONBLOCK 0x0001 /* READ/WRITE: the handle is O_NONBLOCK now */
-#define PROTO_F_ALL 0x0001
+#define PROTO_F_ALL	 0x0001
 
 /* File kinds, announced in HELLO. */
 enum proto_kind {
@@ -82,7 +82,7 @@ enum proto_kind {
 };
 #define PROTO_KIND_MASK 0x0f
 /* Reads may legitimately wait forever (input reports): no request deadline. */
-#define PROTO_FILE_UNTIMED 0x10
+#define PROTO_FILE_UNTIMED   0x10
 #define PROTO_FILE_FLAGS_ALL 0x10
 
 struct proto_hdr {
@@ -100,8 +100,8 @@ struct proto_hdr {
 struct proto_file {
 	uint32_t id;
 	uint8_t function; /* index into the driver's --bind list */
-	uint8_t kind;     /* enum proto_kind | PROTO_FILE_* flags */
-	uint16_t mode;    /* permission bits, 0444 / 0222 / 0666 ... */
+	uint8_t kind;	  /* enum proto_kind | PROTO_FILE_* flags */
+	uint16_t mode;	  /* permission bits, 0444 / 0222 / 0666 ... */
 	uint64_t size;
 	char name[PROTO_MAX_NAME + 1];
 };
@@ -129,8 +129,8 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
  * HELLO payload: u16 version, u16 nfiles, then per file
  * u32 id, u8 function, u8 kind, u16 mode, u64 size, u8 namelen, name.
  * proto_encode_hello returns the payload length, -ENOSPC if cap is
- * too small, or -EINVAL for more than PROTO_MAX_FILES files.  proto_decode_hello checks everything: version, counts,
- * unique ids and (function, name) pairs, names that are valid file names.
+ * too small, or -EINVAL for more than PROTO_MAX_FILES files.  proto_decode_hello checks everything: version,
+ * counts, unique ids and (function, name) pairs, names that are valid file names.
  */
 int proto_encode_hello(uint8_t *buf, size_t cap, const struct proto_hello *hello);
 int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, const char **why);

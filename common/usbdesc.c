@@ -22,8 +22,8 @@ static int fail(const char **why, const char *reason)
  */
 typedef int (*iface_cb)(const struct usbdesc_iface *iface, void *arg);
 
-static int walk_config(const uint8_t *buf, size_t len, uint8_t *config_value, iface_cb on_iface,
-		       void *arg, const char **why)
+static int walk_config(const uint8_t *buf, size_t len, uint8_t *config_value, iface_cb on_iface, void *arg,
+		       const char **why)
 {
 	if (len < 18 || buf[0] != 18 || buf[1] != USB_DT_DEVICE)
 		return fail(why, "bad device descriptor");
@@ -134,10 +134,9 @@ static int match_alt(const struct usbdesc_iface *iface, void *arg)
 	return 0;
 }
 
-int usbdesc_find_alt(const uint8_t *buf, size_t len, uint8_t number, uint8_t alt,
-		     struct usbdesc_iface *out)
+int usbdesc_find_alt(const uint8_t *buf, size_t len, uint8_t number, uint8_t alt, struct usbdesc_iface *out)
 {
-	struct find_alt f = { number, alt, out, 0 };
+	struct find_alt f = {number, alt, out, 0};
 	int r = walk_config(buf, len, NULL, match_alt, &f, NULL);
 
 	if (r < 0)

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define USBDESC_MAX_IFACES 32
-#define USBDESC_MAX_EPS 32
+#define USBDESC_MAX_EPS	   32
 
 enum {
 	USB_DT_DEVICE = 1,
@@ -61,7 +61,6 @@ struct usbdesc_device {
 int usbdesc_parse(const uint8_t *buf, size_t len, struct usbdesc_device *dev, const char **why);
 
 /* Finds altsetting `alt` of interface `number` in the first configuration: 0 or -ENOENT. */
-int usbdesc_find_alt(const uint8_t *buf, size_t len, uint8_t number, uint8_t alt,
-		     struct usbdesc_iface *out);
+int usbdesc_find_alt(const uint8_t *buf, size_t len, uint8_t number, uint8_t alt, struct usbdesc_iface *out);
 
 #endif

@@ -856,7 +856,7 @@ int main(int argc, char **argv)
 	 * A crashing driver is routine here (the supervisor respawns it); a
 	 * core file per crash in the daemon's working directory is not.
 	 */
-	struct rlimit nocore = { 0, 0 };
+	struct rlimit nocore = {0, 0};
 	setrlimit(RLIMIT_CORE, &nocore);
 	/* The daemon always reads, so a blocking socket makes every send simple. */
 	int fl = fcntl(PROTO_DRIVER_FD, F_GETFL);

@@ -580,7 +580,8 @@ static int usb_probe(struct drv_function *fn)
 		 * ETIMEDOUT.  A script that waits for data for hours uses poll(2),
 		 * which has no deadline.
 		 */
-		ep->file = drv_file_add(fn, name, in ? 0444 : 0222, PROTO_KIND_STREAM, in ? &in_ops : &out_ops, ep);
+		ep->file =
+		    drv_file_add(fn, name, in ? 0444 : 0222, PROTO_KIND_STREAM, in ? &in_ops : &out_ops, ep);
 		if (ep->file == NULL)
 			return -ENOSPC;
 	}

@@ -29,8 +29,8 @@ struct function *function_by_id(unsigned id)
 	struct function *fn;
 
 	TAILQ_FOREACH(fn, &functions, link)
-		if (fn->id == id)
-			return fn;
+	if (fn->id == id)
+		return fn;
 	return NULL;
 }
 
@@ -39,8 +39,8 @@ struct function *function_by_name(const char *name)
 	struct function *fn;
 
 	TAILQ_FOREACH(fn, &functions, link)
-		if (!fn->dev->gone && strcmp(fn->name, name) == 0)
-			return fn;
+	if (!fn->dev->gone && strcmp(fn->name, name) == 0)
+		return fn;
 	return NULL;
 }
 
@@ -131,7 +131,8 @@ static const char *iface_kernel_driver(struct udev *udev, struct usbdev *dev, ui
 	char path[400];
 	const char *drv = NULL;
 
-	snprintf(path, sizeof(path), "%s/%s:%u.%u", dev->syspath, dev->sysname, dev->desc.config_value, ifnum);
+	snprintf(path, sizeof(path), "%s/%s:%u.%u", dev->syspath, dev->sysname, dev->desc.config_value,
+		 ifnum);
 	struct udev_device *ui = udev_device_new_from_syspath(udev, path);
 	if (ui == NULL)
 		return NULL;
@@ -147,7 +148,7 @@ static const char *iface_kernel_driver(struct udev *udev, struct usbdev *dev, ui
 }
 
 struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *ifd,
-			       const struct bind_driver *bd)
+			      const struct bind_driver *bd)
 {
 	struct function *fn = calloc(1, sizeof(*fn));
 	char m[64], p[64], s[64];
@@ -170,7 +171,8 @@ struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *if
 		snprintf(p, sizeof(p), "%04x", dev->desc.product_id);
 	udev_escape(s, sizeof(s), dev->serial);
 	snprintf(fn->by_id, sizeof(fn->by_id), "usb-%s_%s%s%s-if%02x", m, p, s[0] ? "_" : "", s, ifd->number);
-	snprintf(fn->by_path, sizeof(fn->by_path), "%s:%u.%u", dev->sysname, dev->desc.config_value, ifd->number);
+	snprintf(fn->by_path, sizeof(fn->by_path), "%s:%u.%u", dev->sysname, dev->desc.config_value,
+		 ifd->number);
 	TAILQ_INSERT_TAIL(&functions, fn, link);
 	dev->funcs[dev->nfuncs++] = fn;
 	return fn;
@@ -246,8 +248,8 @@ static int usbdev_add(struct udev *udev, struct udev_device *ud)
 
 		snprintf(where, sizeof(where), "%s:%u.%u", dev->sysname, dev->desc.config_value, ifd->number);
 		if (kdrv != NULL && !dev->detach) {
-			event_add(where, "skip bound to kernel driver %s (detach= does not name %04x:%04x)", kdrv,
-				  dev->desc.vendor_id, dev->desc.product_id);
+			event_add(where, "skip bound to kernel driver %s (detach= does not name %04x:%04x)",
+				  kdrv, dev->desc.vendor_id, dev->desc.product_id);
 			continue;
 		}
 		if (function_new(dev, ifd, bind_lookup(&dev->desc, ifd)) == NULL) {

@@ -47,8 +47,8 @@ void log_msg(int prio, const char *fmt, ...)
 }
 
 static char *ev_buf;
-static size_t ev_len;     /* bytes kept */
-static uint64_t ev_base;  /* offset of ev_buf[0] since the mount */
+static size_t ev_len;	 /* bytes kept */
+static uint64_t ev_base; /* offset of ev_buf[0] since the mount */
 
 static void events_trim(size_t need)
 {
@@ -75,9 +75,9 @@ void event_add(const char *name, const char *fmt, ...)
 	va_end(ap);
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n", tm.tm_year + 1900,
-			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec / 1000,
-			 name, what);
+	int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (long)tv.tv_usec / 1000, name, what);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {

@@ -39,7 +39,7 @@ static int grow(int fd)
 	if (s == NULL)
 		return -ENOMEM;
 	for (int i = nslots; i < n; i++)
-		s[i] = (struct loop_slot){ 0 };
+		s[i] = (struct loop_slot){0};
 	slots = s;
 	nslots = n;
 	return 0;
@@ -55,8 +55,8 @@ int loop_add(int fd, uint32_t events, loop_cb cb, void *arg)
 	int r = grow(fd);
 	if (r < 0)
 		return r;
-	slots[fd] = (struct loop_slot){ cb, arg, next_serial++ };
-	struct epoll_event ev = { .events = events, .data.u64 = tag(fd) };
+	slots[fd] = (struct loop_slot){cb, arg, next_serial++};
+	struct epoll_event ev = {.events = events, .data.u64 = tag(fd)};
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		r = -errno;
 		slots[fd].cb = NULL;
@@ -70,7 +70,7 @@ int loop_mod(int fd, uint32_t events)
 {
 	if (fd < 0 || fd >= nslots || slots[fd].cb == NULL)
 		return -EBADF;
-	struct epoll_event ev = { .events = events, .data.u64 = tag(fd) };
+	struct epoll_event ev = {.events = events, .data.u64 = tag(fd)};
 	return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
 }
 
@@ -79,7 +79,7 @@ void loop_del(int fd)
 	if (fd < 0 || fd >= nslots || slots[fd].cb == NULL)
 		return;
 	epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
-	slots[fd] = (struct loop_slot){ 0 };
+	slots[fd] = (struct loop_slot){0};
 	nregistered--;
 }
 

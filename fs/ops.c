@@ -27,11 +27,11 @@
 #include "ops.h"
 #include "supervisor.h"
 
-#define FN_SHIFT 16
-#define SUB_DIR 0
-#define SUB_BYID 0x40
+#define FN_SHIFT   16
+#define SUB_DIR	   0
+#define SUB_BYID   0x40
 #define SUB_BYPATH 0x41
-#define SUB_FILE 0x100
+#define SUB_FILE   0x100
 
 enum info_id {
 	INFO_VENDOR_ID,
@@ -56,14 +56,21 @@ static const struct {
 	const char *name;
 	mode_t mode;
 } info_files[NINFO] = {
-	[INFO_VENDOR_ID] = { "vendor_id", 0444 },   [INFO_PRODUCT_ID] = { "product_id", 0444 },
-	[INFO_MANUFACTURER] = { "manufacturer", 0444 }, [INFO_PRODUCT] = { "product", 0444 },
-	[INFO_SERIAL] = { "serial", 0444 },         [INFO_BUSNUM] = { "busnum", 0444 },
-	[INFO_DEVNUM] = { "devnum", 0444 },         [INFO_PORT] = { "port", 0444 },
-	[INFO_SPEED] = { "speed", 0444 },           [INFO_INTERFACE] = { "interface", 0444 },
-	[INFO_DESCRIPTORS] = { "descriptors", 0444 }, [INFO_DRIVER] = { "driver", 0444 },
-	[INFO_STATE] = { "state", 0444 },           [INFO_RESTARTS] = { "restarts", 0444 },
-	[INFO_CTL] = { "ctl", 0200 },
+    [INFO_VENDOR_ID] = {"vendor_id", 0444},
+    [INFO_PRODUCT_ID] = {"product_id", 0444},
+    [INFO_MANUFACTURER] = {"manufacturer", 0444},
+    [INFO_PRODUCT] = {"product", 0444},
+    [INFO_SERIAL] = {"serial", 0444},
+    [INFO_BUSNUM] = {"busnum", 0444},
+    [INFO_DEVNUM] = {"devnum", 0444},
+    [INFO_PORT] = {"port", 0444},
+    [INFO_SPEED] = {"speed", 0444},
+    [INFO_INTERFACE] = {"interface", 0444},
+    [INFO_DESCRIPTORS] = {"descriptors", 0444},
+    [INFO_DRIVER] = {"driver", 0444},
+    [INFO_STATE] = {"state", 0444},
+    [INFO_RESTARTS] = {"restarts", 0444},
+    [INFO_CTL] = {"ctl", 0200},
 };
 
 static time_t mount_time;
@@ -147,7 +154,7 @@ struct node {
 
 static struct node resolve(fuse_ino_t ino)
 {
-	struct node n = { N_NONE, NULL, 0 };
+	struct node n = {N_NONE, NULL, 0};
 
 	switch (ino) {
 	case INO_ROOT:
@@ -259,8 +266,8 @@ static void list_dir(const struct node *dir, emit_fn emit, void *ctx)
 		    emit(ctx, "by-id", INO_BYID, S_IFDIR) || emit(ctx, "by-path", INO_BYPATH, S_IFDIR))
 			return;
 		TAILQ_FOREACH(fn, &functions, link)
-			if (!fn->dev->gone && emit(ctx, fn->name, fn_ino(fn, SUB_DIR), S_IFDIR))
-				return;
+		if (!fn->dev->gone && emit(ctx, fn->name, fn_ino(fn, SUB_DIR), S_IFDIR))
+			return;
 		return;
 	case N_BYID:
 	case N_BYPATH:
@@ -279,7 +286,8 @@ static void list_dir(const struct node *dir, emit_fn emit, void *ctx)
 			if (emit(ctx, info_files[i].name, fn_ino(fn, 1 + i), S_IFREG))
 				return;
 		for (unsigned s = 0; s < fn->nfiles; s++)
-			if (fn->files[s].present && emit(ctx, fn->files[s].name, fn_ino(fn, SUB_FILE + s), S_IFREG))
+			if (fn->files[s].present &&
+			    emit(ctx, fn->files[s].name, fn_ino(fn, SUB_FILE + s), S_IFREG))
 				return;
 		return;
 	default:
@@ -322,7 +330,7 @@ int tree_list(fuse_ino_t dir, emit_fn emit, void *ctx)
 
 int tree_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ino)
 {
-	struct lookup_ctx l = { name, 0 };
+	struct lookup_ctx l = {name, 0};
 	int r = tree_list(parent, lookup_emit, &l);
 
 	if (r < 0)
@@ -383,7 +391,8 @@ static int files_pending(const struct node *dir)
 	return dir->type == N_FNDIR && dir->fn->nfiles == 0 && dir->fn->dev->drv->state == DRV_STARTING;
 }
 
-static int defer(fuse_req_t req, const struct node *dir, fuse_ino_t ino, const char *name, size_t size, off_t off)
+static int defer(fuse_req_t req, const struct node *dir, fuse_ino_t ino, const char *name, size_t size,
+		 off_t off)
 {
 	struct deferred *d = calloc(1, sizeof(*d));
 
@@ -455,12 +464,13 @@ static void pl_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, 0);
 }
 
-static void pl_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
+static void pl_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
 {
 	(void)attr;
 	/* `cat job > data` truncates: there is nothing to truncate, so ignore it. */
-	if (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-		       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))
+	if (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+		       FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))
 		return (void)fuse_reply_err(req, EPERM);
 	pl_getattr(req, ino, fi);
 }
@@ -486,7 +496,7 @@ struct readdir_ctx {
 static int readdir_emit(void *ctx, const char *name, fuse_ino_t ino, mode_t type)
 {
 	struct readdir_ctx *r = ctx;
-	struct stat st = { .st_ino = ino, .st_mode = type };
+	struct stat st = {.st_ino = ino, .st_mode = type};
 
 	if (r->index++ < r->skip)
 		return 0;
@@ -513,7 +523,7 @@ static void pl_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	if (buf == NULL)
 		return (void)fuse_reply_err(req, ENOMEM);
 	/* Entry i of the listing ("." is 0) carries offset i + 1, where the next read resumes. */
-	struct readdir_ctx r = { req, buf, size, 0, off, 0 };
+	struct readdir_ctx r = {req, buf, size, 0, off, 0};
 	if (!readdir_emit(&r, ".", ino, S_IFDIR) && !readdir_emit(&r, "..", INO_ROOT, S_IFDIR))
 		list_dir(&dir, readdir_emit, &r);
 	fuse_reply_buf(req, buf, r.used);
@@ -580,7 +590,8 @@ static void pl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 
 	switch (n.type) {
 	case N_DEVICES:
-		return reply_slice(req, render_buf, devices_render(render_buf, sizeof(render_buf)), size, off);
+		return reply_slice(req, render_buf, devices_render(render_buf, sizeof(render_buf)), size,
+				   off);
 	case N_EVENTS: {
 		if (size > sizeof(render_buf))
 			size = sizeof(render_buf);
@@ -588,8 +599,8 @@ static void pl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		return (void)fuse_reply_buf(req, render_buf, got);
 	}
 	case N_INFO:
-		return reply_slice(req, render_buf, render_info(n.fn, n.index, render_buf, sizeof(render_buf)), size,
-				   off);
+		return reply_slice(req, render_buf,
+				   render_info(n.fn, n.index, render_buf, sizeof(render_buf)), size, off);
 	case N_DFILE:
 		if (fi->fh == 0)
 			return (void)fuse_reply_err(req, EBADF);
@@ -606,7 +617,8 @@ static void ctl_write(fuse_req_t req, struct function *fn, const char *buf, size
 
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ' || buf[len - 1] == '\t'))
 		len--;
-	if (len == 0 || len > PROTO_MAX_CTL || memchr(buf, '\n', len) != NULL || memchr(buf, '\0', len) != NULL)
+	if (len == 0 || len > PROTO_MAX_CTL || memchr(buf, '\n', len) != NULL ||
+	    memchr(buf, '\0', len) != NULL)
 		return (void)fuse_reply_err(req, EINVAL);
 	if (len == 7 && memcmp(buf, "restart", 7) == 0) {
 		int r = sup_restart(fn->dev->drv);
@@ -633,7 +645,8 @@ static void pl_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	case N_DFILE:
 		if (fi->fh == 0)
 			return (void)fuse_reply_err(req, EBADF);
-		return sup_write(req, (struct handle *)(uintptr_t)fi->fh, buf, size, off, fi->flags & O_NONBLOCK);
+		return sup_write(req, (struct handle *)(uintptr_t)fi->fh, buf, size, off,
+				 fi->flags & O_NONBLOCK);
 	default:
 		return (void)fuse_reply_err(req, EBADF);
 	}
@@ -734,25 +747,25 @@ static void pl_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 const struct fuse_lowlevel_ops plugfs_ops = {
-	.init = pl_init,
-	.lookup = pl_lookup,
-	.getattr = pl_getattr,
-	.setattr = pl_setattr,
-	.readlink = pl_readlink,
-	.open = pl_open,
-	.read = pl_read,
-	.write = pl_write,
-	.flush = pl_flush,
-	.release = pl_release,
-	.fsync = pl_fsync,
-	.readdir = pl_readdir,
-	.poll = pl_poll,
-	.mknod = pl_mknod,
-	.mkdir = pl_mkdir,
-	.unlink = pl_unlink,
-	.rmdir = pl_unlink,
-	.symlink = pl_symlink,
-	.rename = pl_rename,
-	.link = pl_link,
-	.create = pl_create,
+    .init = pl_init,
+    .lookup = pl_lookup,
+    .getattr = pl_getattr,
+    .setattr = pl_setattr,
+    .readlink = pl_readlink,
+    .open = pl_open,
+    .read = pl_read,
+    .write = pl_write,
+    .flush = pl_flush,
+    .release = pl_release,
+    .fsync = pl_fsync,
+    .readdir = pl_readdir,
+    .poll = pl_poll,
+    .mknod = pl_mknod,
+    .mkdir = pl_mkdir,
+    .unlink = pl_unlink,
+    .rmdir = pl_unlink,
+    .symlink = pl_symlink,
+    .rename = pl_rename,
+    .link = pl_link,
+    .create = pl_create,
 };

@@ -23,35 +23,38 @@ struct plugfs_opts opts;
 
 enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DISCARD };
 
-#define OPT(t, p) { t, offsetof(struct plugfs_opts, p), 1 }
+#define OPT(t, p)                                                                                            \
+	{                                                                                                    \
+		t, offsetof(struct plugfs_opts, p), 1                                                        \
+	}
 
 static const struct fuse_opt plugfs_opt_spec[] = {
-	OPT("driver_user=%s", driver_user),
-	/* Numbers are taken as text and parsed strictly: libfuse's %u takes "5000ms". */
-	OPT("restart_max=%s", num_str[NUM_RESTART_MAX]),
-	OPT("restart_window=%s", num_str[NUM_RESTART_WINDOW]),
-	OPT("backoff_min=%s", num_str[NUM_BACKOFF_MIN]),
-	OPT("backoff_max=%s", num_str[NUM_BACKOFF_MAX]),
-	OPT("timeout=%s", num_str[NUM_TIMEOUT]),
-	OPT("detach=%s", detach_str),
-	OPT("only=%s", only_str),
-	FUSE_OPT_KEY("-h", KEY_HELP),
-	FUSE_OPT_KEY("--help", KEY_HELP),
-	FUSE_OPT_KEY("-V", KEY_VERSION),
-	FUSE_OPT_KEY("--version", KEY_VERSION),
-	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
-	FUSE_OPT_KEY("-d", KEY_DEBUG),
-	FUSE_OPT_KEY("debug", KEY_DEBUG),
-	/* Options meant for mount(8) or systemd that reach us through fstab. */
-	FUSE_OPT_KEY("auto", KEY_DISCARD),
-	FUSE_OPT_KEY("noauto", KEY_DISCARD),
-	FUSE_OPT_KEY("nofail", KEY_DISCARD),
-	FUSE_OPT_KEY("_netdev", KEY_DISCARD),
-	FUSE_OPT_KEY("defaults", KEY_DISCARD),
-	FUSE_OPT_KEY("user", KEY_DISCARD),
-	FUSE_OPT_KEY("users", KEY_DISCARD),
-	FUSE_OPT_KEY("comment=", KEY_DISCARD),
-	FUSE_OPT_END,
+    OPT("driver_user=%s", driver_user),
+    /* Numbers are taken as text and parsed strictly: libfuse's %u takes "5000ms". */
+    OPT("restart_max=%s", num_str[NUM_RESTART_MAX]),
+    OPT("restart_window=%s", num_str[NUM_RESTART_WINDOW]),
+    OPT("backoff_min=%s", num_str[NUM_BACKOFF_MIN]),
+    OPT("backoff_max=%s", num_str[NUM_BACKOFF_MAX]),
+    OPT("timeout=%s", num_str[NUM_TIMEOUT]),
+    OPT("detach=%s", detach_str),
+    OPT("only=%s", only_str),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+    FUSE_OPT_KEY("-d", KEY_DEBUG),
+    FUSE_OPT_KEY("debug", KEY_DEBUG),
+    /* Options meant for mount(8) or systemd that reach us through fstab. */
+    FUSE_OPT_KEY("auto", KEY_DISCARD),
+    FUSE_OPT_KEY("noauto", KEY_DISCARD),
+    FUSE_OPT_KEY("nofail", KEY_DISCARD),
+    FUSE_OPT_KEY("_netdev", KEY_DISCARD),
+    FUSE_OPT_KEY("defaults", KEY_DISCARD),
+    FUSE_OPT_KEY("user", KEY_DISCARD),
+    FUSE_OPT_KEY("users", KEY_DISCARD),
+    FUSE_OPT_KEY("comment=", KEY_DISCARD),
+    FUSE_OPT_END,
 };
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -100,7 +103,7 @@ static int parse_hex16(const char *s, size_t len, uint16_t *out)
 		return -EINVAL;
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
-		int d = c >= '0' && c <= '9' ? c - '0'
+		int d = c >= '0' && c <= '9'   ? c - '0'
 			: c >= 'a' && c <= 'f' ? c - 'a' + 10
 			: c >= 'A' && c <= 'F' ? c - 'A' + 10
 					       : -1;
@@ -186,14 +189,14 @@ int opts_parse(int argc, char **argv, struct plugfs_opts *o, void *fuse_args)
 	if (o->show_help || o->show_version)
 		return 0;
 	static const char *const num_names[NUM_OPTS] = {
-		[NUM_RESTART_MAX] = "restart_max", [NUM_RESTART_WINDOW] = "restart_window",
-		[NUM_BACKOFF_MIN] = "backoff_min", [NUM_BACKOFF_MAX] = "backoff_max",
-		[NUM_TIMEOUT] = "timeout",
+	    [NUM_RESTART_MAX] = "restart_max", [NUM_RESTART_WINDOW] = "restart_window",
+	    [NUM_BACKOFF_MIN] = "backoff_min", [NUM_BACKOFF_MAX] = "backoff_max",
+	    [NUM_TIMEOUT] = "timeout",
 	};
 	unsigned *const num_dest[NUM_OPTS] = {
-		[NUM_RESTART_MAX] = &o->restart_max,	[NUM_RESTART_WINDOW] = &o->restart_window_s,
-		[NUM_BACKOFF_MIN] = &o->backoff_min_ms, [NUM_BACKOFF_MAX] = &o->backoff_max_ms,
-		[NUM_TIMEOUT] = &o->timeout_ms,
+	    [NUM_RESTART_MAX] = &o->restart_max,    [NUM_RESTART_WINDOW] = &o->restart_window_s,
+	    [NUM_BACKOFF_MIN] = &o->backoff_min_ms, [NUM_BACKOFF_MAX] = &o->backoff_max_ms,
+	    [NUM_TIMEOUT] = &o->timeout_ms,
 	};
 	for (int i = 0; i < NUM_OPTS; i++) {
 		const char *v = o->num_str[i];
@@ -221,8 +224,8 @@ int opts_parse(int argc, char **argv, struct plugfs_opts *o, void *fuse_args)
 		return -EINVAL;
 	}
 	if (o->backoff_min_ms == 0 || o->backoff_max_ms < o->backoff_min_ms) {
-		fprintf(stderr, "plugfs: need 0 < backoff_min <= backoff_max (got %u, %u)\n", o->backoff_min_ms,
-			o->backoff_max_ms);
+		fprintf(stderr, "plugfs: need 0 < backoff_min <= backoff_max (got %u, %u)\n",
+			o->backoff_min_ms, o->backoff_max_ms);
 		return -EINVAL;
 	}
 	if (o->timeout_ms < 10 || o->timeout_ms > 3600000) {
@@ -230,7 +233,8 @@ int opts_parse(int argc, char **argv, struct plugfs_opts *o, void *fuse_args)
 		return -EINVAL;
 	}
 	if (o->detach_str != NULL && opts_parse_vidpid_list(o->detach_str, &o->detach) < 0) {
-		fprintf(stderr, "plugfs: detach=%s: expected none, all or VID:PID[:VID:PID...]\n", o->detach_str);
+		fprintf(stderr, "plugfs: detach=%s: expected none, all or VID:PID[:VID:PID...]\n",
+			o->detach_str);
 		return -EINVAL;
 	}
 	if (o->only_str != NULL) {

@@ -20,8 +20,8 @@
 
 struct drv;
 
-#define PLUGFS_MAX_FUNCS 16 /* per device */
-#define PLUGFS_NAME_MAX 32
+#define PLUGFS_MAX_FUNCS  16 /* per device */
+#define PLUGFS_NAME_MAX	  32
 #define PLUGFS_MAX_VIDPID 32
 
 struct vidpid {
@@ -133,7 +133,8 @@ struct function *function_by_name(const char *name);
  * Adds a function for interface ifd of dev, bound to bd: named KIND + the
  * lowest free index, with its by-id and by-path names; on the global list.
  */
-struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *ifd, const struct bind_driver *bd);
+struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *ifd,
+			      const struct bind_driver *bd);
 /* The `devices` file. */
 size_t devices_render(char *buf, size_t cap);
 void usbdev_free(struct usbdev *dev);

@@ -35,7 +35,7 @@ struct outmsg {
 };
 
 /* A driver that lets this much pile up unread is not reading: it is hung. */
-#define OUTQ_LIMIT (8u * 1024 * 1024)
+#define OUTQ_LIMIT   (8u * 1024 * 1024)
 #define SOCKBUF_SIZE (1024 * 1024)
 
 static void drv_on_sock(int fd, uint32_t events, void *arg);
@@ -47,8 +47,8 @@ static int shutting_down;
 static uint8_t msgbuf[PROTO_MAX_MSG];
 
 static const char *const state_names[] = {
-	[DRV_STARTING] = "starting", [DRV_RUNNING] = "running", [DRV_RESTARTING] = "restarting",
-	[DRV_FAILED] = "failed",     [DRV_GONE] = "gone",
+    [DRV_STARTING] = "starting", [DRV_RUNNING] = "running", [DRV_RESTARTING] = "restarting",
+    [DRV_FAILED] = "failed",	 [DRV_GONE] = "gone",
 };
 
 const char *drv_state_name(enum drv_state s)
@@ -116,8 +116,8 @@ static struct request *request_find(struct drv *d, uint32_t id)
 	struct request *r;
 
 	TAILQ_FOREACH(r, &d->requests, link)
-		if (r->id == id)
-			return r;
+	if (r->id == id)
+		return r;
 	return NULL;
 }
 
@@ -126,8 +126,8 @@ static struct handle *handle_find(struct drv *d, uint32_t id)
 	struct handle *h;
 
 	LIST_FOREACH(h, &d->handles, link)
-		if (h->id == id)
-			return h;
+	if (h->id == id)
+		return h;
 	return NULL;
 }
 
@@ -192,7 +192,7 @@ static int drv_send(struct drv *d, struct proto_hdr *h, const void *payload, siz
 
 static void send_cancel(struct drv *d, struct request *r)
 {
-	struct proto_hdr h = { .type = PROTO_CANCEL, .req = r->id };
+	struct proto_hdr h = {.type = PROTO_CANCEL, .req = r->id};
 
 	r->cancelled = 1;
 	r->interrupted = 0;
@@ -230,11 +230,11 @@ static void wake_pollers(struct drv *d)
 	struct handle *h;
 
 	LIST_FOREACH(h, &d->handles, link)
-		if (h->ph != NULL) {
-			fuse_lowlevel_notify_poll(h->ph);
-			fuse_pollhandle_destroy(h->ph);
-			h->ph = NULL;
-		}
+	if (h->ph != NULL) {
+		fuse_lowlevel_notify_poll(h->ph);
+		fuse_pollhandle_destroy(h->ph);
+		h->ph = NULL;
+	}
 }
 
 static void drv_close_sock(struct drv *d)
@@ -289,7 +289,8 @@ static void drv_fail(struct drv *d, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(d->fail_reason, sizeof(d->fail_reason), fmt, ap);
 		va_end(ap);
-		log_msg(LOG_WARNING, "%s: driver pid %d: %s", d->dev->funcs[0]->name, (int)d->pid, d->fail_reason);
+		log_msg(LOG_WARNING, "%s: driver pid %d: %s", d->dev->funcs[0]->name, (int)d->pid,
+			d->fail_reason);
 	}
 	drv_close_sock(d);
 	d->generation++;
@@ -308,8 +309,8 @@ static struct drv *drv_by_pid(pid_t pid)
 	struct usbdev *dev;
 
 	TAILQ_FOREACH(dev, &usbdevs, link)
-		if (dev->drv != NULL && dev->drv->pid == pid)
-			return dev->drv;
+	if (dev->drv != NULL && dev->drv->pid == pid)
+		return dev->drv;
 	return NULL;
 }
 
@@ -398,7 +399,8 @@ static int drv_spawn(struct drv *d)
 	}
 	argv[argc++] = dev->devnode;
 	for (unsigned i = 0; i < dev->nfuncs; i++) {
-		snprintf(binds[i], sizeof(binds[i]), "%s:%u", dev->funcs[i]->bind->name, dev->funcs[i]->ifnum);
+		snprintf(binds[i], sizeof(binds[i]), "%s:%u", dev->funcs[i]->bind->name,
+			 dev->funcs[i]->ifnum);
 		argv[argc++] = binds[i];
 	}
 	argv[argc] = NULL;
@@ -422,7 +424,8 @@ static int drv_spawn(struct drv *d)
 		close(sv[0]);
 		d->pid = 0;
 		d->reaped = 1;
-		snprintf(d->fail_reason, sizeof(d->fail_reason), "cannot start the driver host: %s", strerror(r));
+		snprintf(d->fail_reason, sizeof(d->fail_reason), "cannot start the driver host: %s",
+			 strerror(r));
 		return -r;
 	}
 	d->sock = sv[0];
@@ -495,8 +498,8 @@ static void on_hello(struct drv *d, const uint8_t *payload, size_t plen)
 		return drv_fail(d, "protocol error: %s", why);
 	for (unsigned i = 0; i < hello.nfiles; i++)
 		if (hello.files[i].function >= dev->nfuncs)
-			return drv_fail(d, "protocol error: HELLO names function %u of %u", hello.files[i].function,
-					dev->nfuncs);
+			return drv_fail(d, "protocol error: HELLO names function %u of %u",
+					hello.files[i].function, dev->nfuncs);
 	for (unsigned f = 0; f < dev->nfuncs; f++) {
 		struct function *fn = dev->funcs[f];
 		for (unsigned s = 0; s < fn->nfiles; s++)
@@ -547,19 +550,19 @@ static void complete_open(struct drv *d, struct request *r, int32_t status)
 	}
 	if (r->req == NULL) {
 		/* The open was interrupted or timed out: nobody will release it. */
-		struct proto_hdr rel = { .type = PROTO_RELEASE, .handle = h->id };
+		struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = h->id};
 		drv_send(d, &rel, NULL, 0);
 		return;
 	}
 	r->opening = NULL;
 	LIST_INSERT_HEAD(&d->handles, h, link);
-	struct fuse_file_info fi = { 0 };
+	struct fuse_file_info fi = {0};
 	fi.fh = (uintptr_t)h;
 	fi.direct_io = 1;
 	fi.nonseekable = (handle_file(h)->kind & PROTO_KIND_MASK) == PROTO_KIND_STREAM;
 	if (fuse_reply_open(r->req, &fi) != 0) {
 		/* The kernel gave up on this open: it will never release the handle. */
-		struct proto_hdr rel = { .type = PROTO_RELEASE, .handle = h->id };
+		struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = h->id};
 		LIST_REMOVE(h, link);
 		free(h);
 		r->req = NULL;
@@ -597,8 +600,8 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 			return drv_fail(d, "protocol error: wrote %d bytes of %u", h->status, r->size);
 		break;
 	case PROTO_POLL:
-		if (h->status > 0 && (h->status & ~(POLLIN | POLLOUT | POLLERR | POLLHUP | POLLPRI | POLLRDNORM |
-						    POLLWRNORM | POLLRDBAND | POLLWRBAND)))
+		if (h->status > 0 && (h->status & ~(POLLIN | POLLOUT | POLLERR | POLLHUP | POLLPRI |
+						    POLLRDNORM | POLLWRNORM | POLLRDBAND | POLLWRBAND)))
 			return drv_fail(d, "protocol error: poll events %#x", h->status);
 		break;
 	}
@@ -695,7 +698,8 @@ static void drv_on_sock(int fd, uint32_t events, void *arg)
 			on_log(d, h.status, payload, plen);
 			break;
 		default:
-			return drv_fail(d, "protocol error: %s is not a driver message", proto_type_name(h.type));
+			return drv_fail(d, "protocol error: %s is not a driver message",
+					proto_type_name(h.type));
 		}
 	}
 }
@@ -719,7 +723,8 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 	switch (d->state) {
 	case DRV_STARTING:
 		if (now >= d->started_ms + opts.timeout_ms) {
-			drv_event(d, "timeout no HELLO from pid %d within %u ms", (int)d->pid, opts.timeout_ms);
+			drv_event(d, "timeout no HELLO from pid %d within %u ms", (int)d->pid,
+				  opts.timeout_ms);
 			drv_fail(d, "no HELLO within %u ms", opts.timeout_ms);
 			return 0;
 		}
@@ -739,7 +744,8 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 	}
 
 	if (d->ping_req != 0 && now >= d->ping_sent_ms + opts.timeout_ms) {
-		drv_event(d, "timeout heartbeat lost: pid %d did not answer in %u ms", (int)d->pid, opts.timeout_ms);
+		drv_event(d, "timeout heartbeat lost: pid %d did not answer in %u ms", (int)d->pid,
+			  opts.timeout_ms);
 		drv_fail(d, "heartbeat lost");
 		return 0;
 	}
@@ -747,7 +753,7 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 		struct request *p = request_new(d, PROTO_PING, NULL, 0, 0);
 		if (p == NULL)
 			return now + 1;
-		struct proto_hdr h = { .type = PROTO_PING, .req = p->id };
+		struct proto_hdr h = {.type = PROTO_PING, .req = p->id};
 		d->ping_req = p->id;
 		d->ping_sent_ms = now;
 		d->next_ping_ms = now + heartbeat_period_ms();
@@ -765,8 +771,8 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 			continue;
 		}
 		if (r->cancelled) {
-			drv_fail(d, "request %u (%s) not answered %u ms after CANCEL", r->id, proto_type_name(r->type),
-				 opts.timeout_ms);
+			drv_fail(d, "request %u (%s) not answered %u ms after CANCEL", r->id,
+				 proto_type_name(r->type), opts.timeout_ms);
 			return 0;
 		}
 		struct handle *h = handle_find(d, r->handle);
@@ -774,7 +780,8 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 			event_add(h->fn->name, "timeout %s %s: no answer in %u ms", proto_type_name(r->type),
 				  handle_file(h)->name, opts.timeout_ms);
 		else
-			drv_event(d, "timeout %s: no answer in %u ms", proto_type_name(r->type), opts.timeout_ms);
+			drv_event(d, "timeout %s: no answer in %u ms", proto_type_name(r->type),
+				  opts.timeout_ms);
 		if (r->req != NULL)
 			fuse_reply_err(r->req, ETIMEDOUT);
 		r->req = NULL;
@@ -792,8 +799,8 @@ uint64_t sup_tick(uint64_t now)
 	uint64_t next = 0;
 
 	TAILQ_FOREACH(dev, &usbdevs, link)
-		if (dev->drv != NULL)
-			next = earlier(next, drv_tick(dev->drv, now));
+	if (dev->drv != NULL)
+		next = earlier(next, drv_tick(dev->drv, now));
 	return next;
 }
 
@@ -820,8 +827,8 @@ unsigned sup_child_count(void)
 	unsigned n = 0;
 
 	TAILQ_FOREACH(dev, &usbdevs, link)
-		if (dev->drv != NULL && !dev->drv->reaped)
-			n++;
+	if (dev->drv != NULL && !dev->drv->reaped)
+		n++;
 	return n;
 }
 
@@ -834,12 +841,12 @@ void sup_shutdown(void)
 	shutting_down = 1;
 	/* EOF on its socket tells a driver to cancel everything and exit. */
 	TAILQ_FOREACH(dev, &usbdevs, link)
-		if (dev->drv != NULL) {
-			drv_close_sock(dev->drv);
-			fail_requests(dev->drv, EIO);
-			dev->drv->state = DRV_FAILED;
-			tree_driver_settled(dev);
-		}
+	if (dev->drv != NULL) {
+		drv_close_sock(dev->drv);
+		fail_requests(dev->drv, EIO);
+		dev->drv->state = DRV_FAILED;
+		tree_driver_settled(dev);
+	}
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sup_reap();
@@ -847,14 +854,14 @@ void sup_shutdown(void)
 		uint64_t now = now_ms();
 		if (now >= deadline) {
 			TAILQ_FOREACH(dev, &usbdevs, link)
-				if (dev->drv != NULL && !dev->drv->reaped && dev->drv->pid > 0) {
-					log_msg(LOG_WARNING, "%s: driver pid %d did not exit, killing it",
-						dev->funcs[0]->name, (int)dev->drv->pid);
-					kill(dev->drv->pid, SIGKILL);
-				}
+			if (dev->drv != NULL && !dev->drv->reaped && dev->drv->pid > 0) {
+				log_msg(LOG_WARNING, "%s: driver pid %d did not exit, killing it",
+					dev->funcs[0]->name, (int)dev->drv->pid);
+				kill(dev->drv->pid, SIGKILL);
+			}
 			deadline = now + 2000;
 		}
-		struct timespec ts = { 0, 50 * 1000000 };
+		struct timespec ts = {0, 50 * 1000000};
 		sigtimedwait(&chld, NULL, &ts);
 		sup_reap();
 	}
@@ -949,7 +956,8 @@ void sup_open(fuse_req_t req, struct function *fn, unsigned slot, struct fuse_fi
 	h->fn = fn;
 	h->slot = slot;
 	h->generation = d->generation;
-	struct proto_hdr m = { .type = PROTO_OPEN, .handle = h->id, .file = file->id, .size = (uint32_t)fi->flags };
+	struct proto_hdr m = {
+	    .type = PROTO_OPEN, .handle = h->id, .file = file->id, .size = (uint32_t)fi->flags};
 	forward(d, req, &m, NULL, 0, 1, 0, h);
 }
 
@@ -962,12 +970,12 @@ void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonb
 		return (void)fuse_reply_err(req, err);
 	if (size > PROTO_MAX_IO)
 		size = PROTO_MAX_IO;
-	struct proto_hdr m = { .type = PROTO_READ,
-			       .handle = h->id,
-			       .file = handle_file(h)->id,
-			       .size = (uint32_t)size,
-			       .offset = (uint64_t)off,
-			       .flags = nonblock ? PROTO_F_NONBLOCK : 0 };
+	struct proto_hdr m = {.type = PROTO_READ,
+			      .handle = h->id,
+			      .file = handle_file(h)->id,
+			      .size = (uint32_t)size,
+			      .offset = (uint64_t)off,
+			      .flags = nonblock ? PROTO_F_NONBLOCK : 0};
 	forward(d, req, &m, NULL, 0, !(handle_file(h)->kind & PROTO_FILE_UNTIMED), (uint32_t)size, NULL);
 }
 
@@ -980,11 +988,11 @@ void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, o
 		return (void)fuse_reply_err(req, err);
 	if (size > PROTO_MAX_IO)
 		size = PROTO_MAX_IO;
-	struct proto_hdr m = { .type = PROTO_WRITE,
-			       .handle = h->id,
-			       .file = handle_file(h)->id,
-			       .offset = (uint64_t)off,
-			       .flags = nonblock ? PROTO_F_NONBLOCK : 0 };
+	struct proto_hdr m = {.type = PROTO_WRITE,
+			      .handle = h->id,
+			      .file = handle_file(h)->id,
+			      .offset = (uint64_t)off,
+			      .flags = nonblock ? PROTO_F_NONBLOCK : 0};
 	forward(d, req, &m, buf, size, 1, (uint32_t)size, NULL);
 }
 
@@ -1004,7 +1012,8 @@ void sup_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph)
 			fuse_pollhandle_destroy(h->ph);
 		h->ph = ph;
 	}
-	struct proto_hdr m = { .type = PROTO_POLL, .handle = h->id, .file = handle_file(h)->id, .size = POLLIN | POLLOUT };
+	struct proto_hdr m = {
+	    .type = PROTO_POLL, .handle = h->id, .file = handle_file(h)->id, .size = POLLIN | POLLOUT};
 	forward(d, req, &m, NULL, 0, 1, 0, NULL);
 }
 
@@ -1013,7 +1022,7 @@ void sup_release(struct handle *h)
 	struct drv *d = h->fn->dev->drv;
 
 	if (d->sock >= 0 && h->generation == d->generation) {
-		struct proto_hdr m = { .type = PROTO_RELEASE, .handle = h->id };
+		struct proto_hdr m = {.type = PROTO_RELEASE, .handle = h->id};
 		drv_send(d, &m, NULL, 0);
 	}
 	if (h->ph != NULL)
@@ -1030,6 +1039,6 @@ void sup_ctl(fuse_req_t req, struct function *fn, const char *cmd, size_t len, s
 		return (void)fuse_reply_err(req, ENODEV);
 	if (d->state != DRV_RUNNING)
 		return (void)fuse_reply_err(req, EIO);
-	struct proto_hdr m = { .type = PROTO_CTL, .file = fn->index };
+	struct proto_hdr m = {.type = PROTO_CTL, .file = fn->index};
 	forward(d, req, &m, cmd, len, 1, (uint32_t)written, NULL);
 }

@@ -37,7 +37,7 @@ const char *drv_state_name(enum drv_state s);
 struct handle {
 	uint32_t id;
 	struct function *fn; /* NULL for daemon-served files */
-	unsigned slot; /* index into fn->files (which may move: never keep a pointer) */
+	unsigned slot;	     /* index into fn->files (which may move: never keep a pointer) */
 	uint32_t generation;
 	struct fuse_pollhandle *ph;
 	LIST_ENTRY(handle) link;
@@ -49,10 +49,10 @@ struct request {
 	uint16_t type;
 	fuse_req_t req; /* NULL once answered (cancelled, timed out) */
 	uint32_t handle;
-	uint32_t size; /* READ: bytes asked; WRITE: bytes sent */
-	uint64_t deadline_ms; /* 0: none */
-	int cancelled;   /* CANCEL sent; the driver's REPLY is still owed */
-	int interrupted; /* FUSE interrupt seen, EINTR and CANCEL not sent yet */
+	uint32_t size;		/* READ: bytes asked; WRITE: bytes sent */
+	uint64_t deadline_ms;	/* 0: none */
+	int cancelled;		/* CANCEL sent; the driver's REPLY is still owed */
+	int interrupted;	/* FUSE interrupt seen, EINTR and CANCEL not sent yet */
 	struct handle *opening; /* OPEN: the handle to hand out on success */
 	TAILQ_ENTRY(request) link;
 };
@@ -72,7 +72,7 @@ struct drv {
 	int sock;
 	uint32_t generation;
 	unsigned restarts;
-	int reaped; /* the last process has been waited for */
+	int reaped;		/* the last process has been waited for */
 	uint64_t respawn_at_ms; /* when restarting: respawn time (valid once reaped) */
 	uint64_t started_ms;
 	/* Heartbeat. */

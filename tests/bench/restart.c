@@ -48,7 +48,7 @@ static long daemon_rss_kib(const struct mnt *m)
 
 int main(int argc, char **argv)
 {
-	static const char *const models[] = { "loopback", NULL };
+	static const char *const models[] = {"loopback", NULL};
 	int rounds = argc > 1 ? atoi(argv[1]) : 50;
 	uint64_t *lat = calloc((size_t)rounds, sizeof(*lat));
 	struct mnt m;
@@ -74,14 +74,15 @@ int main(int argc, char **argv)
 					break;
 			}
 			if (now_us() - t0 > 10 * 1000000) {
-				fprintf(stderr, "bench-restart: no answer 10 s after the kill in round %d\n", i);
+				fprintf(stderr, "bench-restart: no answer 10 s after the kill in round %d\n",
+					i);
 				goto out;
 			}
 		}
 		lat[i] = now_us() - t0;
 		/* Wait out the restart window, so that every crash is a first one. */
 		uint64_t until = t0 + 1100 * 1000;
-		struct timespec ts = { (time_t)(until / 1000000), (long)(until % 1000000) * 1000 };
+		struct timespec ts = {(time_t)(until / 1000000), (long)(until % 1000000) * 1000};
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 	}
 	qsort(lat, (size_t)rounds, sizeof(*lat), cmp_u64);

@@ -115,12 +115,11 @@ struct emu_model {
 	{                                                                                                    \
 		.cls = 0xff, .subclass = 0xff, .protocol = 0xff, .num_eps = 3,                               \
 		.eps = {                                                                                     \
-			{ .address = 0x02, .type = 2, .max_packet = 512 },                                   \
-			{ .address = 0x81, .type = 2, .max_packet = 512 },                                   \
-			{ .address = 0x83, .type = 3, .max_packet = 64, .interval = 4 },                     \
+		    {.address = 0x02, .type = 2, .max_packet = 512},                                         \
+		    {.address = 0x81, .type = 2, .max_packet = 512},                                         \
+		    {.address = 0x83, .type = 3, .max_packet = 64, .interval = 4},                           \
 		},                                                                                           \
 	}
-
 
 /* NULL-terminated table of every model. */
 extern const struct emu_model *const emu_models[];

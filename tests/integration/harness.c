@@ -27,7 +27,7 @@ uint64_t mono_ms(void)
 /* The pause between two looks at a condition; the deadline is the caller's. */
 static void poll_pause(void)
 {
-	struct timespec ts = { 0, 2 * 1000 * 1000 };
+	struct timespec ts = {0, 2 * 1000 * 1000};
 
 	nanosleep(&ts, NULL);
 }
@@ -133,7 +133,8 @@ pid_t fn_pid(const struct mnt *m, const char *name)
 	for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n")) {
 		char fname[64], port[64], id[16], drv[32], state[32], pid[16];
 		unsigned restarts;
-		if (sscanf(line, "%63s %63s %15s %31s %31s %u %15s", fname, port, id, drv, state, &restarts, pid) != 7)
+		if (sscanf(line, "%63s %63s %15s %31s %31s %u %15s", fname, port, id, drv, state, &restarts,
+			   pid) != 7)
 			continue;
 		if (strcmp(fname, name) == 0)
 			return pid[0] == '-' ? 0 : (pid_t)atoi(pid);
@@ -152,8 +153,8 @@ int wait_state(const struct mnt *m, const char *fn, const char *state, int ms)
 			return 0;
 		poll_pause();
 	} while (mono_ms() < deadline);
-	fprintf(stderr, "harness: %s/state is '%s', waited %d ms for '%s'\n", fn, read_line(mpath(m, rel)), ms,
-		state);
+	fprintf(stderr, "harness: %s/state is '%s', waited %d ms for '%s'\n", fn, read_line(mpath(m, rel)),
+		ms, state);
 	return -1;
 }
 
@@ -258,8 +259,8 @@ int mnt_start_with_driver(struct mnt *m, const char *const *models, const char *
 	return r;
 }
 
-int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, const char *opts, unsigned nfuncs,
-		   const char *driver_host)
+int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, const char *opts,
+		   unsigned nfuncs, const char *driver_host)
 {
 	char emu[512], plugfs[512], driver[512];
 	const char *argv[64];
@@ -314,7 +315,8 @@ int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, co
 	       (nfuncs == 0 && access(mpath(m, "devices"), R_OK) != 0)) {
 		int st;
 		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
-			fprintf(stderr, "harness: plugfs-emu exited early (status %#x); log %s:\n", st, m->log);
+			fprintf(stderr, "harness: plugfs-emu exited early (status %#x); log %s:\n", st,
+				m->log);
 			char buf[4096];
 			ssize_t n = read_file(m->log, buf, sizeof(buf) - 1);
 			if (n > 0) {
@@ -344,7 +346,8 @@ void mnt_stop(struct mnt *m)
 		m->status = -1;
 		while (waitpid(m->pid, &st, WNOHANG) == 0) {
 			if (mono_ms() > deadline) {
-				fprintf(stderr, "harness: plugfs-emu pid %d did not exit, killing it\n", (int)m->pid);
+				fprintf(stderr, "harness: plugfs-emu pid %d did not exit, killing it\n",
+					(int)m->pid);
 				kill(m->pid, SIGKILL);
 				waitpid(m->pid, &st, 0);
 				break;
@@ -359,7 +362,8 @@ void mnt_stop(struct mnt *m)
 		umount2(m->path, MNT_DETACH);
 	}
 	/* A sanitizer report from the daemon or a driver fails the test, even if nothing else did. */
-	static const char *const reports[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:" };
+	static const char *const reports[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+					      "runtime error:"};
 	char *log = malloc(1 << 20);
 	ssize_t n = log != NULL ? read_file(m->log, log, (1 << 20) - 1) : -1;
 	const char *found = NULL;

@@ -17,12 +17,12 @@
 #include <sys/types.h>
 
 struct mnt {
-	char dir[128];  /* the temporary directory holding everything */
+	char dir[128];	/* the temporary directory holding everything */
 	char path[160]; /* the mountpoint, dir/mnt */
-	char log[160];  /* plugfs's and the harness's stderr */
-	pid_t pid;      /* plugfs-emu, parent of plugfs */
-	int status;     /* its wait status, after mnt_stop */
-	int own_dir;    /* dir was made by mnt_start, and is removed by mnt_stop */
+	char log[160];	/* plugfs's and the harness's stderr */
+	pid_t pid;	/* plugfs-emu, parent of plugfs */
+	int status;	/* its wait status, after mnt_stop */
+	int own_dir;	/* dir was made by mnt_start, and is removed by mnt_stop */
 };
 
 /* Where the binaries are: $PLUGFS_BUILD, else ./build. */
@@ -35,12 +35,13 @@ const char *build_dir(void);
  */
 int mnt_start(struct mnt *m, const char *const *models, const char *opts, unsigned nfuncs);
 /* The same in an existing directory (mounting on DIR/mnt). */
-int mnt_start_at(struct mnt *m, const char *dir, const char *const *models, const char *opts, unsigned nfuncs);
+int mnt_start_at(struct mnt *m, const char *dir, const char *const *models, const char *opts,
+		 unsigned nfuncs);
 /* The same with another driver host (a test-only misbehaving one). */
 int mnt_start_with_driver(struct mnt *m, const char *const *models, const char *opts, unsigned nfuncs,
 			  const char *driver_host);
-int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, const char *opts, unsigned nfuncs,
-		   const char *driver_host);
+int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, const char *opts,
+		   unsigned nfuncs, const char *driver_host);
 /* SIGTERM, wait for exit, force the unmount if needed, remove the directory. */
 void mnt_stop(struct mnt *m);
 int mnt_is_mounted(const char *path);

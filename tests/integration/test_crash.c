@@ -16,7 +16,7 @@
 #include "suites.h"
 
 static struct mnt m;
-static const char *const one_loopback[] = { "loopback", NULL };
+static const char *const one_loopback[] = {"loopback", NULL};
 
 static void teardown(void)
 {
@@ -26,14 +26,15 @@ static void teardown(void)
 /* The second crash within the window waits backoff_min: long enough to look at. */
 static void setup_crash(void)
 {
-	ck_assert_int_eq(mnt_start(&m, one_loopback, "timeout=3000,backoff_min=1500,backoff_max=1500,restart_max=5", 1),
-			 0);
+	ck_assert_int_eq(
+	    mnt_start(&m, one_loopback, "timeout=3000,backoff_min=1500,backoff_max=1500,restart_max=5", 1),
+	    0);
 }
 
 static void setup_crashloop(void)
 {
-	ck_assert_int_eq(mnt_start(&m, one_loopback, "restart_max=2,restart_window=60,backoff_min=1,backoff_max=1", 1),
-			 0);
+	ck_assert_int_eq(
+	    mnt_start(&m, one_loopback, "restart_max=2,restart_window=60,backoff_min=1,backoff_max=1", 1), 0);
 }
 
 static void setup_sigstop(void)
@@ -166,7 +167,7 @@ static char liar[96];
 
 static void setup_liar(void)
 {
-	static const char *const models[] = { "loopback", NULL };
+	static const char *const models[] = {"loopback", NULL};
 
 	snprintf(liar, sizeof(liar), "/tmp/plugfs-liar.XXXXXX");
 	int fd = mkstemp(liar);
@@ -175,7 +176,8 @@ static void setup_liar(void)
 	dprintf(fd, "#!/bin/sh\nprintf garbage >&3\nread x <&3\n");
 	close(fd);
 	ck_assert_int_eq(chmod(liar, 0755), 0);
-	ck_assert_int_eq(mnt_start_with_driver(&m, models, "restart_max=2,backoff_min=1,backoff_max=1", 0, liar), 0);
+	ck_assert_int_eq(
+	    mnt_start_with_driver(&m, models, "restart_max=2,backoff_min=1,backoff_max=1", 0, liar), 0);
 }
 
 static void teardown_liar(void)
@@ -186,7 +188,8 @@ static void teardown_liar(void)
 
 START_TEST(protocol_violation_is_a_crash)
 {
-	ck_assert_int_eq(wait_event(&m, "usb0 crash protocol error", "message shorter than the header", 5000), 0);
+	ck_assert_int_eq(wait_event(&m, "usb0 crash protocol error", "message shorter than the header", 5000),
+			 0);
 	ck_assert_int_eq(wait_state(&m, "usb0", "failed", 5000), 0);
 	ck_assert_int_eq(wait_event(&m, "usb0 failed", "3 crashes", 1000), 0);
 	/* The daemon itself is fine. */

@@ -18,13 +18,13 @@ static struct mnt m;
 
 static void setup_loopback(void)
 {
-	static const char *const models[] = { "loopback", NULL };
+	static const char *const models[] = {"loopback", NULL};
 	ck_assert_int_eq(mnt_start(&m, models, "timeout=3000", 1), 0);
 }
 
 static void setup_stall(void)
 {
-	static const char *const models[] = { "stall", NULL };
+	static const char *const models[] = {"stall", NULL};
 	ck_assert_int_eq(mnt_start(&m, models, "timeout=3000", 1), 0);
 }
 
@@ -97,8 +97,8 @@ START_TEST(info_files_match_device)
 
 	/* descriptors: byte for byte what the (emulated) sysfs shows. */
 	char cmd[512], want[4096], got[4096];
-	snprintf(cmd, sizeof(cmd), "%s/plugfs-emu --model loopback -- cat /sys/bus/usb/devices/1-1/descriptors",
-		 build_dir());
+	snprintf(cmd, sizeof(cmd),
+		 "%s/plugfs-emu --model loopback -- cat /sys/bus/usb/devices/1-1/descriptors", build_dir());
 	FILE *p = popen(cmd, "r");
 	ck_assert_ptr_nonnull(p);
 	size_t wn = fread(want, 1, sizeof(want), p);
@@ -172,7 +172,7 @@ static void round_trip(size_t n, unsigned seed)
 
 START_TEST(loopback_round_trip)
 {
-	static const size_t sizes[] = { 1, 512, 65536, 1048576 };
+	static const size_t sizes[] = {1, 512, 65536, 1048576};
 	round_trip(sizes[_i], (unsigned)_i + 1);
 }
 END_TEST
@@ -200,7 +200,7 @@ START_TEST(nonblocking_read_and_poll)
 {
 	char buf[64];
 	int fd = open(mpath(&m, "usb0/ep81"), O_RDONLY | O_NONBLOCK);
-	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(read(fd, buf, sizeof(buf)), -1);
@@ -217,7 +217,7 @@ START_TEST(nonblocking_read_and_poll)
 	close(fd);
 	/* OUT endpoints are always writable. */
 	fd = open(mpath(&m, "usb0/ep02"), O_WRONLY | O_NONBLOCK);
-	p = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	p = (struct pollfd){.fd = fd, .events = POLLOUT};
 	ck_assert_int_eq(poll(&p, 1, 0), 1);
 	ck_assert(p.revents & POLLOUT);
 	close(fd);
@@ -231,20 +231,20 @@ START_TEST(control_transfers)
 
 	ck_assert_int_ge(fd, 0);
 	/* Vendor OUT request 0x01 stores 16 bytes... */
-	unsigned char store[8] = { 0x40, 0x01, 0, 0, 0, 0, 16, 0 };
+	unsigned char store[8] = {0x40, 0x01, 0, 0, 0, 0, 16, 0};
 	memcpy(setup, store, 8);
 	for (int i = 0; i < 16; i++)
 		setup[8 + i] = (unsigned char)(0xa0 + i);
 	ck_assert_int_eq(write(fd, setup, sizeof(setup)), (ssize_t)sizeof(setup));
 	/* ...and vendor IN request 0x02 gives them back on the next read. */
-	unsigned char fetch[8] = { 0xc0, 0x02, 0, 0, 0, 0, 16, 0 };
+	unsigned char fetch[8] = {0xc0, 0x02, 0, 0, 0, 0, 16, 0};
 	ck_assert_int_eq(write(fd, fetch, 8), 8);
 	ck_assert_int_eq(read(fd, data, sizeof(data)), 16);
 	ck_assert_mem_eq(data, setup + 8, 16);
 	/* Nothing pending: end of file. */
 	ck_assert_int_eq(read(fd, data, sizeof(data)), 0);
 	/* Request 0x03: wLength bytes of i & 0xff. */
-	unsigned char pattern[8] = { 0xc0, 0x03, 0, 0, 0, 0, 64, 0 };
+	unsigned char pattern[8] = {0xc0, 0x03, 0, 0, 0, 0, 64, 0};
 	ck_assert_int_eq(write(fd, pattern, 8), 8);
 	ck_assert_int_eq(read(fd, data, sizeof(data)), 64);
 	for (int i = 0; i < 64; i++)
@@ -253,7 +253,7 @@ START_TEST(control_transfers)
 	ck_assert_int_eq(write(fd, setup, 5), -1);
 	ck_assert_int_eq(errno, EINVAL);
 	/* An unknown request stalls: EPIPE. */
-	unsigned char bogus[8] = { 0xc0, 0x7f, 0, 0, 0, 0, 4, 0 };
+	unsigned char bogus[8] = {0xc0, 0x7f, 0, 0, 0, 0, 4, 0};
 	ck_assert_int_eq(write(fd, bogus, 8), -1);
 	ck_assert_int_eq(errno, EPIPE);
 	close(fd);
@@ -287,13 +287,13 @@ END_TEST
 
 static void setup_kbound(void)
 {
-	static const char *const models[] = { "kbound", NULL };
+	static const char *const models[] = {"kbound", NULL};
 	ck_assert_int_eq(mnt_start(&m, models, NULL, 1), 0);
 }
 
 static void setup_kbound_detach(void)
 {
-	static const char *const models[] = { "kbound", NULL };
+	static const char *const models[] = {"kbound", NULL};
 	ck_assert_int_eq(mnt_start(&m, models, "detach=1209:0004", 2), 0);
 }
 

@@ -20,7 +20,7 @@ static struct mnt m;
 /* usb0 = loopback (1-1), usb1 = hang (1-2). */
 static void setup(void)
 {
-	static const char *const models[] = { "loopback", "hang", NULL };
+	static const char *const models[] = {"loopback", "hang", NULL};
 	ck_assert_int_eq(mnt_start(&m, models, "timeout=3000", 2), 0);
 }
 
@@ -98,7 +98,7 @@ START_TEST(sigint_frees_a_blocked_reader)
 	ck_assert_int_ge(child, 0);
 	if (child == 0) {
 		/* No SA_RESTART: the interrupted read returns EINTR. */
-		struct sigaction sa = { .sa_handler = on_sigint };
+		struct sigaction sa = {.sa_handler = on_sigint};
 		char c;
 		sigaction(SIGINT, &sa, NULL);
 		int fd = open(mpath(&m, "usb1/ep81"), O_RDONLY);
@@ -121,7 +121,8 @@ START_TEST(sigint_frees_a_blocked_reader)
 	ck_assert_int_eq(read(pipefd[0], &err, sizeof(err)), (ssize_t)sizeof(err));
 	/* EINTR, not the ETIMEDOUT that timeout=3000 would have given later. */
 	ck_assert_int_eq(err, EINTR);
-	fprintf(stderr, "sigint_frees_a_blocked_reader: read returned after %llu ms\n", (unsigned long long)took);
+	fprintf(stderr, "sigint_frees_a_blocked_reader: read returned after %llu ms\n",
+		(unsigned long long)took);
 	close(pipefd[0]);
 	close(pipefd[1]);
 	/* The cancelled transfer left the driver healthy. */

@@ -47,7 +47,7 @@ static void teardown_scratch(void)
 
 START_TEST(unmount_leaves_nothing_behind)
 {
-	static const char *const models[] = { "loopback", "hang", NULL };
+	static const char *const models[] = {"loopback", "hang", NULL};
 
 	ck_assert_int_eq(mnt_start_at(&m, scratch, models, NULL, 2), 0);
 	pid_t d0 = fn_pid(&m, "usb0"), d1 = fn_pid(&m, "usb1");
@@ -99,7 +99,7 @@ static int wait_mounted(const char *path, int ms)
 	while (!mnt_is_mounted(path)) {
 		if (mono_ms() > deadline)
 			return -1;
-		struct timespec ts = { 0, 2000000 };
+		struct timespec ts = {0, 2000000};
 		nanosleep(&ts, NULL);
 	}
 	return 0;
@@ -124,7 +124,7 @@ START_TEST(stale_mount_is_reused)
 	snprintf(devices, sizeof(devices), "%s/devices", dir);
 	uint64_t deadline = mono_ms() + 10000;
 	while (stat(devices, &st) != 0 && mono_ms() < deadline) {
-		struct timespec ts = { 0, 2000000 };
+		struct timespec ts = {0, 2000000};
 		nanosleep(&ts, NULL);
 	}
 	ck_assert_int_eq(stat(devices, &st), 0);
@@ -137,8 +137,9 @@ START_TEST(stale_mount_is_reused)
 END_TEST
 
 static const char *const bad_opts[] = {
-	"restart_max=many", "timeout=0",     "detach=12",         "only=all",
-	"backoff_min=0",    "backoff_min=50,backoff_max=10", "no_such_option", "restart_window=0",
+    "restart_max=many", "timeout=0",	    "detach=12",
+    "only=all",		"backoff_min=0",    "backoff_min=50,backoff_max=10",
+    "no_such_option",	"restart_window=0",
 };
 
 START_TEST(bad_option_exits_2)
@@ -148,7 +149,8 @@ START_TEST(bad_option_exits_2)
 
 	pid_t pid = start_plain(dir, bad_opts[_i]);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2, "-o %s: status %#x", bad_opts[_i], status);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2, "-o %s: status %#x", bad_opts[_i],
+		      status);
 	ck_assert(!mnt_is_mounted(dir));
 }
 END_TEST
@@ -189,10 +191,13 @@ START_TEST(fstab_line_mounts)
 	snprintf(fstab, sizeof(fstab), "%s.fstab", scratch);
 	f = fopen(fstab, "w");
 	ck_assert_ptr_nonnull(f);
-	fprintf(f, "%s/plugfs#plugfs %s fuse timeout=2000,restart_max=3,nofail,noauto,_netdev,x-systemd.automount 0 0\n",
+	fprintf(f,
+		"%s/plugfs#plugfs %s fuse "
+		"timeout=2000,restart_max=3,nofail,noauto,_netdev,x-systemd.automount 0 0\n",
 		build_dir(), scratch);
 	fclose(f);
-	snprintf(cmd, sizeof(cmd), "PLUGFS_DRIVER=%s/plugfs-driver mount -T %s %s", build_dir(), fstab, scratch);
+	snprintf(cmd, sizeof(cmd), "PLUGFS_DRIVER=%s/plugfs-driver mount -T %s %s", build_dir(), fstab,
+		 scratch);
 	int r = system(cmd);
 	unlink(fstab);
 	ck_assert_int_eq(r, 0);
@@ -213,10 +218,11 @@ START_TEST(files_ready_when_mount_returns)
 {
 	char cmd[2048];
 
-	snprintf(cmd, sizeof(cmd),
-		 "PLUGFS_DRIVER=%s/plugfs-driver %s/plugfs-emu --model loopback --model stall -- sh -c '"
-		 "%s/plugfs %s && test -r %s/usb0/ep81 && ls %s/usb1 | grep -qx ep02; r=$?; umount %s; exit $r'",
-		 build_dir(), build_dir(), build_dir(), scratch, scratch, scratch, scratch);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "PLUGFS_DRIVER=%s/plugfs-driver %s/plugfs-emu --model loopback --model stall -- sh -c '"
+	    "%s/plugfs %s && test -r %s/usb0/ep81 && ls %s/usb1 | grep -qx ep02; r=$?; umount %s; exit $r'",
+	    build_dir(), build_dir(), build_dir(), scratch, scratch, scratch, scratch);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert(!mnt_is_mounted(scratch));
 }
