@@ -17,7 +17,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -840,6 +842,32 @@ static int send_hello(void)
 	return send_msg(&h, payload, (size_t)n);
 }
 
+/*
+ * Becomes `user` (setgroups, setgid, setuid) when started as root; a driver
+ * started by an ordinary user stays that user.  The rest of the sandbox
+ * (no_new_privs, seccomp, rlimits) comes with the hardening work.
+ */
+static int drop_privileges(const char *user)
+{
+	if (user == NULL || getuid() != 0)
+		return 0;
+	struct passwd *pw = getpwnam(user);
+	if (pw == NULL) {
+		drv_log(LOG_ERR, "driver_user %s: no such user", user);
+		return -EINVAL;
+	}
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		drv_log(LOG_ERR, "dropping to %s: %s", user, strerror(errno));
+		return -errno;
+	}
+	/* Make sure there is no way back. */
+	if (pw->pw_uid != 0 && setuid(0) == 0) {
+		drv_log(LOG_ERR, "dropping to %s: could become root again", user);
+		return -EPERM;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static uint8_t desc[MAX_DESC];
@@ -866,9 +894,6 @@ int main(int argc, char **argv)
 	}
 	fcntl(PROTO_DRIVER_FD, F_SETFL, fl & ~O_NONBLOCK);
 	fcntl(PROTO_DRIVER_FD, F_SETFD, FD_CLOEXEC);
-	/* Sandboxing (dropping to --user) is a later step; the option is accepted now. */
-	(void)opt.user;
-
 	fd = open(opt.devnode, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		drv_log(LOG_ERR, "%s: %s", opt.devnode, strerror(errno));
@@ -905,6 +930,9 @@ int main(int argc, char **argv)
 		}
 		function_active[i] = r == 0;
 	}
+	/* Everything that needs privileges is done: the device is open and claimed. */
+	if ((r = drop_privileges(opt.user)) < 0)
+		goto out_release;
 	usb_fds_init();
 	if ((r = send_hello()) < 0) {
 		drv_log(LOG_ERR, "sending HELLO: %s", strerror(-r));

@@ -12,6 +12,7 @@
  * Try it:  make demo
  */
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,9 +228,15 @@ int main(int argc, char **argv)
 	} else {
 		if (opts.driver_user == NULL && getuid() == 0)
 			opts.driver_user = strdup("nobody");
+		if (opts.driver_user != NULL && getpwnam(opts.driver_user) == NULL) {
+			fprintf(stderr, "plugfs: driver_user=%s: no such user\n", opts.driver_user);
+			r = 2;
+			goto out;
+		}
 		log_init(opts.foreground, opts.debug);
 		r = sup_init() < 0 ? 1 : run_mounted(&args);
 	}
+out:
 	fuse_opt_free_args(&args);
 	opts_free(&opts);
 	return r;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,32 @@ START_TEST(info_files_match_device)
 	/* A device descriptor, then the configuration. */
 	ck_assert_int_eq((unsigned char)got[0], 18);
 	ck_assert_int_eq(got[1], 1);
+}
+END_TEST
+
+/* Started as root, drivers drop to driver_user, nobody by default, once the device is open. */
+START_TEST(driver_runs_as_nobody)
+{
+	char path[64], status[4096];
+	struct passwd *pw = getpwnam("nobody");
+
+	ck_assert_ptr_nonnull(pw);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)fn_pid(&m, "usb0"));
+	ssize_t n = read_file(path, status, sizeof(status) - 1);
+	ck_assert_int_gt(n, 0);
+	status[n] = '\0';
+	unsigned ruid, euid, suid, fsuid, rgid, egid, sgid, fsgid;
+	ck_assert_int_eq(sscanf(strstr(status, "Uid:"), "Uid: %u %u %u %u", &ruid, &euid, &suid, &fsuid), 4);
+	ck_assert_int_eq(sscanf(strstr(status, "Gid:"), "Gid: %u %u %u %u", &rgid, &egid, &sgid, &fsgid), 4);
+	ck_assert_uint_eq(ruid, pw->pw_uid);
+	ck_assert_uint_eq(euid, pw->pw_uid);
+	ck_assert_uint_eq(suid, pw->pw_uid);
+	ck_assert_uint_eq(egid, pw->pw_gid);
+	ck_assert_uint_eq(sgid, pw->pw_gid);
+	/* No supplementary groups left from root. */
+	char *groups = strstr(status, "Groups:");
+	ck_assert_ptr_nonnull(groups);
+	ck_assert_int_eq(strspn(groups + 7, " \t"), strcspn(groups + 7, "\n"));
 }
 END_TEST
 
@@ -338,6 +365,7 @@ Suite *generic_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, tree_lists_device);
 	tcase_add_test(tc, info_files_match_device);
+	tcase_add_test(tc, driver_runs_as_nobody);
 	tcase_add_test(tc, info_files_refuse_writes);
 	tcase_add_loop_test(tc, loopback_round_trip, 0, 4);
 	tcase_add_test(tc, endpoint_files_are_streams);

@@ -139,7 +139,7 @@ END_TEST
 static const char *const bad_opts[] = {
     "restart_max=many", "timeout=0",	    "detach=12",
     "only=all",		"backoff_min=0",    "backoff_min=50,backoff_max=10",
-    "no_such_option",	"restart_window=0",
+    "no_such_option",	"restart_window=0", "driver_user=no-such-user-here",
 };
 
 START_TEST(bad_option_exits_2)
