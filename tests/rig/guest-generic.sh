@@ -22,6 +22,11 @@ for f in $M/usb0 $M/usb1; do
 	[ -r $f/ep81 ] || fail "$f has no ep81"
 	ok "$f: $(cat $f/product), descriptors equal sysfs"
 done
+# Drivers run as nobody once their device is open.
+pid=$(awk '$1 == "usb0" { print $7 }' $M/devices)
+uid=$(awk '/^Uid:/ { print $3 }' /proc/$pid/status)
+[ "$uid" = "$(awk -F: '$1 == "nobody" { print $3 }' /etc/passwd)" ] || fail "driver uid $uid"
+ok "driver pid $pid runs as uid $uid (nobody)"
 # GET_DESCRIPTOR(DEVICE) through ep0 equals the first 18 bytes of descriptors.
 exec 3<>$M/usb0/ep0
 printf '\200\006\000\001\000\000\022\000' >&3
