@@ -37,7 +37,7 @@ static size_t config_len(const struct emu_model *m)
 	size_t len = 9;
 
 	for (unsigned i = 0; i < m->num_ifaces; i++)
-		len += 9 + 7u * m->ifaces[i].num_eps;
+		len += 9 + m->ifaces[i].extra_len + 7u * m->ifaces[i].num_eps;
 	return len;
 }
 
@@ -66,6 +66,10 @@ static size_t put_config(const struct emu_model *m, uint8_t *p)
 		p[n++] = ifc->subclass;
 		p[n++] = ifc->protocol;
 		p[n++] = 0;
+		if (ifc->extra_len > 0) {
+			memcpy(p + n, ifc->extra, ifc->extra_len);
+			n += ifc->extra_len;
+		}
 		for (unsigned e = 0; e < ifc->num_eps; e++) {
 			const struct emu_ep_spec *ep = &ifc->eps[e];
 

@@ -57,6 +57,12 @@ struct emu_iface_spec {
 	struct emu_ep_spec eps[EMU_MAX_EPS];
 	/* Name of the kernel driver bound at plug time, or NULL. */
 	const char *kernel_driver;
+	/*
+	 * Class-specific descriptors (HID 0x21, CDC functional 0x24...), put
+	 * right after the interface descriptor as real devices do.
+	 */
+	const uint8_t *extra;
+	uint8_t extra_len;
 };
 
 struct emu_dev;
