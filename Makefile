@@ -38,6 +38,11 @@ UNIT_SRC   = $(wildcard tests/unit/*.c)
 INTEG_SRC  = $(wildcard tests/integration/*.c)
 BENCH_SRC  = $(wildcard tests/bench/*.c)
 
+define newline
+
+
+endef
+
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
@@ -150,15 +155,19 @@ demo: deps
 	$(MAKE) all
 	PLUGFS_BUILD=$(CURDIR)/$(B) tests/emu/demo
 
+# Every man page in man/, in the section its suffix names.
+MANPAGES = $(wildcard man/*.[1-8])
+man_dest = $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(1)))/$(notdir $(1))
+
 install: $(PROGS)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/plugfs $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/plugfs
 	install -m 755 $(B)/plugfs $(DESTDIR)$(BINDIR)/plugfs
 	install -m 755 $(B)/plugfs-driver $(DESTDIR)$(LIBEXECDIR)/plugfs/plugfs-driver
-	install -m 644 man/plugfs.1 $(DESTDIR)$(MANDIR)/man1/plugfs.1
+	$(foreach p,$(MANPAGES),install -D -m 644 $(p) $(call man_dest,$(p))$(newline))
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/plugfs $(DESTDIR)$(LIBEXECDIR)/plugfs/plugfs-driver \
-	      $(DESTDIR)$(MANDIR)/man1/plugfs.1
+	      $(foreach p,$(MANPAGES),$(call man_dest,$(p)))
 
 clean:
 	rm -rf build build-asan
