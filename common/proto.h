@@ -81,7 +81,7 @@ enum proto_kind {
 	PROTO_KIND_BLOCK = 2,  /* seekable medium, st_size = size */
 };
 #define PROTO_KIND_MASK 0x0f
-/* Reads may legitimately wait forever (input reports): no request deadline. */
+/* Reads and writes may legitimately wait forever (input reports, a printer printing): no request deadline. */
 #define PROTO_FILE_UNTIMED   0x10
 #define PROTO_FILE_FLAGS_ALL 0x10
 

@@ -101,6 +101,19 @@ struct drv_req {
 
 TAILQ_HEAD(drv_req_queue, drv_req);
 
+/*
+ * A one-shot timer owned by its caller (embed it in the driver's state).
+ * The host's loop fires it once `ms` after drv_timer_arm(); the callback
+ * may arm it again.  Arming an armed timer moves its deadline.
+ */
+struct drv_timer {
+	void (*fire)(struct drv_timer *t);
+	void *arg;
+	uint64_t due_ms; /* monotonic, now_ms() */
+	bool armed;
+	LIST_ENTRY(drv_timer) link;
+};
+
 struct drv_xfer {
 	struct libusb_transfer *t;	  /* t->buffer is malloc'd and freed with the xfer */
 	void (*done)(struct drv_xfer *x); /* completion; must drv_xfer_free(x) eventually */
@@ -119,6 +132,7 @@ struct driver_ops {
 
 /* The class drivers, one line each. */
 extern const struct driver_ops usb_driver;
+extern const struct driver_ops printer_driver;
 
 /* Logs to the daemon (syslog priority) and, with -v, to stderr. */
 void drv_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -139,6 +153,10 @@ struct drv_xfer *drv_xfer_new(size_t len, void (*done)(struct drv_xfer *x), void
 int drv_xfer_submit(struct drv_xfer *x);
 void drv_xfer_cancel(struct drv_xfer *x);
 void drv_xfer_free(struct drv_xfer *x);
+
+/* Timers: fire(t) runs from the main loop, never inside another callback. */
+void drv_timer_arm(struct drv_timer *t, unsigned ms);
+void drv_timer_disarm(struct drv_timer *t);
 
 /* libusb error code / transfer status to a negative errno (0 when fine). */
 int drv_usb_errno(int libusb_error);

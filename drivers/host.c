@@ -37,6 +37,7 @@
 /* The driver table: adding a class driver is one line here. */
 static const struct driver_ops *const drivers[] = {
     &usb_driver,
+    &printer_driver,
 };
 
 #define MAX_FUNCTIONS USBDESC_MAX_IFACES
@@ -63,6 +64,8 @@ static struct drv_req_queue requests = TAILQ_HEAD_INITIALIZER(requests);
 static LIST_HEAD(, drv_xfer) xfers = LIST_HEAD_INITIALIZER(xfers);
 static unsigned xfers_inflight;
 static unsigned long xfers_completed;
+
+static LIST_HEAD(, drv_timer) timers = LIST_HEAD_INITIALIZER(timers);
 
 static struct pollfd usb_fds[MAX_USB_FDS];
 static unsigned n_usb_fds;
@@ -340,6 +343,60 @@ int drv_xfer_errno(enum libusb_transfer_status status)
 	if ((size_t)status < sizeof(xfer_errnos) / sizeof(xfer_errnos[0]))
 		return -xfer_errnos[status];
 	return -EIO;
+}
+
+/* ---- Timers ---- */
+
+void drv_timer_arm(struct drv_timer *t, unsigned ms)
+{
+	if (t->armed)
+		LIST_REMOVE(t, link);
+	t->due_ms = now_ms() + ms;
+	t->armed = true;
+	LIST_INSERT_HEAD(&timers, t, link);
+}
+
+void drv_timer_disarm(struct drv_timer *t)
+{
+	if (!t->armed)
+		return;
+	LIST_REMOVE(t, link);
+	t->armed = false;
+}
+
+/* Milliseconds until the next timer is due (0: one is due), or -1: none armed. */
+static int timers_next_ms(void)
+{
+	uint64_t now = now_ms(), first = UINT64_MAX;
+
+	for (struct drv_timer *t = LIST_FIRST(&timers); t != NULL; t = LIST_NEXT(t, link))
+		if (t->due_ms < first)
+			first = t->due_ms;
+	if (first == UINT64_MAX)
+		return -1;
+	return first <= now ? 0 : (int)(first - now);
+}
+
+/*
+ * Fires every due timer.  Each is unlinked before its callback runs, and
+ * the scan starts over after it, because the callback may arm or disarm
+ * any timer.
+ */
+static void timers_run(void)
+{
+	uint64_t now = now_ms();
+	bool again = true;
+
+	while (again) {
+		again = false;
+		for (struct drv_timer *t = LIST_FIRST(&timers); t != NULL; t = LIST_NEXT(t, link))
+			if (t->due_ms <= now) {
+				drv_timer_disarm(t);
+				t->fire(t);
+				again = true;
+				break;
+			}
+	}
 }
 
 /* ---- libusb's fds ---- */
@@ -627,6 +684,9 @@ static int run(void)
 			if (timeout < 0 || ms < timeout)
 				timeout = ms;
 		}
+		int tt = timers_next_ms();
+		if (tt >= 0 && (timeout < 0 || tt < timeout))
+			timeout = tt;
 
 		int r = poll(pfd, npfd, timeout);
 		if (r < 0 && errno != EINTR) {
@@ -644,6 +704,7 @@ static int run(void)
 				usb_ready = true;
 		if (usb_ready)
 			handle_usb_events();
+		timers_run();
 	}
 }
 

@@ -993,7 +993,7 @@ void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, o
 			      .file = handle_file(h)->id,
 			      .offset = (uint64_t)off,
 			      .flags = nonblock ? PROTO_F_NONBLOCK : 0};
-	forward(d, req, &m, buf, size, 1, (uint32_t)size, NULL);
+	forward(d, req, &m, buf, size, !(handle_file(h)->kind & PROTO_FILE_UNTIMED), (uint32_t)size, NULL);
 }
 
 void sup_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph)

@@ -305,6 +305,8 @@ int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, co
 			dup2(fd, 1);
 		}
 		setenv("PLUGFS_DRIVER", driver, 1);
+		/* Models that record what they received (printers) write it here. */
+		setenv("PLUGFS_EMU_DIR", m->dir, 1);
 		execv(emu, (char *const *)argv);
 		_exit(127);
 	}

@@ -30,7 +30,8 @@ const char *build_dir(void);
 
 /*
  * Starts plugfs-emu --model M... -- plugfs -f -o OPTS MNT and waits until
- * the mount is up and `nfuncs` functions are `running`.  Returns 0 or -1
+ * the mount is up and `nfuncs` functions are `running`.  plugfs-emu gets
+ * PLUGFS_EMU_DIR=m->dir, where models leave files for the test to read.  Returns 0 or -1
  * (with a message on stderr and everything cleaned up).
  */
 int mnt_start(struct mnt *m, const char *const *models, const char *opts, unsigned nfuncs);
