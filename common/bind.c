@@ -14,9 +14,18 @@ static const struct bind_id generic_ids[] = {
 
 /* USB Printer Class 1.1: 1 unidirectional, 2 bidirectional, 3 IEEE 1284.4; 4 (IPP over USB) is not ours. */
 static const struct bind_id printer_ids[] = {
-    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL, .cls = 7, .subclass = 1, .protocol = 1},
-    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL, .cls = 7, .subclass = 1, .protocol = 2},
-    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL, .cls = 7, .subclass = 1, .protocol = 3},
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL,
+     .cls = 7,
+     .subclass = 1,
+     .protocol = 1},
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL,
+     .cls = 7,
+     .subclass = 1,
+     .protocol = 2},
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL,
+     .cls = 7,
+     .subclass = 1,
+     .protocol = 3},
     {0},
 };
 

@@ -27,10 +27,10 @@ enum printer_request {
 	PRINTER_SOFT_RESET = 2,
 };
 
-#define PRINTER_RT_IN		0xa1 /* class, interface, device-to-host */
-#define PRINTER_RT_OUT		0x21 /* class, interface, host-to-device */
-#define PRINTER_RT_OUT_OTHER	0x23 /* class, "other": the 1.0 spec's SOFT_RESET */
-#define PRINTER_DEVICE_ID_MAX	1024 /* what we ask for; Linux usblp asks the same */
+#define PRINTER_RT_IN	      0xa1 /* class, interface, device-to-host */
+#define PRINTER_RT_OUT	      0x21 /* class, interface, host-to-device */
+#define PRINTER_RT_OUT_OTHER  0x23 /* class, "other": the 1.0 spec's SOFT_RESET */
+#define PRINTER_DEVICE_ID_MAX 1024 /* what we ask for; Linux usblp asks the same */
 
 /* GET_PORT_STATUS bits (IEEE 1284 status lines); the others are reserved. */
 #define PRINTER_PAPER_EMPTY 0x20

@@ -200,7 +200,8 @@ static void write_done(struct drv_xfer *x)
 			r = -ENOSPC;
 		}
 	} else if (actual > 0) {
-		/* Like write(2) cut short: the bytes the device took count; the error is lost with the rest. */
+		/* Like write(2) cut short: the bytes the device took count; the error is lost with the rest.
+		 */
 		r = actual;
 	}
 	drv_xfer_free(x);
@@ -217,8 +218,8 @@ static void bg_write_done(struct drv_xfer *x)
 	if (r == -EINTR && p->stopping)
 		r = -ENOSPC;
 	if (r < 0 && p->write_error == 0) {
-		drv_log(LOG_WARNING, "printer: non-blocking write: %d of %d bytes taken: %s", x->t->actual_length,
-			x->t->length, strerror(-r));
+		drv_log(LOG_WARNING, "printer: non-blocking write: %d of %d bytes taken: %s",
+			x->t->actual_length, x->t->length, strerror(-r));
 		p->write_error = r;
 	}
 	drv_xfer_free(x);
@@ -478,7 +479,9 @@ static void text_done(struct drv_xfer *x)
 		bool bad;
 		th->len = printer_device_id_text(data, got, th->text, sizeof(th->text), &bad);
 		if (bad)
-			drv_log(LOG_WARNING, "printer: GET_DEVICE_ID length field %u does not fit the %zu bytes received; using what came",
+			drv_log(LOG_WARNING,
+				"printer: GET_DEVICE_ID length field %u does not fit the %zu bytes received; "
+				"using what came",
 				got >= 2 ? (unsigned)(data[0] << 8 | data[1]) : 0, got);
 	}
 	drv_xfer_free(x);
@@ -507,7 +510,8 @@ static void text_read(struct drv_req *req)
 		fill_control(x, p, PRINTER_RT_IN, PRINTER_GET_PORT_STATUS, 0, p->fn->ifnum, length);
 	else
 		/* Configuration index 0 (the one we run), altsetting 0 (the one we claimed). */
-		fill_control(x, p, PRINTER_RT_IN, PRINTER_GET_DEVICE_ID, 0, (uint16_t)(p->fn->ifnum << 8), length);
+		fill_control(x, p, PRINTER_RT_IN, PRINTER_GET_DEVICE_ID, 0, (uint16_t)(p->fn->ifnum << 8),
+			     length);
 	x->req = req;
 	if ((r = drv_xfer_submit(x)) < 0) {
 		drv_xfer_free(x);
@@ -533,8 +537,8 @@ static int ctl_reset(struct printer *p)
 	if (r == LIBUSB_ERROR_PIPE) {
 		/* A printer built to the 1.0 spec's typo stalls the 1.1 request: try its form. */
 		drv_log(LOG_INFO, "printer: SOFT_RESET stalled, trying the 1.0 form");
-		r = libusb_control_transfer(usb, PRINTER_RT_OUT_OTHER, PRINTER_SOFT_RESET, 0, p->fn->ifnum, NULL,
-					    0, 0);
+		r = libusb_control_transfer(usb, PRINTER_RT_OUT_OTHER, PRINTER_SOFT_RESET, 0, p->fn->ifnum,
+					    NULL, 0, 0);
 	}
 	if (r < 0)
 		return drv_usb_errno(r);
@@ -586,7 +590,8 @@ static int printer_probe(struct drv_function *fn)
 			p->ep_out = e->address;
 		else if ((e->address & USB_DIR_IN) && p->ep_in == 0) {
 			p->ep_in = e->address;
-			p->in_packet = e->max_packet > 0 && e->max_packet <= BACKCHANNEL_XFER ? e->max_packet : 64;
+			p->in_packet =
+			    e->max_packet > 0 && e->max_packet <= BACKCHANNEL_XFER ? e->max_packet : 64;
 		}
 	}
 	if (p->ep_out == 0) {
@@ -604,8 +609,8 @@ static int printer_probe(struct drv_function *fn)
 	if (p->data == NULL || drv_file_add(fn, "device_id", 0444, PROTO_KIND_SMALL, &text_ops, p) == NULL ||
 	    drv_file_add(fn, "status", 0444, PROTO_KIND_SMALL, &text_ops, p) == NULL)
 		return probe_fail(fn, -ENOSPC);
-	drv_log(LOG_INFO, "printer: interface %u protocol %u, OUT %02x, %s", fn->ifnum, p->protocol, p->ep_out,
-		p->ep_in != 0 ? "bidirectional" : "unidirectional");
+	drv_log(LOG_INFO, "printer: interface %u protocol %u, OUT %02x, %s", fn->ifnum, p->protocol,
+		p->ep_out, p->ep_in != 0 ? "bidirectional" : "unidirectional");
 	return 0;
 }
 

@@ -45,15 +45,15 @@
 
 #include "printer_class.h"
 
-#define PRINTER_PAPER_BYTES   100000u
-#define PRINTER_SLOW_BYTES    16384u
-#define PRINTER_SLOW_TICK_MS  10u
-#define PRINTER_BACKCHANNEL   4096u
-#define STATUS_READY	      (PRINTER_SELECTED | PRINTER_NOT_ERROR)
-#define STATUS_PAPER_OUT      (PRINTER_SELECTED | PRINTER_PAPER_EMPTY)
-#define ESCPOS_DLE	      0x10
-#define ESCPOS_EOT	      0x04
-#define ESCPOS_STATUS_OK      0x12
+#define PRINTER_PAPER_BYTES  100000u
+#define PRINTER_SLOW_BYTES   16384u
+#define PRINTER_SLOW_TICK_MS 10u
+#define PRINTER_BACKCHANNEL  4096u
+#define STATUS_READY	     (PRINTER_SELECTED | PRINTER_NOT_ERROR)
+#define STATUS_PAPER_OUT     (PRINTER_SELECTED | PRINTER_PAPER_EMPTY)
+#define ESCPOS_DLE	     0x10
+#define ESCPOS_EOT	     0x04
+#define ESCPOS_STATUS_OK     0x12
 
 struct printer_variant {
 	const struct emu_model *model;
@@ -216,8 +216,8 @@ static int printer_control(struct emu_dev *dev, struct emu_urb *urb, const struc
 		if (s->value != 0 || s->index != 0 || s->length < 1)
 			return -EPIPE;
 		data[0] = ps->v->fixed_status != 0 ? ps->v->fixed_status
-			  : paper_out(ps)	    ? STATUS_PAPER_OUT
-						    : STATUS_READY;
+			  : paper_out(ps)	   ? STATUS_PAPER_OUT
+						   : STATUS_READY;
 		return 1;
 	}
 	if (s->request == PRINTER_SOFT_RESET &&
@@ -235,47 +235,47 @@ static int printer_control(struct emu_dev *dev, struct emu_urb *urb, const struc
 
 static const struct printer_variant variants[] = {
     {
-        .model = &emu_model_printer_zh380,
-        .device_id = "MFG:Gprinter;CMD:ESC/POS,TSPL;MDL:ZH-380;CLS:PRINTER;DES:Gprinter ZH-380;",
-        .id_length = -1,
-        .escpos_status = true,
+	.model = &emu_model_printer_zh380,
+	.device_id = "MFG:Gprinter;CMD:ESC/POS,TSPL;MDL:ZH-380;CLS:PRINTER;DES:Gprinter ZH-380;",
+	.id_length = -1,
+	.escpos_status = true,
     },
     {
-        .model = &emu_model_printer_slow,
-        .device_id = "MFG:Gprinter;CMD:ESC/POS,TSPL;MDL:ZH-380;CLS:PRINTER;DES:Gprinter ZH-380;",
-        .id_length = -1,
-        .slow = true,
-        .escpos_status = true,
+	.model = &emu_model_printer_slow,
+	.device_id = "MFG:Gprinter;CMD:ESC/POS,TSPL;MDL:ZH-380;CLS:PRINTER;DES:Gprinter ZH-380;",
+	.id_length = -1,
+	.slow = true,
+	.escpos_status = true,
     },
     {
-        .model = &emu_model_printer_offline,
-        .device_id = "MFG:Gprinter;CMD:ESC/POS,TSPL;MDL:ZH-380;CLS:PRINTER;DES:Gprinter ZH-380;",
-        .id_length = -1,
-        .fixed_status = PRINTER_NOT_ERROR,
+	.model = &emu_model_printer_offline,
+	.device_id = "MFG:Gprinter;CMD:ESC/POS,TSPL;MDL:ZH-380;CLS:PRINTER;DES:Gprinter ZH-380;",
+	.id_length = -1,
+	.fixed_status = PRINTER_NOT_ERROR,
     },
     {
-        .model = &emu_model_printer_error,
-        .device_id = "MFG:Gprinter;CMD:ESC/POS,TSPL;MDL:ZH-380;CLS:PRINTER;DES:Gprinter ZH-380;",
-        .id_length = -1,
-        .fixed_status = PRINTER_SELECTED,
+	.model = &emu_model_printer_error,
+	.device_id = "MFG:Gprinter;CMD:ESC/POS,TSPL;MDL:ZH-380;CLS:PRINTER;DES:Gprinter ZH-380;",
+	.id_length = -1,
+	.fixed_status = PRINTER_SELECTED,
     },
     {
-        .model = &emu_model_printer_dymo,
-        .device_id = "MFG:DYMO;CMD: ;MDL:LabelWriter 450;CLASS:PRINTER;DESCRIPTION:DYMO LabelWriter "
-                     "450;SERN:01010112345600;",
-        .id_length = -1,
-        .reset_1_0_only = true,
+	.model = &emu_model_printer_dymo,
+	.device_id = "MFG:DYMO;CMD: ;MDL:LabelWriter 450;CLASS:PRINTER;DESCRIPTION:DYMO LabelWriter "
+		     "450;SERN:01010112345600;",
+	.id_length = -1,
+	.reset_1_0_only = true,
     },
     {
-        .model = &emu_model_printer_ql800,
-        .device_id = "MFG:Brother;CMD:PT-CBP;MDL:QL-800;CLS:PRINTER;",
-        .id_length = -1,
-        .paper = PRINTER_PAPER_BYTES,
+	.model = &emu_model_printer_ql800,
+	.device_id = "MFG:Brother;CMD:PT-CBP;MDL:QL-800;CLS:PRINTER;",
+	.id_length = -1,
+	.paper = PRINTER_PAPER_BYTES,
     },
     {
-        .model = &emu_model_printer_badid,
-        .device_id = "MFG:Xprinter;CMD:TSPL,ESC/POS;MDL:XP-P323B;CLS:PRINTER;",
-        .id_length = 0x1000,
+	.model = &emu_model_printer_badid,
+	.device_id = "MFG:Xprinter;CMD:TSPL,ESC/POS;MDL:XP-P323B;CLS:PRINTER;",
+	.id_length = 0x1000,
     },
     {0},
 };
@@ -414,11 +414,11 @@ const struct emu_model emu_model_printer_dymo = {
     .serial = "01010112345600",
     .num_ifaces = 1,
     .ifaces = {{
-        .cls = 7,
-        .subclass = 1,
-        .protocol = 1,
-        .num_eps = 1,
-        .eps = {{.address = 0x02, .type = 2, .max_packet = 64}},
+	.cls = 7,
+	.subclass = 1,
+	.protocol = 1,
+	.num_eps = 1,
+	.eps = {{.address = 0x02, .type = 2, .max_packet = 64}},
     }},
     .ops = &printer_ops,
 };

@@ -7,7 +7,19 @@
 #include <string.h>
 
 const struct emu_model *const emu_models[] = {
-    &emu_model_loopback, &emu_model_stall, &emu_model_hang, &emu_model_kbound, &emu_model_printer_zh380, &emu_model_printer_slow, &emu_model_printer_offline, &emu_model_printer_error, &emu_model_printer_dymo, &emu_model_printer_ql800, &emu_model_printer_badid, NULL,
+    &emu_model_loopback,
+    &emu_model_stall,
+    &emu_model_hang,
+    &emu_model_kbound,
+    /* Printers: model_printer.c. */
+    &emu_model_printer_zh380,
+    &emu_model_printer_slow,
+    &emu_model_printer_offline,
+    &emu_model_printer_error,
+    &emu_model_printer_dymo,
+    &emu_model_printer_ql800,
+    &emu_model_printer_badid,
+    NULL,
 };
 
 const struct emu_model *emu_model_find(const char *name)

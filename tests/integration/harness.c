@@ -221,6 +221,20 @@ static unsigned count_running(const struct mnt *m)
 	return running;
 }
 
+/* Files the models left in a directory of ours (SYSNAME.printed...), see PLUGFS_EMU_DIR. */
+static void remove_model_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_type == DT_REG)
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+}
+
 int mnt_start(struct mnt *m, const char *const *models, const char *opts, unsigned nfuncs)
 {
 	char dir[sizeof(m->dir)];
@@ -382,8 +396,10 @@ void mnt_stop(struct mnt *m)
 		if (getenv("PLUGFS_KEEP_LOGS") == NULL && found == NULL) {
 			unlink(m->log);
 			rmdir(m->path);
-			if (m->own_dir)
+			if (m->own_dir) {
+				remove_model_files(m->dir);
 				rmdir(m->dir);
+			}
 		}
 	}
 	if (found != NULL)

@@ -16,6 +16,8 @@ static Suite *(*const suites[])(void) = {
     crash_suite,
     isolation_suite,
     mount_suite,
+    /* Class drivers. */
+    printer_suite,
 };
 
 int main(int argc, char **argv)
