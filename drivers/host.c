@@ -9,7 +9,7 @@
  * process), wraps it with libusb without device discovery, claims each
  * interface named on the command line, lets the interface's driver
  * register its files, sends HELLO and then runs one poll() loop over the
- * socket and libusb's fds until the daemon hangs up.
+ * socket, libusb's fds and the drivers' timers until the daemon hangs up.
  *
  * Try it by hand with a fake daemon that dup2()s one end of a socketpair
  * to fd 3 and speaks the codec; with -v every request and reply is logged
