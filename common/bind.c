@@ -12,7 +12,13 @@ static const struct bind_id generic_ids[] = {
     {0},
 };
 
+static const struct bind_id hid_ids[] = {
+    {.match = BIND_MATCH_CLASS, .cls = 3},
+    {0},
+};
+
 static const struct bind_driver drivers[] = {
+    {"hid", "hid", hid_ids},
     {"usb", "usb", generic_ids},
     {NULL, NULL, NULL},
 };

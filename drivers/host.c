@@ -37,6 +37,7 @@
 /* The driver table: adding a class driver is one line here. */
 static const struct driver_ops *const drivers[] = {
     &usb_driver,
+    &hid_driver,
 };
 
 #define MAX_FUNCTIONS USBDESC_MAX_IFACES
@@ -832,7 +833,7 @@ static int send_hello(void)
 	for (f = LIST_FIRST(&files); f != NULL; f = LIST_NEXT(f, link)) {
 		struct proto_file *pf = &hello.files[--i];
 		*pf = (struct proto_file){
-		    .id = f->id, .function = (uint8_t)f->fn->index, .kind = f->kind, .mode = f->mode};
+		    .id = f->id, .function = (uint8_t)f->fn->index, .kind = f->kind, .mode = f->mode, .size = f->size};
 		snprintf(pf->name, sizeof(pf->name), "%s", f->name);
 	}
 	int n = proto_encode_hello(payload, sizeof(payload), &hello);
