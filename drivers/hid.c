@@ -677,10 +677,12 @@ static int hid_probe(struct drv_function *fn)
 		hf->in_len = (longest + hf->in_len - 1) / hf->in_len * hf->in_len;
 	if ((r = add_files(hf)) < 0)
 		return probe_fail(fn, r);
-	drv_log(LOG_INFO,
-		"hid: interface %u: %zu-byte report descriptor, %u reports%s, input %02x, output %s",
-		fn->ifnum, hf->rdesc_len, hf->info.nreports, hf->info.numbered ? " (numbered)" : "",
-		hf->in_ep, hf->out_ep != 0 ? "interrupt OUT" : "SET_REPORT");
+	drv_log(
+	    LOG_INFO, "hid: interface %u: %zu-byte report descriptor, %u reports%s, input %02x, output %s",
+	    fn->ifnum, hf->rdesc_len, hf->info.nreports, hf->info.numbered ? " (numbered)" : "", hf->in_ep,
+	    hidparse_max_len(&hf->info, HID_REPORT_OUTPUT) == 0 ? "none"
+	    : hf->out_ep != 0					? "interrupt OUT"
+								: "SET_REPORT");
 	return 0;
 }
 
