@@ -10,11 +10,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -302,11 +304,14 @@ START_TEST(nonblocking_read_and_poll)
 
 	set_interval(500);
 	int fd = open_in("hid0/input", O_RDONLY | O_NONBLOCK);
-	drain(fd);
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	/* The first report comes at once or within the interval; the next one is 500 ms after it. */
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	ck_assert_int_ge(drain(fd), 1);
 	ck_assert_int_eq(read(fd, b, sizeof(b)), -1);
 	ck_assert_int_eq(errno, EAGAIN);
 	/* The next report wakes the poller. */
-	struct pollfd p = {.fd = fd, .events = POLLIN};
+	ck_assert_int_eq(poll(&p, 1, 0), 0);
 	ck_assert_int_eq(poll(&p, 1, 5000), 1);
 	ck_assert(p.revents & POLLIN);
 	struct reading r = parse_reading(b, read(fd, b, sizeof(b)));
@@ -424,22 +429,68 @@ START_TEST(shell_loop_reads_sensor)
 }
 END_TEST
 
+struct blocked_read {
+	int fd;
+	ssize_t ret;
+	int err;
+	pid_t tid;
+	volatile int started;
+	unsigned char buf[64];
+};
+
+static void *blocked_read_main(void *arg)
+{
+	struct blocked_read *b = arg;
+
+	b->tid = gettid();
+	b->started = 1;
+	b->ret = read(b->fd, b->buf, sizeof(b->buf));
+	b->err = b->ret < 0 ? errno : 0;
+	return NULL;
+}
+
+/*
+ * Starts a read of `fd` in a thread once the handle's queue is empty, and
+ * returns when it sleeps in read(2).  A report may still be on its way
+ * when the queue looks empty; then the read returns it and we go again.
+ */
+static void start_blocked_read(struct blocked_read *b, pthread_t *thread, int fd)
+{
+	for (int attempt = 0;; attempt++) {
+		ck_assert_int_lt(attempt, 5);
+		ck_assert_int_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+		drain(fd);
+		ck_assert_int_eq(fcntl(fd, F_SETFL, 0), 0);
+		*b = (struct blocked_read){.fd = fd, .ret = -2};
+		ck_assert_int_eq(pthread_create(thread, NULL, blocked_read_main, b), 0);
+		uint64_t deadline = mono_ms() + 5000;
+		while (!b->started && mono_ms() < deadline)
+			poll(NULL, 0, 1);
+		if (wait_blocked_in_read(b->tid, 2000) == 0)
+			return;
+		ck_assert_int_eq(pthread_join(*thread, NULL), 0);
+		ck_assert_int_eq(b->ret, READING_LEN);
+	}
+}
+
 /* SIGKILL while `cat input` is blocked: the reader gets EIO at once, a new open after the respawn works. */
 START_TEST(kill_during_blocked_read)
 {
-	struct bg_read b;
+	struct blocked_read b;
+	pthread_t thread;
 	pid_t pid = fn_pid(&m, "hid0");
 
 	ck_assert_int_gt(pid, 0);
-	/* An hour between reports: once the queue is empty, a read blocks. */
+	/* A minute between reports: once the queue is empty, a read blocks. */
 	set_interval(60000);
-	int fd = open_in("hid0/input", O_RDONLY | O_NONBLOCK);
-	drain(fd);
-	ck_assert_int_eq(fcntl(fd, F_SETFL, 0), 0);
-	bg_read_start(&b, fd, 64);
+	int fd = open_in("hid0/input", O_RDONLY);
+	start_blocked_read(&b, &thread, fd);
 	uint64_t t0 = mono_ms();
 	ck_assert_int_eq(kill(pid, SIGKILL), 0);
-	ck_assert_int_eq(bg_read_join(&b, 3000), 0);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 3;
+	ck_assert_int_eq(pthread_timedjoin_np(thread, NULL, &ts), 0);
 	uint64_t took = mono_ms() - t0;
 	ck_assert_int_eq(b.ret, -1);
 	ck_assert_int_eq(b.err, EIO);
