@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -473,6 +474,57 @@ static void start_blocked_read(struct blocked_read *b, pthread_t *thread, int fd
 	}
 }
 
+static void on_sigint(int sig)
+{
+	(void)sig;
+}
+
+/* A signal frees a reader blocked on input with EINTR (no deadline would have). */
+START_TEST(signal_interrupts_blocked_read)
+{
+	int pipefd[2];
+
+	set_interval(60000);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		/* No SA_RESTART: the interrupted read returns EINTR. */
+		struct sigaction sa = {.sa_handler = on_sigint};
+		unsigned char b[64];
+		ssize_t r;
+		sigaction(SIGINT, &sa, NULL);
+		int fd = open(mpath(&m, "hid0/input"), O_RDONLY | O_NONBLOCK);
+		if (fd < 0)
+			_exit(2);
+		/* Empty the queue, then block; a report that was on its way just means another round. */
+		do {
+			while (read(fd, b, sizeof(b)) > 0)
+				;
+			fcntl(fd, F_SETFL, 0);
+			r = read(fd, b, sizeof(b));
+			fcntl(fd, F_SETFL, O_NONBLOCK);
+		} while (r > 0);
+		int err = errno;
+		if (write(pipefd[1], &err, sizeof(err)) < 0)
+			_exit(4);
+		_exit(r == -1 ? 0 : 3);
+	}
+	ck_assert_int_eq(wait_blocked_in_read(child, 5000), 0);
+	ck_assert_int_eq(kill(child, SIGINT), 0);
+	int st, err = 0;
+	ck_assert_int_eq(waitpid(child, &st, 0), child);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+	ck_assert_int_eq(read(pipefd[0], &err, sizeof(err)), (ssize_t)sizeof(err));
+	ck_assert_int_eq(err, EINTR);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	ck_assert_str_eq(read_line(mpath(&m, "hid0/state")), "running");
+	ck_assert_str_eq(read_line(mpath(&m, "hid0/restarts")), "0");
+}
+END_TEST
+
 /* SIGKILL while `cat input` is blocked: the reader gets EIO at once, a new open after the respawn works. */
 START_TEST(kill_during_blocked_read)
 {
@@ -536,6 +588,7 @@ Suite *hid_suite(void)
 	tc = tcase_create("crash");
 	tcase_add_unchecked_fixture(tc, setup_thermo, teardown);
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, signal_interrupts_blocked_read);
 	tcase_add_test(tc, kill_during_blocked_read);
 	suite_add_tcase(s, tc);
 	return s;
