@@ -29,8 +29,14 @@ static const struct bind_id printer_ids[] = {
     {0},
 };
 
+static const struct bind_id hid_ids[] = {
+    {.match = BIND_MATCH_CLASS, .cls = 3},
+    {0},
+};
+
 static const struct bind_driver drivers[] = {
     {"printer", "printer", printer_ids},
+    {"hid", "hid", hid_ids},
     {"usb", "usb", generic_ids},
     {NULL, NULL, NULL},
 };

@@ -70,6 +70,7 @@ struct drv_file {
 	char name[PROTO_MAX_NAME + 1];
 	uint16_t mode;
 	uint8_t kind;	/* enum proto_kind | PROTO_FILE_* */
+	uint64_t size;	/* PROTO_KIND_BLOCK: st_size, set after drv_file_add */
 	unsigned nopen; /* handles open on this file */
 	LIST_ENTRY(drv_file) link;
 };
@@ -133,6 +134,7 @@ struct driver_ops {
 /* The class drivers, one line each. */
 extern const struct driver_ops usb_driver;
 extern const struct driver_ops printer_driver;
+extern const struct driver_ops hid_driver;
 
 /* Logs to the daemon (syslog priority) and, with -v, to stderr. */
 void drv_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

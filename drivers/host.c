@@ -38,6 +38,7 @@
 static const struct driver_ops *const drivers[] = {
     &usb_driver,
     &printer_driver,
+    &hid_driver,
 };
 
 #define MAX_FUNCTIONS USBDESC_MAX_IFACES
@@ -892,8 +893,11 @@ static int send_hello(void)
 	hello.nfiles = (uint16_t)i;
 	for (f = LIST_FIRST(&files); f != NULL; f = LIST_NEXT(f, link)) {
 		struct proto_file *pf = &hello.files[--i];
-		*pf = (struct proto_file){
-		    .id = f->id, .function = (uint8_t)f->fn->index, .kind = f->kind, .mode = f->mode};
+		*pf = (struct proto_file){.id = f->id,
+					  .function = (uint8_t)f->fn->index,
+					  .kind = f->kind,
+					  .mode = f->mode,
+					  .size = f->size};
 		snprintf(pf->name, sizeof(pf->name), "%s", f->name);
 	}
 	int n = proto_encode_hello(payload, sizeof(payload), &hello);

@@ -1,7 +1,9 @@
 /*
  * Endpoint 0.  Standard requests are answered here from the model's
  * descriptors, the way every device answers them, so that even a
- * misbehaving model enumerates; class and vendor requests go to the model.
+ * misbehaving model enumerates; class and vendor requests, and
+ * GET_DESCRIPTOR of class descriptors (a HID report descriptor), go to the
+ * model.
  */
 #include "emu.h"
 
@@ -109,7 +111,16 @@ void emu_ep0_submit(struct emu_dev *dev, struct emu_urb *urb)
 {
 	const struct emu_setup *s = &urb->setup;
 	bool standard = ((s->request_type >> 5) & 3) == 0;
+	uint8_t dtype = s->value >> 8;
 	int r;
+
+	/*
+	 * Class descriptors (HID 0x21, Report 0x22) and any descriptor asked of
+	 * an interface only the model knows.
+	 */
+	if (standard && s->request == REQ_GET_DESCRIPTOR &&
+	    ((s->request_type & 0x1f) == RECIP_INTERFACE || dtype == 0x21 || dtype == 0x22))
+		standard = false;
 
 	emu_log("%s: control %02x %02x wValue %04x wIndex %04x wLength %u%s", dev->sysname, s->request_type,
 		s->request, s->value, s->index, s->length, standard ? " (standard)" : "");

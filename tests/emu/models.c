@@ -19,6 +19,10 @@ const struct emu_model *const emu_models[] = {
     &emu_model_printer_dymo,
     &emu_model_printer_ql800,
     &emu_model_printer_badid,
+    /* HID: model_hid.c. */
+    &emu_model_thermo,
+    &emu_model_keypad,
+    &emu_model_keypad_out,
     NULL,
 };
 

@@ -344,7 +344,13 @@ int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, co
 			return -1;
 		}
 		if (mono_ms() > deadline) {
-			fprintf(stderr, "harness: mount or drivers not up within 20 s (log %s)\n", m->log);
+			fprintf(stderr, "harness: mount or drivers not up within 20 s; log %s:\n", m->log);
+			char buf[4096];
+			ssize_t n = read_file(m->log, buf, sizeof(buf) - 1);
+			if (n > 0) {
+				buf[n] = '\0';
+				fputs(buf, stderr);
+			}
 			mnt_stop(m);
 			return -1;
 		}

@@ -18,6 +18,7 @@ static Suite *(*const suites[])(void) = {
     mount_suite,
     /* Class drivers. */
     printer_suite,
+    hid_suite,
 };
 
 int main(int argc, char **argv)

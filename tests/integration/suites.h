@@ -11,5 +11,6 @@ Suite *crash_suite(void);
 Suite *isolation_suite(void);
 Suite *mount_suite(void);
 Suite *printer_suite(void);
+Suite *hid_suite(void);
 
 #endif

@@ -18,6 +18,7 @@ static Suite *(*const suite_ctors[])(void) = {
     tree_suite,
     /* Class drivers. */
     printer_suite,
+    hidparse_suite,
 };
 
 int main(void)

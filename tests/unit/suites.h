@@ -15,5 +15,6 @@ Suite *opts_suite(void);
 Suite *events_suite(void);
 Suite *tree_suite(void);
 Suite *printer_suite(void);
+Suite *hidparse_suite(void);
 
 #endif

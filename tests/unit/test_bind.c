@@ -20,7 +20,7 @@ static const char *const expected_drivers[][4] = {
     {"usb"},		   /* sandisk-cruzer-titanium: mass storage 8/6/50 */
     {"printer"},	   /* gprinter-zh380: printer 7/1/2 */
     {"usb", "usb", "usb"}, /* rpi-pico-cdc: CDC ACM + CDC data + vendor reset */
-    {"usb", "usb"},	   /* temper-0c45-7401: two HID interfaces */
+    {"hid", "hid"},	   /* temper-0c45-7401: two HID interfaces */
 };
 
 START_TEST(test_bind_real_devices)
