@@ -17,7 +17,7 @@
 static const char *const expected_drivers[][4] = {
     {"usb"},		   /* ftdi-ft232r: vendor ff/ff/ff */
     {"usb", "usb"},	   /* arduino-uno-r3: CDC ACM + CDC data */
-    {"usb"},		   /* sandisk-cruzer-titanium: mass storage 8/6/50 */
+    {"disk"},		   /* sandisk-cruzer-titanium: mass storage 8/6/50 */
     {"usb"},		   /* gprinter-zh380: printer 7/1/2 */
     {"usb", "usb", "usb"}, /* rpi-pico-cdc: CDC ACM + CDC data + vendor reset */
     {"usb", "usb"},	   /* temper-0c45-7401: two HID interfaces */
