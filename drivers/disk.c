@@ -885,8 +885,9 @@ static int lun_probe(struct lun *lun)
 		lun->medium_error = -ENOMEDIUM;
 	snprintf(lun->block_size_text, TEXT_MAX, "%u\n", lun->block_size);
 	snprintf(lun->blocks_text, TEXT_MAX, "%" PRIu64 "\n", lun->blocks);
-	drv_log(LOG_INFO, "interface %u LUN %u: %.8s %.16s, %" PRIu64 " blocks of %u bytes%s%s", lun->bot->ifnum,
-		lun->lun, lun->vendor, lun->model, lun->blocks, lun->block_size,
+	drv_log(LOG_INFO, "interface %u LUN %u: %.*s %.*s, %" PRIu64 " blocks of %u bytes%s%s", lun->bot->ifnum,
+		lun->lun, (int)strcspn(lun->vendor, "\n"), lun->vendor, (int)strcspn(lun->model, "\n"), lun->model,
+		lun->blocks, lun->block_size,
 		lun->write_protected ? ", write-protected" : "", lun->medium_error < 0 ? ", not usable" : "");
 	return 0;
 }

@@ -137,6 +137,8 @@ extern const struct emu_model emu_model_loopback;
 extern const struct emu_model emu_model_stall;
 extern const struct emu_model emu_model_hang;
 extern const struct emu_model emu_model_kbound;
+extern const struct emu_model emu_model_disk, emu_model_disk_4k, emu_model_disk_2lun, emu_model_disk_stall,
+    emu_model_disk_phase, emu_model_disk_nomedium, emu_model_disk_ro, emu_model_disk_bad;
 /* Not selectable: every bus gets one, as devnum 1. */
 extern const struct emu_model emu_model_roothub;
 
