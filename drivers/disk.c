@@ -964,6 +964,21 @@ static int disk_probe(struct drv_function *fn)
 		free(bot);
 		return -ENODEV;
 	}
+	/*
+	 * Whoever used the device before (a driver killed mid-command) may
+	 * have left it inside a data stage: start from a known state with the
+	 * reset recovery of BOT 5.3.4.
+	 */
+	r = libusb_control_transfer(bot->usb, LIBUSB_REQUEST_TYPE_CLASS | LIBUSB_RECIPIENT_INTERFACE, BOT_REQ_RESET, 0,
+				    bot->ifnum, NULL, 0, 0);
+	if (r == LIBUSB_ERROR_NO_DEVICE) {
+		free(bot);
+		return -ENODEV;
+	}
+	if (r < 0)
+		drv_log(LOG_WARNING, "interface %u: Bulk-Only Mass Storage Reset: %s", bot->ifnum, libusb_strerror(r));
+	libusb_clear_halt(bot->usb, bot->ep_in);
+	libusb_clear_halt(bot->usb, bot->ep_out);
 	unsigned max_lun = bot_max_lun(bot);
 	for (unsigned l = 0; l <= max_lun; l++) {
 		struct lun *lun = calloc(1, sizeof(*lun));
