@@ -14,7 +14,10 @@ static const struct bind_id generic_ids[] = {
 
 /* Mass storage, SCSI transparent command set, Bulk-Only Transport. */
 static const struct bind_id disk_ids[] = {
-    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL, .cls = 8, .subclass = 6, .protocol = 0x50},
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL,
+     .cls = 8,
+     .subclass = 6,
+     .protocol = 0x50},
     {0},
 };
 

@@ -73,7 +73,7 @@ enum proto_type {
 
 /* PROTO_CTL's file field: which function and unit the command is for. */
 #define PROTO_CTL_TARGET(function, unit) ((uint32_t)(function) | (uint32_t)(unit) << 8)
-#define PROTO_CTL_FUNCTION(file)	 ((file) & 0xffu)
+#define PROTO_CTL_FUNCTION(file)	 ((uint32_t)(file)&0xffu)
 #define PROTO_CTL_UNIT(file)		 (((file) >> 8) & 0xffu)
 
 /* Header flags. */

@@ -78,14 +78,14 @@ enum sense_key {
 };
 #define ASC_MEDIUM_NOT_PRESENT 0x3a
 
-#define SENSE_LEN	  18
-#define INQUIRY_LEN	  36
-#define MODE_SENSE_LEN	  192
-#define MODE_SENSE_WP	  0x80 /* device-specific parameter, byte 2 of the mode header */
-#define START_STOP_LOEJ	  0x02
-#define MIN_BLOCK_SIZE	  512
-#define MAX_BLOCK_SIZE	  65536
-#define TEXT_MAX	  24
+#define SENSE_LEN	18
+#define INQUIRY_LEN	36
+#define MODE_SENSE_LEN	192
+#define MODE_SENSE_WP	0x80 /* device-specific parameter, byte 2 of the mode header */
+#define START_STOP_LOEJ 0x02
+#define MIN_BLOCK_SIZE	512
+#define MAX_BLOCK_SIZE	65536
+#define TEXT_MAX	24
 
 struct bot;
 struct lun;
@@ -152,9 +152,9 @@ struct job {
 	bool write, cancelled, started;
 	uint64_t lba;
 	uint32_t nblocks;
-	uint8_t *buf; /* nblocks * block_size */
-	size_t skip;  /* where the caller's bytes start in buf */
-	size_t len;   /* the caller's bytes */
+	uint8_t *buf;	/* nblocks * block_size */
+	size_t skip;	/* where the caller's bytes start in buf */
+	size_t len;	/* the caller's bytes */
 	uint8_t *wdata; /* write with partial blocks: the caller's bytes until the read is back */
 	struct scsi_cmd cmd;
 	TAILQ_ENTRY(job) link;
@@ -317,7 +317,8 @@ static void csw_done(struct drv_xfer *x)
 	uint32_t sig = get_le32(csw), tag = get_le32(csw + 4), residue = get_le32(csw + 8);
 	uint8_t status = csw[12];
 	if (sig != BOT_CSW_SIGNATURE || tag != bot->tag || status > CSW_PHASE_ERROR || residue > c->len) {
-		drv_log(LOG_WARNING, "interface %u: bad CSW: signature %08x tag %u (want %u) status %u residue %u of %u",
+		drv_log(LOG_WARNING,
+			"interface %u: bad CSW: signature %08x tag %u (want %u) status %u residue %u of %u",
 			bot->ifnum, sig, tag, bot->tag, status, residue, c->len);
 		return bot_reset_recovery(bot, -EIO, "CSW not valid");
 	}
@@ -367,7 +368,8 @@ static void data_done(struct drv_xfer *x)
 	bot->xfer = NULL;
 	if (st == LIBUSB_TRANSFER_STALL) {
 		/* BOT 6.7.2/6.7.3: the device ended the data stage early; clear it and read the CSW. */
-		drv_log(LOG_NOTICE, "interface %u LUN %u: data stage of command %02x stalled after %u of %u bytes",
+		drv_log(LOG_NOTICE,
+			"interface %u LUN %u: data stage of command %02x stalled after %u of %u bytes",
 			bot->ifnum, c->lun->lun, c->cdb[0], n, c->len);
 		int r = libusb_clear_halt(bot->usb, c->in ? bot->ep_in : bot->ep_out);
 		if (r == LIBUSB_ERROR_NO_DEVICE)
@@ -504,7 +506,8 @@ static void sense_done(struct scsi_cmd *s)
 	}
 	drv_log(LOG_INFO, "interface %u LUN %u: command %02x failed: sense %x/%02x/%02x", bot->ifnum,
 		c->lun->lun, c->cdb[0], c->sense_key, c->asc, c->ascq);
-	if ((c->sense_key == SENSE_UNIT_ATTENTION || c->sense_key == SENSE_ABORTED_COMMAND) && c->retries > 0) {
+	if ((c->sense_key == SENSE_UNIT_ATTENTION || c->sense_key == SENSE_ABORTED_COMMAND) &&
+	    c->retries > 0) {
 		c->retries--;
 		/* Runs next: bot_finish() of the sense command kicks the queue. */
 		TAILQ_INSERT_HEAD(&bot->queue, c, link);
@@ -763,8 +766,8 @@ static const struct drv_file_ops text_ops = {
 
 static int lun_command(struct lun *lun, const uint8_t *cdb, uint8_t cdb_len, uint8_t *data, uint32_t len)
 {
-	struct scsi_cmd c = {.lun = lun, .cdb_len = cdb_len, .in = true, .data = data, .len = len,
-			     .retries = BOT_RETRIES};
+	struct scsi_cmd c = {
+	    .lun = lun, .cdb_len = cdb_len, .in = true, .data = data, .len = len, .retries = BOT_RETRIES};
 
 	memcpy(c.cdb, cdb, cdb_len);
 	int r = bot_run_sync(&c);
@@ -844,7 +847,8 @@ static int lun_capacity(struct lun *lun)
 	}
 	if (bs < MIN_BLOCK_SIZE || bs > MAX_BLOCK_SIZE || (bs & (bs - 1)) != 0 || blocks == 0 ||
 	    blocks > (uint64_t)INT64_MAX / bs) {
-		drv_log(LOG_ERR, "interface %u LUN %u: capacity %" PRIu64 " blocks of %u bytes makes no sense",
+		drv_log(LOG_ERR,
+			"interface %u LUN %u: capacity %" PRIu64 " blocks of %u bytes makes no sense",
 			lun->bot->ifnum, lun->lun, blocks, bs);
 		return -EIO;
 	}
@@ -885,9 +889,9 @@ static int lun_probe(struct lun *lun)
 		lun->medium_error = -ENOMEDIUM;
 	snprintf(lun->block_size_text, TEXT_MAX, "%u\n", lun->block_size);
 	snprintf(lun->blocks_text, TEXT_MAX, "%" PRIu64 "\n", lun->blocks);
-	drv_log(LOG_INFO, "interface %u LUN %u: %.*s %.*s, %" PRIu64 " blocks of %u bytes%s%s", lun->bot->ifnum,
-		lun->lun, (int)strcspn(lun->vendor, "\n"), lun->vendor, (int)strcspn(lun->model, "\n"), lun->model,
-		lun->blocks, lun->block_size,
+	drv_log(LOG_INFO, "interface %u LUN %u: %.*s %.*s, %" PRIu64 " blocks of %u bytes%s%s",
+		lun->bot->ifnum, lun->lun, (int)strcspn(lun->vendor, "\n"), lun->vendor,
+		(int)strcspn(lun->model, "\n"), lun->model, lun->blocks, lun->block_size,
 		lun->write_protected ? ", write-protected" : "", lun->medium_error < 0 ? ", not usable" : "");
 	return 0;
 }
@@ -914,9 +918,9 @@ static int lun_add_files(struct lun *lun)
 static unsigned bot_max_lun(struct bot *bot)
 {
 	uint8_t v = 0;
-	int r = libusb_control_transfer(bot->usb,
-					LIBUSB_ENDPOINT_IN | LIBUSB_REQUEST_TYPE_CLASS | LIBUSB_RECIPIENT_INTERFACE,
-					BOT_REQ_GET_MAX_LUN, 0, bot->ifnum, &v, 1, 0);
+	int r = libusb_control_transfer(
+	    bot->usb, LIBUSB_ENDPOINT_IN | LIBUSB_REQUEST_TYPE_CLASS | LIBUSB_RECIPIENT_INTERFACE,
+	    BOT_REQ_GET_MAX_LUN, 0, bot->ifnum, &v, 1, 0);
 
 	if (r == 1 && v < BOT_MAX_LUNS)
 		return v;
@@ -969,14 +973,15 @@ static int disk_probe(struct drv_function *fn)
 	 * have left it inside a data stage: start from a known state with the
 	 * reset recovery of BOT 5.3.4.
 	 */
-	r = libusb_control_transfer(bot->usb, LIBUSB_REQUEST_TYPE_CLASS | LIBUSB_RECIPIENT_INTERFACE, BOT_REQ_RESET, 0,
-				    bot->ifnum, NULL, 0, 0);
+	r = libusb_control_transfer(bot->usb, LIBUSB_REQUEST_TYPE_CLASS | LIBUSB_RECIPIENT_INTERFACE,
+				    BOT_REQ_RESET, 0, bot->ifnum, NULL, 0, 0);
 	if (r == LIBUSB_ERROR_NO_DEVICE) {
 		free(bot);
 		return -ENODEV;
 	}
 	if (r < 0)
-		drv_log(LOG_WARNING, "interface %u: Bulk-Only Mass Storage Reset: %s", bot->ifnum, libusb_strerror(r));
+		drv_log(LOG_WARNING, "interface %u: Bulk-Only Mass Storage Reset: %s", bot->ifnum,
+			libusb_strerror(r));
 	libusb_clear_halt(bot->usb, bot->ep_in);
 	libusb_clear_halt(bot->usb, bot->ep_out);
 	unsigned max_lun = bot_max_lun(bot);

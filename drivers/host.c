@@ -42,9 +42,9 @@ static const struct driver_ops *const drivers[] = {
 
 #define MAX_FUNCTIONS USBDESC_MAX_IFACES
 /* Extra units (LUNs) of all functions together. */
-#define MAX_UNITS 32
-#define MAX_USB_FDS   16
-#define MAX_DESC      (64 * 1024)
+#define MAX_UNITS   32
+#define MAX_USB_FDS 16
+#define MAX_DESC    (64 * 1024)
 /* Messages read from the daemon per loop pass, so USB completions are not starved. */
 #define MAX_MSGS_PER_PASS 64
 /* Spurious-wakeup back-off of libusb's fds, see handle_usb_events(). */
@@ -870,13 +870,13 @@ static int send_hello(void)
 	hello.nfiles = (uint16_t)i;
 	for (f = LIST_FIRST(&files); f != NULL; f = LIST_NEXT(f, link)) {
 		struct proto_file *pf = &hello.files[--i];
-		*pf = (struct proto_file){
-		    .id = f->id,
-		    .function = (uint8_t)f->fn->index,
-		    .unit = f->fn->unit,
-		    .kind = f->kind,
-		    .mode = f->mode,
-		    .size = (f->kind & PROTO_KIND_MASK) == PROTO_KIND_BLOCK ? f->size : 0};
+		*pf = (struct proto_file){.id = f->id,
+					  .function = (uint8_t)f->fn->index,
+					  .unit = f->fn->unit,
+					  .kind = f->kind,
+					  .mode = f->mode,
+					  .size =
+					      (f->kind & PROTO_KIND_MASK) == PROTO_KIND_BLOCK ? f->size : 0};
 		snprintf(pf->name, sizeof(pf->name), "%s", f->name);
 	}
 	int n = proto_encode_hello(payload, sizeof(payload), &hello);

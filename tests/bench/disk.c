@@ -61,7 +61,8 @@ static long long read_through(const char *path, uint8_t *buf)
 }
 
 /* One BOT command reading `len` bytes into buf; 0 or -1. */
-static int bot_read(libusb_device_handle *h, uint32_t tag, uint32_t lba, uint16_t blocks, uint8_t *buf, int len)
+static int bot_read(libusb_device_handle *h, uint32_t tag, uint32_t lba, uint16_t blocks, uint8_t *buf,
+		    int len)
 {
 	uint8_t cbw[31] = {0}, csw[13];
 	int n;

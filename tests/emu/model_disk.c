@@ -244,8 +244,8 @@ static void execute(struct disk *d, const uint8_t *cbw)
 		d->resp[3] = 0x02;
 		d->resp[4] = 31;
 		memcpy(d->resp + 8, "SanDisk ", 8);
-		memcpy(d->resp + 16, d->cfg->model == &emu_model_disk_2lun ? "Cruzer Titanium " : "Cruzer Contour  ",
-		       16);
+		memcpy(d->resp + 16,
+		       d->cfg->model == &emu_model_disk_2lun ? "Cruzer Titanium " : "Cruzer Contour  ", 16);
 		memcpy(d->resp + 32, d->cfg->model == &emu_model_disk_2lun ? "0.4 " : "0.10", 4);
 		return send(d, d->resp, 36);
 	case 0x1a: /* MODE SENSE(6): the header only */
@@ -471,7 +471,8 @@ static const struct emu_model_ops disk_ops = {
 	}
 
 const struct emu_model emu_model_disk = CONTOUR("disk", "0781:540e flash stick, 64 MiB of 512-byte blocks");
-const struct emu_model emu_model_disk_4k = CONTOUR("disk-4k", "0781:540e flash stick, 64 MiB of 4096-byte blocks");
+const struct emu_model emu_model_disk_4k =
+    CONTOUR("disk-4k", "0781:540e flash stick, 64 MiB of 4096-byte blocks");
 const struct emu_model emu_model_disk_stall =
     CONTOUR("disk-stall", "disk whose first read past 1 MiB stalls mid data stage");
 const struct emu_model emu_model_disk_phase =

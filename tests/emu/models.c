@@ -7,9 +7,19 @@
 #include <string.h>
 
 const struct emu_model *const emu_models[] = {
-    &emu_model_loopback, &emu_model_stall, &emu_model_hang, &emu_model_kbound,
-    &emu_model_disk,	 &emu_model_disk_4k,	 &emu_model_disk_2lun, &emu_model_disk_stall,
-    &emu_model_disk_phase, &emu_model_disk_nomedium, &emu_model_disk_ro, &emu_model_disk_bad, NULL,
+    &emu_model_loopback,
+    &emu_model_stall,
+    &emu_model_hang,
+    &emu_model_kbound,
+    &emu_model_disk,
+    &emu_model_disk_4k,
+    &emu_model_disk_2lun,
+    &emu_model_disk_stall,
+    &emu_model_disk_phase,
+    &emu_model_disk_nomedium,
+    &emu_model_disk_ro,
+    &emu_model_disk_bad,
+    NULL,
 };
 
 const struct emu_model *emu_model_find(const char *name)

@@ -12,11 +12,7 @@
 #include "suites.h"
 
 static Suite *(*const suites[])(void) = {
-    generic_suite,
-    crash_suite,
-    isolation_suite,
-    mount_suite,
-    disk_suite,
+    generic_suite, crash_suite, isolation_suite, mount_suite, disk_suite,
 };
 
 int main(int argc, char **argv)

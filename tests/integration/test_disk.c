@@ -20,10 +20,10 @@
 #include "harness.h"
 #include "suites.h"
 
-#define MIB	    (1024 * 1024)
-#define STICK_SIZE  (64ll * MIB)
-#define LUN1_SIZE   (16ll * MIB)
-#define MAX_CHUNK   (300 * 1024)
+#define MIB	   (1024 * 1024)
+#define STICK_SIZE (64ll * MIB)
+#define LUN1_SIZE  (16ll * MIB)
+#define MAX_CHUNK  (300 * 1024)
 
 static struct mnt m;
 
@@ -208,7 +208,8 @@ static void assert_pread(int fd, const uint8_t *want, size_t len, off_t off)
 
 	while (done < len) {
 		ssize_t n = pread(fd, got + done, len - done, off + (off_t)done);
-		ck_assert_msg(n > 0, "pread at %lld: %zd (%s)", (long long)(off + (off_t)done), n, strerror(errno));
+		ck_assert_msg(n > 0, "pread at %lld: %zd (%s)", (long long)(off + (off_t)done), n,
+			      strerror(errno));
 		done += (size_t)n;
 	}
 	ck_assert_msg(memcmp(got, want, len) == 0, "content differs in [%lld, +%zu)", (long long)off, len);
@@ -230,8 +231,8 @@ START_TEST(info_files)
 	ck_assert_str_eq(read_line(mpath(&m, "disk0/driver")), "disk");
 	ck_assert_int_eq(stat(mpath(&m, "disk0/data"), &st), 0);
 	ck_assert_int_eq(st.st_size, STICK_SIZE);
-	ssize_t n = readlink(mpath(&m, "by-id/usb-SanDisk_Corporation_Cruzer_Contour_0000168307754383-if00"), link,
-			     sizeof(link) - 1);
+	ssize_t n = readlink(mpath(&m, "by-id/usb-SanDisk_Corporation_Cruzer_Contour_0000168307754383-if00"),
+			     link, sizeof(link) - 1);
 	ck_assert_int_gt(n, 0);
 	link[n] = '\0';
 	ck_assert_str_eq(link, "../disk0");
@@ -317,7 +318,8 @@ static void random_rw(const char *data, long long size, int writes, int cmps)
 		for (size_t k = 0; k < n; k++)
 			chunk[k] = (uint8_t)rng();
 		ssize_t w = pwrite(fd, chunk, n, off);
-		ck_assert_msg(w == (ssize_t)n, "pwrite %zu at %lld: %zd (%s)", n, (long long)off, w, strerror(errno));
+		ck_assert_msg(w == (ssize_t)n, "pwrite %zu at %lld: %zd (%s)", n, (long long)off, w,
+			      strerror(errno));
 		memcpy(shadow + off, chunk, n);
 		/* Read back an unaligned window around it at once. */
 		off_t from = off > 700 ? off - 700 : 0;
@@ -334,7 +336,8 @@ static void random_rw(const char *data, long long size, int writes, int cmps)
 		snprintf(count, sizeof(count), "%zu", n);
 		char *argv[] = {"cmp", "-i", skip, "-n", count, (char *)data, tmp("shadow.img"), NULL};
 		int st = run(argv, NULL);
-		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "cmp -i %s -n %s: status %d", skip, count, st);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "cmp -i %s -n %s: status %d", skip,
+			      count, st);
 	}
 	free(chunk);
 	free(shadow);
@@ -558,8 +561,9 @@ START_TEST(two_luns)
 	ck_assert_int_gt(n, 0);
 	link[n] = '\0';
 	ck_assert_str_eq(link, "../disk1");
-	n = readlink(mpath(&m, "by-id/usb-SanDisk_Corporation_Cruzer_Titanium_SNDK5F3ED52015C05803-if00-lun1"), link,
-		     sizeof(link) - 1);
+	n = readlink(
+	    mpath(&m, "by-id/usb-SanDisk_Corporation_Cruzer_Titanium_SNDK5F3ED52015C05803-if00-lun1"), link,
+	    sizeof(link) - 1);
 	ck_assert_int_gt(n, 0);
 	link[n] = '\0';
 	ck_assert_str_eq(link, "../disk1");

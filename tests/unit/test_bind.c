@@ -1,9 +1,9 @@
 /*
- * The driver table (common/bind.c).  Today the generic driver `usb` is the
- * only one, so every interface of every real device binds to it.  When a
- * class driver gets its row in bind.c, change that device's column in
- * expected_drivers[] below: e.g. the Gprinter's interface 0 becomes
- * "printer", the Cruzer's "disk", the Arduino's interface 0 "serial".
+ * The driver table (common/bind.c).  Interfaces no class driver binds go
+ * to the generic driver `usb`.  When a class driver gets its row in
+ * bind.c, change that device's column in expected_drivers[] below: e.g.
+ * the Gprinter's interface 0 becomes "printer", the Arduino's interface 0
+ * "serial" (the Cruzer is "disk" already).
  */
 #include <stddef.h>
 #include <string.h>
