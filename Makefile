@@ -46,7 +46,7 @@ endef
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
-TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart
+TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk
 
 all: $(PROGS) $(TESTPROGS)
 
@@ -100,9 +100,14 @@ $(B)/test-integration: $(call obj,$(INTEG_SRC) $(COMMON_SRC))
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
 
-$(B)/bench-restart: $(call obj,$(BENCH_SRC)) $(B)/tests/integration/harness.o
+$(B)/bench-restart: $(B)/tests/bench/restart.o $(B)/tests/integration/harness.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
+
+$(B)/tests/bench/disk.o: OBJ_CFLAGS += $(call pkg_cflags,$(PKG_DRIVER))
+$(B)/bench-disk: $(B)/tests/bench/disk.o $(B)/tests/integration/harness.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DRIVER))
 
 deps:
 	scripts/install-deps
@@ -150,6 +155,7 @@ check-sanitize:
 # Benchmarks print numbers; they never fail for being slow.
 bench: all
 	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-restart $(BENCH_ROUNDS)
+	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-disk
 
 demo: deps
 	$(MAKE) all

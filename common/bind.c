@@ -34,9 +34,19 @@ static const struct bind_id hid_ids[] = {
     {0},
 };
 
+/* Mass storage, SCSI transparent command set, Bulk-Only Transport. */
+static const struct bind_id disk_ids[] = {
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL,
+     .cls = 8,
+     .subclass = 6,
+     .protocol = 0x50},
+    {0},
+};
+
 static const struct bind_driver drivers[] = {
     {"printer", "printer", printer_ids},
     {"hid", "hid", hid_ids},
+    {"disk", "disk", disk_ids},
     {"usb", "usb", generic_ids},
     {NULL, NULL, NULL},
 };

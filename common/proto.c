@@ -105,8 +105,8 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
 	return 0;
 }
 
-/* Per file entry: id(4) function(1) kind(1) mode(2) size(8) namelen(1). */
-#define ENTRY_FIXED 17
+/* Per file entry: id(4) function(1) unit(1) kind(1) mode(2) size(8) namelen(1). */
+#define ENTRY_FIXED 18
 
 int proto_encode_hello(uint8_t *buf, size_t cap, const struct proto_hello *hello)
 {
@@ -126,10 +126,11 @@ int proto_encode_hello(uint8_t *buf, size_t cap, const struct proto_hello *hello
 			return -ENOSPC;
 		put_le32(buf + off, f->id);
 		buf[off + 4] = f->function;
-		buf[off + 5] = f->kind;
-		put_le16(buf + off + 6, f->mode);
-		put_le64(buf + off + 8, f->size);
-		buf[off + 16] = (uint8_t)nlen;
+		buf[off + 5] = f->unit;
+		buf[off + 6] = f->kind;
+		put_le16(buf + off + 7, f->mode);
+		put_le64(buf + off + 9, f->size);
+		buf[off + 17] = (uint8_t)nlen;
 		memcpy(buf + off + ENTRY_FIXED, f->name, nlen);
 		off += ENTRY_FIXED + nlen;
 	}
@@ -167,10 +168,11 @@ int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, 
 			return fail(why, "HELLO: truncated file entry");
 		f->id = get_le32(buf + off);
 		f->function = buf[off + 4];
-		f->kind = buf[off + 5];
-		f->mode = get_le16(buf + off + 6);
-		f->size = get_le64(buf + off + 8);
-		size_t nlen = buf[off + 16];
+		f->unit = buf[off + 5];
+		f->kind = buf[off + 6];
+		f->mode = get_le16(buf + off + 7);
+		f->size = get_le64(buf + off + 9);
+		size_t nlen = buf[off + 17];
 		off += ENTRY_FIXED;
 		if (nlen > PROTO_MAX_NAME || n - off < nlen)
 			return fail(why, "HELLO: bad file name length");
@@ -191,7 +193,7 @@ int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, 
 		for (unsigned j = 0; j < i; j++) {
 			if (hello->files[j].id == f->id)
 				return fail(why, "HELLO: duplicate file id");
-			if (hello->files[j].function == f->function &&
+			if (hello->files[j].function == f->function && hello->files[j].unit == f->unit &&
 			    strcmp(hello->files[j].name, f->name) == 0)
 				return fail(why, "HELLO: duplicate file name");
 		}

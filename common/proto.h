@@ -15,7 +15,8 @@
  *     8    4 req      request id chosen by the daemon (0: not a request)
  *    12    4 handle   open-handle id chosen by the daemon at OPEN
  *    16    4 file     file id announced by the driver in HELLO
- *                     (PROTO_CTL: the function index instead)
+ *                     (PROTO_CTL: function index | unit << 8, see
+ *                     PROTO_CTL_TARGET)
  *    20    4 size     READ: bytes wanted; OPEN: open(2) flags;
  *                     POLL: events wanted
  *    24    8 offset   READ/WRITE: file offset
@@ -42,7 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION	1
+#define PROTO_VERSION	2
 #define PROTO_DRIVER_FD 3
 #define PROTO_HDR_LEN	40
 /* Largest READ/WRITE payload; FUSE max_read/max_write are set to this. */
@@ -69,6 +70,11 @@ enum proto_type {
 	PROTO_PING = 22,
 	PROTO_CTL = 23,
 };
+
+/* PROTO_CTL's file field: which function and unit the command is for. */
+#define PROTO_CTL_TARGET(function, unit) ((uint32_t)(function) | (uint32_t)(unit) << 8)
+#define PROTO_CTL_FUNCTION(file)	 ((uint32_t)(file)&0xffu)
+#define PROTO_CTL_UNIT(file)		 (((file) >> 8) & 0xffu)
 
 /* Header flags. */
 #define PROTO_F_NONBLOCK 0x0001 /* READ/WRITE: the handle is O_NONBLOCK now */
@@ -97,9 +103,17 @@ struct proto_hdr {
 	int32_t status;
 };
 
+/*
+ * A function (one DRIVER:IFNUM of the driver's command line) may serve
+ * several units: the LUNs of a disk.  Unit 0 is the function the daemon
+ * created for the interface; the first HELLO that announces files for
+ * (function, unit > 0) makes the daemon add a directory for that unit,
+ * named like any other function of the same kind (disk1).
+ */
 struct proto_file {
 	uint32_t id;
 	uint8_t function; /* index into the driver's --bind list */
+	uint8_t unit;	  /* 0, or the LUN of an extra unit of the function */
 	uint8_t kind;	  /* enum proto_kind | PROTO_FILE_* flags */
 	uint16_t mode;	  /* permission bits, 0444 / 0222 / 0666 ... */
 	uint64_t size;
@@ -127,10 +141,11 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
 
 /*
  * HELLO payload: u16 version, u16 nfiles, then per file
- * u32 id, u8 function, u8 kind, u16 mode, u64 size, u8 namelen, name.
+ * u32 id, u8 function, u8 unit, u8 kind, u16 mode, u64 size, u8 namelen,
+ * name (version 2 added `unit`).
  * proto_encode_hello returns the payload length, -ENOSPC if cap is
  * too small, or -EINVAL for more than PROTO_MAX_FILES files.  proto_decode_hello checks everything: version,
- * counts, unique ids and (function, name) pairs, names that are valid file names.
+ * counts, unique ids and (function, unit, name) triples, names that are valid file names.
  */
 int proto_encode_hello(uint8_t *buf, size_t cap, const struct proto_hello *hello);
 int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, const char **why);

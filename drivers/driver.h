@@ -40,9 +40,13 @@ struct drv_device {
 	struct usbdesc_device info;
 };
 
-/* One DRIVER:IFNUM argument: an interface bound to a driver. */
+/*
+ * One DRIVER:IFNUM argument: an interface bound to a driver; or one more
+ * unit of it (a disk's LUN 1...), made by drv_function_unit().
+ */
 struct drv_function {
-	unsigned index; /* position on the command line: PROTO_CTL's file field */
+	unsigned index; /* position on the command line (HELLO, PROTO_CTL) */
+	uint8_t unit;	/* 0: the interface's own function; else its extra unit */
 	uint8_t ifnum;
 	struct drv_device *dev;
 	const struct driver_ops *ops;
@@ -70,7 +74,7 @@ struct drv_file {
 	char name[PROTO_MAX_NAME + 1];
 	uint16_t mode;
 	uint8_t kind;	/* enum proto_kind | PROTO_FILE_* */
-	uint64_t size;	/* PROTO_KIND_BLOCK: st_size, set after drv_file_add */
+	uint64_t size;	/* PROTO_KIND_BLOCK: st_size, set by probe before HELLO */
 	unsigned nopen; /* handles open on this file */
 	LIST_ENTRY(drv_file) link;
 };
@@ -135,6 +139,7 @@ struct driver_ops {
 extern const struct driver_ops usb_driver;
 extern const struct driver_ops printer_driver;
 extern const struct driver_ops hid_driver;
+extern const struct driver_ops disk_driver;
 
 /* Logs to the daemon (syslog priority) and, with -v, to stderr. */
 void drv_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -143,6 +148,15 @@ extern bool drv_verbose;
 /* Registers a file of `fn`; NULL when the table is full. */
 struct drv_file *drv_file_add(struct drv_function *fn, const char *name, uint16_t mode, uint8_t kind,
 			      const struct drv_file_ops *ops, void *priv);
+
+/*
+ * Another unit of `fn` (unit 1..255, e.g. a LUN), with the same index,
+ * interface, device and ops: files added to it show in a directory of its
+ * own (disk1), and its ctl calls come with the new object.  Call it from
+ * probe only; the host owns the object.  NULL when out of memory, or if
+ * `unit` is 0 or exists already.
+ */
+struct drv_function *drv_function_unit(struct drv_function *fn, unsigned unit);
 
 /* Answers a request (data may be NULL when status <= 0) and frees it. */
 void drv_reply(struct drv_req *req, int32_t status, const void *data, size_t len);

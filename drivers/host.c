@@ -39,11 +39,14 @@ static const struct driver_ops *const drivers[] = {
     &usb_driver,
     &printer_driver,
     &hid_driver,
+    &disk_driver,
 };
 
 #define MAX_FUNCTIONS USBDESC_MAX_IFACES
-#define MAX_USB_FDS   16
-#define MAX_DESC      (64 * 1024)
+/* Extra units (LUNs) of all functions together. */
+#define MAX_UNITS   32
+#define MAX_USB_FDS 16
+#define MAX_DESC    (64 * 1024)
 /* Messages read from the daemon per loop pass, so USB completions are not starved. */
 #define MAX_MSGS_PER_PASS 64
 /* Spurious-wakeup back-off of libusb's fds, see handle_usb_events(). */
@@ -57,6 +60,8 @@ static struct drv_device device;
 static struct drv_function functions[MAX_FUNCTIONS];
 static bool function_active[MAX_FUNCTIONS];
 static unsigned nfunctions;
+static struct drv_function *units[MAX_UNITS];
+static unsigned nunits;
 
 static LIST_HEAD(, drv_file) files = LIST_HEAD_INITIALIZER(files);
 static unsigned nfiles;
@@ -140,8 +145,8 @@ struct drv_file *drv_file_add(struct drv_function *fn, const char *name, uint16_
 			idx++;
 	if (idx > 0xff || (f = calloc(1, sizeof(*f))) == NULL)
 		return NULL;
-	/* Stable ids: the function index and the file's position in it. */
-	f->id = fn->index << 8 | idx;
+	/* Stable ids: the function index, the unit and the file's position in it. */
+	f->id = fn->index << 16 | (uint32_t)fn->unit << 8 | idx;
 	f->fn = fn;
 	f->ops = ops;
 	f->priv = priv;
@@ -153,18 +158,51 @@ struct drv_file *drv_file_add(struct drv_function *fn, const char *name, uint16_
 	return f;
 }
 
+/* Drops the files of `fn` and of all its units. */
 static void files_remove_function(struct drv_function *fn)
 {
 	struct drv_file *f = LIST_FIRST(&files), *next;
 
 	for (; f != NULL; f = next) {
 		next = LIST_NEXT(f, link);
-		if (f->fn == fn) {
+		if (f->fn->index == fn->index) {
 			LIST_REMOVE(f, link);
 			free(f);
 			nfiles--;
 		}
 	}
+}
+
+struct drv_function *drv_function_unit(struct drv_function *fn, unsigned unit)
+{
+	struct drv_function *u;
+
+	if (unit == 0 || unit > 0xff || nunits == MAX_UNITS)
+		return NULL;
+	for (unsigned i = 0; i < nunits; i++)
+		if (units[i]->index == fn->index && units[i]->unit == unit)
+			return NULL;
+	if ((u = calloc(1, sizeof(*u))) == NULL)
+		return NULL;
+	*u = *fn;
+	u->unit = (uint8_t)unit;
+	u->priv = NULL;
+	units[nunits++] = u;
+	return u;
+}
+
+static struct drv_function *function_by_target(uint32_t target)
+{
+	unsigned index = PROTO_CTL_FUNCTION(target), unit = PROTO_CTL_UNIT(target);
+
+	if (target >> 16 != 0 || index >= nfunctions || !function_active[index])
+		return NULL;
+	if (unit == 0)
+		return &functions[index];
+	for (unsigned i = 0; i < nunits; i++)
+		if (units[i]->index == index && units[i]->unit == unit)
+			return units[i];
+	return NULL;
 }
 
 static struct drv_file *file_by_id(uint32_t id)
@@ -602,7 +640,9 @@ static void on_ctl(const struct proto_hdr *m, const uint8_t *payload, size_t ple
 	char text[PROTO_MAX_CTL + 1], *argv[CTL_MAX_ARGS], *save = NULL, *w;
 	int argc = 0;
 
-	if (m->file >= nfunctions || !function_active[m->file])
+	struct drv_function *fn = function_by_target(m->file);
+
+	if (fn == NULL)
 		return reply_status(m, -ENODEV);
 	memcpy(text, payload, plen);
 	text[plen] = '\0';
@@ -611,9 +651,8 @@ static void on_ctl(const struct proto_hdr *m, const uint8_t *payload, size_t ple
 			return reply_status(m, -EINVAL);
 		argv[argc++] = w;
 	}
-	struct drv_function *fn = &functions[m->file];
 	int r = argc == 0 || fn->ops->ctl == NULL ? -EINVAL : fn->ops->ctl(fn, argc, argv);
-	drv_log(r < 0 ? LOG_WARNING : LOG_INFO, "function %u ctl '%s': %s", fn->index,
+	drv_log(r < 0 ? LOG_WARNING : LOG_INFO, "function %u unit %u ctl '%s': %s", fn->index, fn->unit,
 		argc > 0 ? argv[0] : "", r < 0 ? strerror(-r) : "ok");
 	reply_status(m, r);
 }
@@ -895,9 +934,11 @@ static int send_hello(void)
 		struct proto_file *pf = &hello.files[--i];
 		*pf = (struct proto_file){.id = f->id,
 					  .function = (uint8_t)f->fn->index,
+					  .unit = f->fn->unit,
 					  .kind = f->kind,
 					  .mode = f->mode,
-					  .size = f->size};
+					  .size =
+					      (f->kind & PROTO_KIND_MASK) == PROTO_KIND_BLOCK ? f->size : 0};
 		snprintf(pf->name, sizeof(pf->name), "%s", f->name);
 	}
 	int n = proto_encode_hello(payload, sizeof(payload), &hello);
@@ -1014,6 +1055,8 @@ out_release:
 	for (unsigned i = 0; i < nfunctions; i++)
 		if (function_active[i])
 			libusb_release_interface(device.usb, functions[i].ifnum);
+	for (unsigned i = 0; i < nunits; i++)
+		free(units[i]);
 out_close:
 	libusb_close(device.usb);
 out_libusb:

@@ -178,6 +178,37 @@ struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *if
 	return fn;
 }
 
+struct function *function_new_unit(struct function *parent, uint8_t unit)
+{
+	struct usbdev *dev = parent->dev;
+	struct function *fn;
+
+	if (dev->nfuncs >= PLUGFS_MAX_FUNCS || (fn = calloc(1, sizeof(*fn))) == NULL)
+		return NULL;
+	fn->id = next_function_id++;
+	fn->dev = dev;
+	fn->index = parent->index;
+	fn->unit = unit;
+	fn->ifnum = parent->ifnum;
+	fn->bind = parent->bind;
+	lowest_free_name(fn->name, sizeof(fn->name), fn->bind->kind);
+	snprintf(fn->by_id, sizeof(fn->by_id), "%.200s-lun%u", parent->by_id, unit);
+	snprintf(fn->by_path, sizeof(fn->by_path), "%.64s-lun%u", parent->by_path, unit);
+	TAILQ_INSERT_TAIL(&functions, fn, link);
+	dev->funcs[dev->nfuncs++] = fn;
+	event_add(fn->name, "attach %s %04x:%04x interface %02x driver %s unit %u of %s", dev->sysname,
+		  dev->desc.vendor_id, dev->desc.product_id, fn->ifnum, fn->bind->name, unit, parent->name);
+	return fn;
+}
+
+struct function *function_of(struct usbdev *dev, unsigned index, unsigned unit)
+{
+	for (unsigned i = 0; i < dev->nfuncs; i++)
+		if (dev->funcs[i]->index == index && dev->funcs[i]->unit == unit)
+			return dev->funcs[i];
+	return NULL;
+}
+
 void usbdev_free(struct usbdev *dev)
 {
 	for (unsigned i = 0; i < dev->nfuncs; i++) {

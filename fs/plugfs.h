@@ -74,6 +74,7 @@ struct function {
 	char name[PLUGFS_NAME_MAX];
 	struct usbdev *dev;
 	unsigned index; /* function index in the driver's argv */
+	uint8_t unit;	/* 0, or the unit (LUN) of function `index` it shows */
 	uint8_t ifnum;
 	const struct bind_driver *bind;
 	unsigned nfiles;
@@ -135,6 +136,15 @@ struct function *function_by_name(const char *name);
  */
 struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *ifd,
 			      const struct bind_driver *bd);
+/*
+ * Adds the directory for unit `unit` (> 0) of `parent`, announced by its
+ * driver in HELLO: the same device, interface, driver and index, named
+ * KIND + the lowest free index, with "-lunN" after its by-id and by-path
+ * names.  It lives as long as the device.
+ */
+struct function *function_new_unit(struct function *parent, uint8_t unit);
+/* The function of dev with that driver index and unit, or NULL. */
+struct function *function_of(struct usbdev *dev, unsigned index, unsigned unit);
 /* The `devices` file. */
 size_t devices_render(char *buf, size_t cap);
 void usbdev_free(struct usbdev *dev);

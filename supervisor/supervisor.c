@@ -398,7 +398,10 @@ static int drv_spawn(struct drv *d)
 		argv[argc++] = opts.driver_user;
 	}
 	argv[argc++] = dev->devnode;
+	/* One DRIVER:IFNUM per interface, in index order; extra units come from HELLO. */
 	for (unsigned i = 0; i < dev->nfuncs; i++) {
+		if (dev->funcs[i]->unit != 0)
+			continue;
 		snprintf(binds[i], sizeof(binds[i]), "%s:%u", dev->funcs[i]->bind->name,
 			 dev->funcs[i]->ifnum);
 		argv[argc++] = binds[i];
@@ -497,9 +500,17 @@ static void on_hello(struct drv *d, const uint8_t *payload, size_t plen)
 	if (proto_decode_hello(payload, plen, &hello, &why) < 0)
 		return drv_fail(d, "protocol error: %s", why);
 	for (unsigned i = 0; i < hello.nfiles; i++)
-		if (hello.files[i].function >= dev->nfuncs)
-			return drv_fail(d, "protocol error: HELLO names function %u of %u",
-					hello.files[i].function, dev->nfuncs);
+		if (function_of(dev, hello.files[i].function, 0) == NULL)
+			return drv_fail(d, "protocol error: HELLO names function %u, not on its command line",
+					hello.files[i].function);
+	/* A unit announced for the first time gets its directory; it stays across respawns. */
+	for (unsigned i = 0; i < hello.nfiles; i++) {
+		const struct proto_file *pf = &hello.files[i];
+		if (pf->unit != 0 && function_of(dev, pf->function, pf->unit) == NULL &&
+		    function_new_unit(function_of(dev, pf->function, 0), pf->unit) == NULL)
+			return drv_fail(d, "cannot add unit %u of function %u (at most %d functions)",
+					pf->unit, pf->function, PLUGFS_MAX_FUNCS);
+	}
 	for (unsigned f = 0; f < dev->nfuncs; f++) {
 		struct function *fn = dev->funcs[f];
 		for (unsigned s = 0; s < fn->nfiles; s++)
@@ -507,7 +518,7 @@ static void on_hello(struct drv *d, const uint8_t *payload, size_t plen)
 	}
 	for (unsigned i = 0; i < hello.nfiles; i++) {
 		const struct proto_file *pf = &hello.files[i];
-		struct function *fn = dev->funcs[pf->function];
+		struct function *fn = function_of(dev, pf->function, pf->unit);
 		unsigned s;
 
 		/* Files keep their slot (and so their inode number) across respawns. */
@@ -1039,6 +1050,6 @@ void sup_ctl(fuse_req_t req, struct function *fn, const char *cmd, size_t len, s
 		return (void)fuse_reply_err(req, ENODEV);
 	if (d->state != DRV_RUNNING)
 		return (void)fuse_reply_err(req, EIO);
-	struct proto_hdr m = {.type = PROTO_CTL, .file = fn->index};
+	struct proto_hdr m = {.type = PROTO_CTL, .file = PROTO_CTL_TARGET(fn->index, fn->unit)};
 	forward(d, req, &m, cmd, len, 1, (uint32_t)written, NULL);
 }

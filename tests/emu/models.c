@@ -23,6 +23,15 @@ const struct emu_model *const emu_models[] = {
     &emu_model_thermo,
     &emu_model_keypad,
     &emu_model_keypad_out,
+    /* Disks: model_disk.c. */
+    &emu_model_disk,
+    &emu_model_disk_4k,
+    &emu_model_disk_2lun,
+    &emu_model_disk_stall,
+    &emu_model_disk_phase,
+    &emu_model_disk_nomedium,
+    &emu_model_disk_ro,
+    &emu_model_disk_bad,
     NULL,
 };
 

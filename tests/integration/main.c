@@ -19,6 +19,7 @@ static Suite *(*const suites[])(void) = {
     /* Class drivers. */
     printer_suite,
     hid_suite,
+    disk_suite,
 };
 
 int main(int argc, char **argv)

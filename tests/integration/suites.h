@@ -12,5 +12,6 @@ Suite *isolation_suite(void);
 Suite *mount_suite(void);
 Suite *printer_suite(void);
 Suite *hid_suite(void);
+Suite *disk_suite(void);
 
 #endif

@@ -1,9 +1,9 @@
 /*
- * The driver table (common/bind.c).  Today the generic driver `usb` is the
- * only one, so every interface of every real device binds to it.  When a
- * class driver gets its row in bind.c, change that device's column in
- * expected_drivers[] below: e.g. the Gprinter's interface 0 becomes
- * "printer", the Cruzer's "disk", the Arduino's interface 0 "serial".
+ * The driver table (common/bind.c).  Interfaces no class driver binds go
+ * to the generic driver `usb`.  When a class driver gets its row in
+ * bind.c, change that device's column in expected_drivers[] below: e.g.
+ * the Gprinter's interface 0 becomes "printer", the Arduino's interface 0
+ * "serial" (the Cruzer is "disk" already).
  */
 #include <stddef.h>
 #include <string.h>
@@ -17,7 +17,7 @@
 static const char *const expected_drivers[][4] = {
     {"usb"},		   /* ftdi-ft232r: vendor ff/ff/ff */
     {"usb", "usb"},	   /* arduino-uno-r3: CDC ACM + CDC data */
-    {"usb"},		   /* sandisk-cruzer-titanium: mass storage 8/6/50 */
+    {"disk"},		   /* sandisk-cruzer-titanium: mass storage 8/6/50 */
     {"printer"},	   /* gprinter-zh380: printer 7/1/2 */
     {"usb", "usb", "usb"}, /* rpi-pico-cdc: CDC ACM + CDC data + vendor reset */
     {"hid", "hid"},	   /* temper-0c45-7401: two HID interfaces */

@@ -188,6 +188,7 @@ START_TEST(test_build)
 
 	h.len = 12345; /* proto_build must overwrite it */
 	h.req = 7;
+	h.file = PROTO_CTL_TARGET(3, 1); /* function 3, its LUN 1 */
 	memset(msg, 0xee, PROTO_HDR_LEN + plen + 8);
 	size_t n = proto_build(msg, &h, payload, plen);
 	ck_assert_uint_eq(n, PROTO_HDR_LEN + plen);
@@ -195,6 +196,9 @@ START_TEST(test_build)
 	ck_assert_uint_eq(get_le32(msg), PROTO_HDR_LEN + plen);
 	ck_assert_uint_eq(get_le16(msg + 4), PROTO_CTL);
 	ck_assert_uint_eq(get_le32(msg + 8), 7);
+	ck_assert_uint_eq(get_le32(msg + 16), 0x103);
+	ck_assert_uint_eq(PROTO_CTL_FUNCTION(get_le32(msg + 16)), 3);
+	ck_assert_uint_eq(PROTO_CTL_UNIT(get_le32(msg + 16)), 1);
 	ck_assert_mem_eq(msg + PROTO_HDR_LEN, payload, plen);
 	ck_assert_uint_eq(msg[PROTO_HDR_LEN + plen], 0xee); /* nothing written past the message */
 
@@ -453,6 +457,7 @@ static void add_file(struct proto_hello *h, uint32_t id, uint8_t function, uint8
 struct raw {
 	uint8_t *p;
 	size_t n;
+	uint8_t unit; /* written into the following entries */
 };
 
 static void raw_begin(struct raw *r, uint16_t version, uint16_t nfiles)
@@ -461,6 +466,7 @@ static void raw_begin(struct raw *r, uint16_t version, uint16_t nfiles)
 	put_le16(r->p, version);
 	put_le16(r->p + 2, nfiles);
 	r->n = 4;
+	r->unit = 0;
 }
 
 static void raw_entry_n(struct raw *r, uint32_t id, uint8_t function, uint8_t kind, uint16_t mode,
@@ -468,12 +474,13 @@ static void raw_entry_n(struct raw *r, uint32_t id, uint8_t function, uint8_t ki
 {
 	put_le32(r->p + r->n, id);
 	r->p[r->n + 4] = function;
-	r->p[r->n + 5] = kind;
-	put_le16(r->p + r->n + 6, mode);
-	put_le64(r->p + r->n + 8, size);
-	r->p[r->n + 16] = namelen;
-	memcpy(r->p + r->n + 17, name, name_bytes);
-	r->n += 17 + name_bytes;
+	r->p[r->n + 5] = r->unit;
+	r->p[r->n + 6] = kind;
+	put_le16(r->p + r->n + 7, mode);
+	put_le64(r->p + r->n + 9, size);
+	r->p[r->n + 17] = namelen;
+	memcpy(r->p + r->n + 18, name, name_bytes);
+	r->n += 18 + name_bytes;
 }
 
 static void raw_entry(struct raw *r, uint32_t id, uint8_t function, uint8_t kind, uint16_t mode,
@@ -504,6 +511,7 @@ static void assert_files_equal(const struct proto_file *a, const struct proto_fi
 {
 	ck_assert_uint_eq(a->id, b->id);
 	ck_assert_uint_eq(a->function, b->function);
+	ck_assert_uint_eq(a->unit, b->unit);
 	ck_assert_uint_eq(a->kind, b->kind);
 	ck_assert_uint_eq(a->mode, b->mode);
 	ck_assert_uint_eq(a->size, b->size);
@@ -524,6 +532,11 @@ START_TEST(test_hello_round_trip)
 	add_file(&hin, 0xffffffff, 2, PROTO_KIND_STREAM | PROTO_FILE_UNTIMED, 0444, 0, "input");
 	add_file(&hin, 0, 255, PROTO_KIND_SMALL, 0, 0, "feature-3");
 	add_file(&hin, 7, 2, PROTO_KIND_SMALL | PROTO_FILE_UNTIMED, 0644, 0, "report_descriptor");
+	/* A second LUN of function 1: the same names in another unit. */
+	add_file(&hin, 200, 1, PROTO_KIND_BLOCK, 0666, 4096, "data");
+	hin.files[hin.nfiles - 1].unit = 1;
+	add_file(&hin, 201, 1, PROTO_KIND_SMALL, 0444, 0, "empty-medium");
+	hin.files[hin.nfiles - 1].unit = 255;
 
 	int len = proto_encode_hello(hbuf, sizeof(hbuf), &hin);
 	ck_assert_int_gt(len, 0);
@@ -541,15 +554,16 @@ END_TEST
 START_TEST(test_hello_layout)
 {
 	static const uint8_t expect[] = {
-	    0x01,
+	    0x02,
 	    0x00,
 	    0x02,
-	    0x00, /* version 1, 2 files */
+	    0x00, /* version 2, 2 files */
 	    0x78,
 	    0x56,
 	    0x34,
 	    0x12,	      /* id */
 	    0x03,	      /* function */
+	    0x01,	      /* unit */
 	    PROTO_KIND_BLOCK, /* kind */
 	    0xb6,
 	    0x01, /* mode 0666 */
@@ -567,6 +581,7 @@ START_TEST(test_hello_layout)
 	    't',
 	    'a', /* name */
 	    0x02,
+	    0x00,
 	    0x00,
 	    0x00,
 	    0x00,
@@ -591,6 +606,7 @@ START_TEST(test_hello_layout)
 
 	hin.version = PROTO_VERSION;
 	add_file(&hin, 0x12345678, 3, PROTO_KIND_BLOCK, 0666, 0x0102030405060708ull, "data");
+	hin.files[0].unit = 1;
 	add_file(&hin, 2, 0, PROTO_KIND_SMALL, 0444, 0, "ctl");
 	memset(hbuf, 0xee, sizeof(hbuf));
 	int len = proto_encode_hello(hbuf, sizeof(hbuf), &hin);
@@ -599,8 +615,10 @@ START_TEST(test_hello_layout)
 	ck_assert_uint_eq(hbuf[sizeof(expect)], 0xee);
 
 	/* The raw writer used by the rejection tests agrees. */
-	raw_begin(&r, 1, 2);
+	raw_begin(&r, 2, 2);
+	r.unit = 1;
 	raw_entry(&r, 0x12345678, 3, PROTO_KIND_BLOCK, 0666, 0x0102030405060708ull, "data");
+	r.unit = 0;
 	raw_entry(&r, 2, 0, PROTO_KIND_SMALL, 0444, 0, "ctl");
 	ck_assert_uint_eq(r.n, sizeof(expect));
 	ck_assert_mem_eq(r.p, expect, sizeof(expect));
@@ -640,7 +658,7 @@ START_TEST(test_hello_max_files)
 		if ((hin.files[i].kind & PROTO_KIND_MASK) == PROTO_KIND_BLOCK)
 			hin.files[i].size = i * 4096ull;
 	int len = proto_encode_hello(hbuf, sizeof(hbuf), &hin);
-	ck_assert_int_eq(len, 4 + PROTO_MAX_FILES * (17 + PROTO_MAX_NAME));
+	ck_assert_int_eq(len, 4 + PROTO_MAX_FILES * (18 + PROTO_MAX_NAME));
 	ck_assert_int_le(len, PROTO_MAX_IO);
 	const char *why = NULL;
 	int r = proto_decode_hello(hbuf, (size_t)len, &hout, &why);
@@ -662,13 +680,13 @@ START_TEST(test_hello_enospc)
 	hin.version = PROTO_VERSION;
 	add_file(&hin, 1, 0, PROTO_KIND_STREAM, 0666, 0, "data");
 	add_file(&hin, 2, 0, PROTO_KIND_SMALL, 0444, 0, "status");
-	int need = 4 + 17 + 4 + 17 + 6;
+	int need = 4 + 18 + 4 + 18 + 6;
 
 	ck_assert_int_eq(proto_encode_hello(hbuf, sizeof(hbuf), &hin), need);
 	ck_assert_int_eq(proto_encode_hello(hbuf, (size_t)need, &hin), need);
 	ck_assert_int_eq(proto_encode_hello(hbuf, (size_t)need - 1, &hin), -ENOSPC);
-	ck_assert_int_eq(proto_encode_hello(hbuf, 4 + 17 + 4, &hin), -ENOSPC);
-	ck_assert_int_eq(proto_encode_hello(hbuf, 4 + 17 + 3, &hin), -ENOSPC);
+	ck_assert_int_eq(proto_encode_hello(hbuf, 4 + 18 + 4, &hin), -ENOSPC);
+	ck_assert_int_eq(proto_encode_hello(hbuf, 4 + 18 + 3, &hin), -ENOSPC);
 	ck_assert_int_eq(proto_encode_hello(hbuf, 4, &hin), -ENOSPC);
 	ck_assert_int_eq(proto_encode_hello(hbuf, 3, &hin), -ENOSPC);
 	ck_assert_int_eq(proto_encode_hello(hbuf, 0, &hin), -ENOSPC);
@@ -692,7 +710,7 @@ END_TEST
 
 START_TEST(test_hello_version)
 {
-	static const uint16_t bad[] = {0, PROTO_VERSION + 1, 0x0100, 0xffff};
+	static const uint16_t bad[] = {0, 1 /* before units */, PROTO_VERSION + 1, 0x0100, 0xffff};
 	struct raw r;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -731,10 +749,10 @@ START_TEST(test_hello_truncated_entry)
 	raw_begin(&r, PROTO_VERSION, 1);
 	raw_entry(&r, 1, 0, PROTO_KIND_SMALL, 0444, 0, "status");
 	full = r.n;
-	for (r.n = 4 + 1; r.n < 4 + 17; r.n++)
+	for (r.n = 4 + 1; r.n < 4 + 18; r.n++)
 		assert_hello_rejected(&r, "truncated");
 	/* Cut inside the name. */
-	for (r.n = 4 + 17; r.n < full; r.n++)
+	for (r.n = 4 + 18; r.n < full; r.n++)
 		assert_hello_rejected(&r, "name length");
 	r.n = full;
 	assert_hello_accepted(&r);
@@ -915,6 +933,25 @@ START_TEST(test_hello_duplicate_name)
 	ck_assert_uint_eq(hout.nfiles, 4);
 	ck_assert_uint_eq(hout.files[1].function, 1);
 	ck_assert_uint_eq(hout.files[2].function, 2);
+
+	/* The same name in two units of one function is how two LUNs look ... */
+	raw_begin(&r, PROTO_VERSION, 2);
+	raw_entry(&r, 1, 0, PROTO_KIND_BLOCK, 0666, 512, "data");
+	r.unit = 1;
+	raw_entry(&r, 2, 0, PROTO_KIND_BLOCK, 0666, 1024, "data");
+	assert_hello_accepted(&r);
+	ck_assert_uint_eq(hout.files[0].unit, 0);
+	ck_assert_uint_eq(hout.files[1].unit, 1);
+	ck_assert_uint_eq(hout.files[1].size, 1024);
+	/* ... but twice in one unit is a duplicate. */
+	raw_begin(&r, PROTO_VERSION, 3);
+	r.unit = 1;
+	raw_entry(&r, 1, 0, PROTO_KIND_BLOCK, 0666, 512, "data");
+	r.unit = 2;
+	raw_entry(&r, 2, 0, PROTO_KIND_BLOCK, 0666, 512, "data");
+	r.unit = 1;
+	raw_entry(&r, 3, 0, PROTO_KIND_SMALL, 0444, 0, "data");
+	assert_hello_rejected(&r, "duplicate file name");
 }
 END_TEST
 

@@ -1,0 +1,744 @@
+/*
+ * The disk driver over the emulated sticks (tests/emu/model_disk.c): dd
+ * and cmp through disk0/data as a user would run them, the edges of the
+ * medium, the sense-to-errno mapping, BOT error recovery, two LUNs, and a
+ * driver killed under a running dd.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../emu/disk_pattern.h"
+#include "harness.h"
+#include "suites.h"
+
+#define MIB	   (1024 * 1024)
+#define STICK_SIZE (64ll * MIB)
+#define LUN1_SIZE  (16ll * MIB)
+#define MAX_CHUNK  (300 * 1024)
+
+static struct mnt m;
+
+static void start(const char *model, unsigned nfuncs)
+{
+	const char *const models[] = {model, NULL};
+	ck_assert_int_eq(mnt_start(&m, models, "timeout=5000", nfuncs), 0);
+}
+
+static void setup_disk(void)
+{
+	start("disk", 1);
+}
+static void setup_4k(void)
+{
+	start("disk-4k", 1);
+}
+static void setup_2lun(void)
+{
+	start("disk-2lun", 2);
+}
+static void setup_stall(void)
+{
+	start("disk-stall", 1);
+}
+static void setup_phase(void)
+{
+	start("disk-phase", 1);
+}
+static void setup_nomedium(void)
+{
+	start("disk-nomedium", 1);
+}
+static void setup_ro(void)
+{
+	start("disk-ro", 1);
+}
+static void setup_bad(void)
+{
+	start("disk-bad", 1);
+}
+
+static void teardown(void)
+{
+	mnt_stop(&m);
+}
+
+/* ---- helpers ---- */
+
+/* xorshift64*, seeded and printed so a failure can be replayed. */
+static uint64_t rng_state;
+static uint64_t rng(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static void seed(const char *what)
+{
+	rng_state = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
+	if (rng_state == 0)
+		rng_state = 1;
+	fprintf(stderr, "%s: seed %llu\n", what, (unsigned long long)rng_state);
+}
+
+/* The model's initial content of LUN `lun`, [off, off + len). */
+static void pattern(unsigned lun, uint64_t off, uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = emu_disk_byte(lun, off + i);
+}
+
+static uint8_t *image_alloc(long long size)
+{
+	uint8_t *p = malloc((size_t)size);
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+static void write_whole(const char *path, const uint8_t *p, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, p, len), (ssize_t)len);
+	close(fd);
+}
+
+static uint8_t *read_whole(const char *path, size_t *len)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	uint8_t *p = image_alloc(st.st_size > 0 ? st.st_size : 1);
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, p + got, (size_t)st.st_size - got);
+		ck_assert_int_gt(n, 0);
+		got += (size_t)n;
+	}
+	close(fd);
+	*len = got;
+	return p;
+}
+
+/* Runs a command with stderr to `err` (or the test's); returns its wait status. */
+static pid_t spawn(char *const argv[], const char *err)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (err != NULL) {
+			int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+			if (fd >= 0)
+				dup2(fd, 2);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int run(char *const argv[], const char *err)
+{
+	int status;
+	pid_t pid = spawn(argv, err);
+
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+static char *tmp(const char *name)
+{
+	static char bufs[4][256];
+	static unsigned next;
+	char *b = bufs[next++ % 4];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", m.dir, name);
+	return b;
+}
+
+/* dd if=IN of=OUT bs=BS [count=N] conv=notrunc; returns the wait status. */
+static int dd(const char *in, const char *out, const char *bs, const char *count, const char *err)
+{
+	char a_if[300], a_of[300], a_bs[32], a_count[32];
+
+	snprintf(a_if, sizeof(a_if), "if=%s", in);
+	snprintf(a_of, sizeof(a_of), "of=%s", out);
+	snprintf(a_bs, sizeof(a_bs), "bs=%s", bs);
+	snprintf(a_count, sizeof(a_count), "count=%s", count != NULL ? count : "");
+	char *argv[] = {"dd", a_if, a_of, a_bs, "conv=notrunc", "status=none", count != NULL ? a_count : NULL,
+			NULL};
+	return run(argv, err);
+}
+
+/* Waits until `path` (a log file) holds `what`; 0 or -1. */
+static int log_has(const char *path, const char *what, int ms)
+{
+	static char buf[1 << 20];
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	do {
+		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (strstr(buf, what) != NULL)
+				return 0;
+		}
+		usleep(10000);
+	} while (mono_ms() < deadline);
+	return -1;
+}
+
+static void assert_pread(int fd, const uint8_t *want, size_t len, off_t off)
+{
+	uint8_t *got = image_alloc((long long)len + 1);
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, got + done, len - done, off + (off_t)done);
+		ck_assert_msg(n > 0, "pread at %lld: %zd (%s)", (long long)(off + (off_t)done), n,
+			      strerror(errno));
+		done += (size_t)n;
+	}
+	ck_assert_msg(memcmp(got, want, len) == 0, "content differs in [%lld, +%zu)", (long long)off, len);
+	free(got);
+}
+
+/* ---- the stick ---- */
+
+START_TEST(info_files)
+{
+	struct stat st;
+	char link[256];
+
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/vendor")), "SanDisk");
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/model")), "Cruzer Contour");
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/revision")), "0.10");
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/block_size")), "512");
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/blocks")), "131072");
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/driver")), "disk");
+	ck_assert_int_eq(stat(mpath(&m, "disk0/data"), &st), 0);
+	ck_assert_int_eq(st.st_size, STICK_SIZE);
+	ssize_t n = readlink(mpath(&m, "by-id/usb-SanDisk_Corporation_Cruzer_Contour_0000168307754383-if00"),
+			     link, sizeof(link) - 1);
+	ck_assert_int_gt(n, 0);
+	link[n] = '\0';
+	ck_assert_str_eq(link, "../disk0");
+	/* One LUN: no second directory. */
+	ck_assert_int_eq(stat(mpath(&m, "disk1"), &st), -1);
+	/* The data file is seekable and its end is the capacity. */
+	int fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(lseek(fd, 0, SEEK_END), STICK_SIZE);
+	close(fd);
+}
+END_TEST
+
+/* dd out the whole stick, dd a new image in, dd it out again: byte-identical. */
+START_TEST(dd_both_ways_1m)
+{
+	size_t len;
+	uint8_t *want = image_alloc(STICK_SIZE);
+
+	pattern(0, 0, want, STICK_SIZE);
+	ck_assert_int_eq(dd(mpath(&m, "disk0/data"), tmp("out.img"), "1M", NULL, NULL), 0);
+	uint8_t *got = read_whole(tmp("out.img"), &len);
+	ck_assert_int_eq(len, STICK_SIZE);
+	ck_assert(memcmp(got, want, STICK_SIZE) == 0);
+	free(got);
+
+	seed("dd_both_ways_1m");
+	for (long long i = 0; i < STICK_SIZE / 8; i++)
+		((uint64_t *)(void *)want)[i] = rng();
+	write_whole(tmp("in.img"), want, STICK_SIZE);
+	ck_assert_int_eq(dd(tmp("in.img"), mpath(&m, "disk0/data"), "1M", NULL, NULL), 0);
+	ck_assert_int_eq(dd(mpath(&m, "disk0/data"), tmp("out.img"), "1M", NULL, NULL), 0);
+	got = read_whole(tmp("out.img"), &len);
+	ck_assert_int_eq(len, STICK_SIZE);
+	ck_assert(memcmp(got, want, STICK_SIZE) == 0);
+	free(got);
+	free(want);
+}
+END_TEST
+
+/*
+ * 512-byte blocks: one BOT command per block, so the first 2 MiB (4096
+ * commands each way) rather than all 64 MiB, which would take minutes.
+ */
+START_TEST(dd_both_ways_512)
+{
+	size_t len;
+	const size_t span = 2 * MIB;
+	uint8_t *want = image_alloc(span);
+
+	seed("dd_both_ways_512");
+	for (size_t i = 0; i < span / 8; i++)
+		((uint64_t *)(void *)want)[i] = rng();
+	write_whole(tmp("in512.img"), want, span);
+	ck_assert_int_eq(dd(tmp("in512.img"), mpath(&m, "disk0/data"), "512", NULL, NULL), 0);
+	ck_assert_int_eq(dd(mpath(&m, "disk0/data"), tmp("out512.img"), "512", "4096", NULL), 0);
+	uint8_t *got = read_whole(tmp("out512.img"), &len);
+	ck_assert_int_eq(len, span);
+	ck_assert(memcmp(got, want, span) == 0);
+	free(got);
+	free(want);
+}
+END_TEST
+
+/*
+ * Random writes at any offset and length (partial blocks: read-modify-
+ * write), mirrored into a file beside the mount; then `cmp` of random
+ * ranges of the stick against it.
+ */
+static void random_rw(const char *data, long long size, int writes, int cmps)
+{
+	size_t len;
+	int fd = open(data, O_RDWR);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dd(data, tmp("shadow.img"), "1M", NULL, NULL), 0);
+	uint8_t *shadow = read_whole(tmp("shadow.img"), &len);
+	ck_assert_int_eq(len, size);
+	uint8_t *chunk = image_alloc(MAX_CHUNK);
+	for (int i = 0; i < writes; i++) {
+		size_t n = 1 + (size_t)(rng() % MAX_CHUNK);
+		off_t off = (off_t)(rng() % (uint64_t)(size - (long long)n));
+		for (size_t k = 0; k < n; k++)
+			chunk[k] = (uint8_t)rng();
+		ssize_t w = pwrite(fd, chunk, n, off);
+		ck_assert_msg(w == (ssize_t)n, "pwrite %zu at %lld: %zd (%s)", n, (long long)off, w,
+			      strerror(errno));
+		memcpy(shadow + off, chunk, n);
+		/* Read back an unaligned window around it at once. */
+		off_t from = off > 700 ? off - 700 : 0;
+		size_t span = n + 1400 < (size_t)(size - from) ? n + 1400 : (size_t)(size - from);
+		assert_pread(fd, shadow + from, span, from);
+	}
+	close(fd);
+	write_whole(tmp("shadow.img"), shadow, (size_t)size);
+	for (int i = 0; i < cmps; i++) {
+		size_t n = 1 + (size_t)(rng() % (3 * MIB));
+		off_t off = (off_t)(rng() % (uint64_t)(size - (long long)n));
+		char skip[64], count[32];
+		snprintf(skip, sizeof(skip), "%lld:%lld", (long long)off, (long long)off);
+		snprintf(count, sizeof(count), "%zu", n);
+		char *argv[] = {"cmp", "-i", skip, "-n", count, (char *)data, tmp("shadow.img"), NULL};
+		int st = run(argv, NULL);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "cmp -i %s -n %s: status %d", skip,
+			      count, st);
+	}
+	free(chunk);
+	free(shadow);
+}
+
+START_TEST(random_offsets_and_lengths)
+{
+	seed("random_offsets_and_lengths");
+	random_rw(mpath(&m, "disk0/data"), STICK_SIZE, 40, 20);
+}
+END_TEST
+
+START_TEST(edges_of_the_medium)
+{
+	uint8_t buf[4096], want[100];
+	int fd = open(mpath(&m, "disk0/data"), O_RDWR);
+
+	ck_assert_int_ge(fd, 0);
+	/* Reads at or past the end: 0; across it: what is there. */
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), STICK_SIZE), 0);
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), STICK_SIZE + 12345), 0);
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), STICK_SIZE - 100), 100);
+	/* Writes: across the end, what fits; at or past it, ENOSPC. */
+	memset(want, 0x5a, sizeof(want));
+	memset(buf, 0x5a, sizeof(buf));
+	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), STICK_SIZE - 100), 100);
+	assert_pread(fd, want, 100, STICK_SIZE - 100);
+	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), STICK_SIZE), -1);
+	ck_assert_int_eq(errno, ENOSPC);
+	ck_assert_int_eq(pwrite(fd, buf, 1, STICK_SIZE + 4096), -1);
+	ck_assert_int_eq(errno, ENOSPC);
+	/* A write of one byte in the middle of a block keeps its neighbours. */
+	uint8_t blk[1024];
+	ck_assert_int_eq(pread(fd, blk, sizeof(blk), 4096), (ssize_t)sizeof(blk));
+	ck_assert_int_eq(pwrite(fd, "!", 1, 4096 + 511), 1);
+	blk[511] = '!';
+	assert_pread(fd, blk, sizeof(blk), 4096);
+	close(fd);
+	/* dd at the end: nothing written, an error, not a silent success. */
+	int st = dd("/dev/zero", mpath(&m, "disk0/data"), "1M", NULL, tmp("dd.err"));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+	ck_assert_int_eq(log_has(tmp("dd.err"), "No space left on device", 1000), 0);
+}
+END_TEST
+
+START_TEST(ctl_sync_then_eject)
+{
+	uint8_t buf[512];
+	int fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write_file(mpath(&m, "disk0/ctl"), "sync\n"), 0);
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	ck_assert_int_eq(write_file(mpath(&m, "disk0/ctl"), "bogus\n"), -EINVAL);
+	ck_assert_int_eq(write_file(mpath(&m, "disk0/ctl"), "eject\n"), 0);
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), -1);
+	ck_assert_int_eq(errno, ENOMEDIUM);
+	int wfd = open(mpath(&m, "disk0/data"), O_WRONLY);
+	ck_assert_int_ge(wfd, 0);
+	ck_assert_int_eq(pwrite(wfd, buf, sizeof(buf), 0), -1);
+	ck_assert_int_eq(errno, ENOMEDIUM);
+	close(wfd);
+	ck_assert_int_eq(write_file(mpath(&m, "disk0/ctl"), "sync\n"), -ENOMEDIUM);
+	close(fd);
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/state")), "running");
+}
+END_TEST
+
+/* ---- a driver killed under dd ---- */
+
+static long long dd_records(const char *err, const char *what)
+{
+	static char buf[4096];
+	ssize_t n = read_file(err, buf, sizeof(buf) - 1);
+	long long full = -1, part = -1;
+
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n"))
+		if (strstr(line, what) != NULL && sscanf(line, "%lld+%lld", &full, &part) == 2)
+			return full;
+	return -1;
+}
+
+/* Waits until process pid has moved at least `bytes` through read() or write(). */
+static int wait_io(pid_t pid, const char *field, long long bytes, int ms)
+{
+	char path[64], buf[1024];
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
+	do {
+		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			char *p = strstr(buf, field);
+			if (p != NULL && atoll(p + strlen(field) + 2) >= bytes)
+				return 0;
+		}
+		usleep(2000);
+	} while (mono_ms() < deadline);
+	return -1;
+}
+
+static void kill_under_dd(bool writing)
+{
+	char a_if[300], a_of[300];
+	uint8_t *img = NULL;
+	pid_t drv = fn_pid(&m, "disk0");
+
+	ck_assert_int_gt(drv, 0);
+	if (writing) {
+		seed("kill_under_dd");
+		img = image_alloc(STICK_SIZE);
+		for (long long i = 0; i < STICK_SIZE / 8; i++)
+			((uint64_t *)(void *)img)[i] = rng();
+		write_whole(tmp("kill.img"), img, STICK_SIZE);
+	}
+	/* What is at 32 MiB now (earlier tests wrote the stick), to check after the respawn. */
+	uint8_t *before = image_alloc(MIB);
+	int rfd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	ck_assert_int_ge(rfd, 0);
+	ck_assert_int_eq(pread(rfd, before, MIB, 32 * MIB), MIB);
+	close(rfd);
+	snprintf(a_if, sizeof(a_if), "if=%s", writing ? tmp("kill.img") : mpath(&m, "disk0/data"));
+	snprintf(a_of, sizeof(a_of), "of=%s", writing ? mpath(&m, "disk0/data") : "/dev/null");
+	char *argv[] = {"dd", a_if, a_of, "bs=1M", "conv=notrunc", NULL};
+	pid_t ddpid = spawn(argv, tmp("kill.err"));
+	/* Let it get going (4 MiB through the driver), then kill the driver. */
+	ck_assert_int_eq(wait_io(ddpid, writing ? "wchar" : "rchar", writing ? 4 * MIB : 4 * MIB, 20000), 0);
+	ck_assert_int_eq(kill(drv, SIGKILL), 0);
+	int st;
+	ck_assert_int_eq(waitpid(ddpid, &st, 0), ddpid);
+	/* dd fails with EIO: not a success with a short count. */
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) != 0, "dd status %d", st);
+	ck_assert_int_eq(log_has(tmp("kill.err"), "Input/output error", 1000), 0);
+	long long out = dd_records(tmp("kill.err"), "records out");
+	ck_assert_int_ge(out, 0);
+	ck_assert_int_lt(out, STICK_SIZE / MIB);
+
+	/* The respawned driver serves the same medium. */
+	ck_assert_int_gt(wait_new_pid(&m, "disk0", drv, 10000), 0);
+	ck_assert_int_eq(wait_state(&m, "disk0", "running", 10000), 0);
+	int fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	if (writing) {
+		/* Every record dd counted as written is on the medium. */
+		if (out > 0)
+			assert_pread(fd, img, (size_t)out * MIB, 0);
+	} else {
+		assert_pread(fd, before, MIB, 32 * MIB);
+	}
+	close(fd);
+	free(before);
+	free(img);
+}
+
+START_TEST(driver_killed_under_dd_read)
+{
+	kill_under_dd(false);
+}
+END_TEST
+
+START_TEST(driver_killed_under_dd_write)
+{
+	kill_under_dd(true);
+}
+END_TEST
+
+/* ---- 4096-byte blocks ---- */
+
+START_TEST(big_blocks)
+{
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/block_size")), "4096");
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/blocks")), "16384");
+	int fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	uint8_t want[10000];
+	pattern(0, 4096 * 3 + 17, want, sizeof(want));
+	assert_pread(fd, want, sizeof(want), 4096 * 3 + 17);
+	close(fd);
+	seed("big_blocks");
+	random_rw(mpath(&m, "disk0/data"), STICK_SIZE, 30, 10);
+}
+END_TEST
+
+/* ---- two LUNs ---- */
+
+static void assert_luns(void)
+{
+	uint8_t want[8192];
+	int fd0 = open(mpath(&m, "disk0/data"), O_RDONLY), fd1 = open(mpath(&m, "disk1/data"), O_RDONLY);
+
+	ck_assert_int_ge(fd0, 0);
+	ck_assert_int_ge(fd1, 0);
+	pattern(0, 1000, want, sizeof(want));
+	assert_pread(fd0, want, sizeof(want), 1000);
+	pattern(1, 1000, want, sizeof(want));
+	assert_pread(fd1, want, sizeof(want), 1000);
+	pattern(1, LUN1_SIZE - 512, want, 512);
+	assert_pread(fd1, want, 512, LUN1_SIZE - 512);
+	ck_assert_int_eq(pread(fd1, want, 512, LUN1_SIZE), 0);
+	close(fd0);
+	close(fd1);
+}
+
+START_TEST(two_luns)
+{
+	struct stat st0, st1;
+	char link[256];
+
+	ck_assert_int_eq(stat(mpath(&m, "disk0/data"), &st0), 0);
+	ck_assert_int_eq(stat(mpath(&m, "disk1/data"), &st1), 0);
+	ck_assert_int_eq(st0.st_size, STICK_SIZE);
+	ck_assert_int_eq(st1.st_size, LUN1_SIZE);
+	ck_assert_str_eq(read_line(mpath(&m, "disk1/model")), "Cruzer Titanium");
+	ck_assert_str_eq(read_line(mpath(&m, "disk1/blocks")), "32768");
+	ck_assert_str_eq(read_line(mpath(&m, "disk1/interface")), "00");
+	ssize_t n = readlink(mpath(&m, "by-path/1-1:1.0-lun1"), link, sizeof(link) - 1);
+	ck_assert_int_gt(n, 0);
+	link[n] = '\0';
+	ck_assert_str_eq(link, "../disk1");
+	n = readlink(
+	    mpath(&m, "by-id/usb-SanDisk_Corporation_Cruzer_Titanium_SNDK5F3ED52015C05803-if00-lun1"), link,
+	    sizeof(link) - 1);
+	ck_assert_int_gt(n, 0);
+	link[n] = '\0';
+	ck_assert_str_eq(link, "../disk1");
+	/* One driver process serves both. */
+	pid_t pid = fn_pid(&m, "disk0");
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(fn_pid(&m, "disk1"), pid);
+	assert_luns();
+	/* A write to one LUN stays there. */
+	int fd = open(mpath(&m, "disk1/data"), O_WRONLY);
+	ck_assert_int_eq(pwrite(fd, "lun one", 7, 0), 7);
+	close(fd);
+	uint8_t want[7];
+	pattern(0, 0, want, 7);
+	fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	assert_pread(fd, want, 7, 0);
+	close(fd);
+	fd = open(mpath(&m, "disk1/data"), O_RDONLY);
+	assert_pread(fd, (const uint8_t *)"lun one", 7, 0);
+	close(fd);
+	ck_assert_int_eq(write_file(mpath(&m, "disk1/ctl"), "sync\n"), 0);
+
+	/* Both survive a SIGKILL of their driver, with the same names. */
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_gt(wait_new_pid(&m, "disk0", pid, 10000), 0);
+	ck_assert_int_eq(wait_state(&m, "disk1", "running", 10000), 0);
+	ck_assert_int_eq(fn_pid(&m, "disk1"), fn_pid(&m, "disk0"));
+	ck_assert_str_eq(read_line(mpath(&m, "disk1/restarts")), "1");
+	struct stat st;
+	ck_assert_int_eq(stat(mpath(&m, "disk2"), &st), -1);
+	fd = open(mpath(&m, "disk1/data"), O_RDONLY);
+	assert_pread(fd, (const uint8_t *)"lun one", 7, 0);
+	close(fd);
+	/* ctl reaches the LUN it was written to: eject LUN 1 only. */
+	ck_assert_int_eq(write_file(mpath(&m, "disk1/ctl"), "eject\n"), 0);
+	fd = open(mpath(&m, "disk1/data"), O_RDONLY);
+	ck_assert_int_eq(pread(fd, want, 7, 0), -1);
+	ck_assert_int_eq(errno, ENOMEDIUM);
+	close(fd);
+	fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	pattern(0, 0, want, 7);
+	assert_pread(fd, want, 7, 0);
+	close(fd);
+}
+END_TEST
+
+/* ---- misbehaving sticks and the errno mapping ---- */
+
+START_TEST(stall_mid_data_stage)
+{
+	uint8_t *want = image_alloc(128 * 1024);
+	int fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	pattern(0, 0, want, 4096);
+	assert_pread(fd, want, 4096, 0);
+	/* The first read past 1 MiB stalls halfway; the driver clears it, reads the CSW, retries. */
+	pattern(0, MIB, want, 128 * 1024);
+	assert_pread(fd, want, 128 * 1024, MIB);
+	ck_assert_int_eq(log_has(m.log, "data stage of command 28 stalled", 2000), 0);
+	ck_assert_int_eq(log_has(m.log, "sense b/4b/00", 2000), 0);
+	pattern(0, 2 * MIB, want, 128 * 1024);
+	assert_pread(fd, want, 128 * 1024, 2 * MIB);
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/restarts")), "0");
+	close(fd);
+	free(want);
+}
+END_TEST
+
+START_TEST(phase_error_resets)
+{
+	uint8_t *want = image_alloc(128 * 1024);
+	int fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	/* The phase error fails that request with EIO, after reset recovery ... */
+	ck_assert_int_eq(pread(fd, want, 128 * 1024, MIB), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(log_has(m.log, "phase error: reset recovery", 2000), 0);
+	/* ... and the stick works again. */
+	pattern(0, MIB, want, 128 * 1024);
+	assert_pread(fd, want, 128 * 1024, MIB);
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/restarts")), "0");
+	close(fd);
+	free(want);
+}
+END_TEST
+
+START_TEST(no_medium)
+{
+	struct stat st;
+	char buf[16];
+
+	ck_assert_int_eq(stat(mpath(&m, "disk0/data"), &st), 0);
+	ck_assert_int_eq(st.st_size, 0);
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/blocks")), "0");
+	ck_assert_str_eq(read_line(mpath(&m, "disk0/vendor")), "SanDisk");
+	int fd = open(mpath(&m, "disk0/data"), O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), -1);
+	ck_assert_int_eq(errno, ENOMEDIUM);
+	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), 0), -1);
+	ck_assert_int_eq(errno, ENOMEDIUM);
+	close(fd);
+}
+END_TEST
+
+START_TEST(write_protected)
+{
+	uint8_t want[512];
+
+	ck_assert_int_eq(open(mpath(&m, "disk0/data"), O_WRONLY), -1);
+	ck_assert_int_eq(errno, EROFS);
+	int fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	pattern(0, 0, want, sizeof(want));
+	assert_pread(fd, want, sizeof(want), 0);
+	close(fd);
+	int st = dd("/dev/zero", mpath(&m, "disk0/data"), "1M", "1", tmp("ro.err"));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+	ck_assert_int_eq(log_has(tmp("ro.err"), "Read-only file system", 1000), 0);
+}
+END_TEST
+
+START_TEST(unreadable_blocks)
+{
+	uint8_t buf[4096], want[4096];
+	int fd = open(mpath(&m, "disk0/data"), O_RDWR);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 8192 * 512), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(log_has(m.log, "sense 3/11/00", 2000), 0);
+	pattern(0, 8200 * 512, want, sizeof(want));
+	assert_pread(fd, want, sizeof(want), 8200 * 512);
+	close(fd);
+}
+END_TEST
+
+Suite *disk_suite(void)
+{
+	Suite *s = suite_create("disk");
+	TCase *tc = tcase_create("stick");
+
+	tcase_add_unchecked_fixture(tc, setup_disk, teardown);
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, info_files);
+	tcase_add_test(tc, dd_both_ways_1m);
+	tcase_add_test(tc, dd_both_ways_512);
+	tcase_add_test(tc, random_offsets_and_lengths);
+	tcase_add_test(tc, edges_of_the_medium);
+	tcase_add_test(tc, driver_killed_under_dd_read);
+	tcase_add_test(tc, driver_killed_under_dd_write);
+	tcase_add_test(tc, ctl_sync_then_eject);
+	suite_add_tcase(s, tc);
+
+	const struct {
+		const char *name;
+		void (*setup)(void);
+		const TTest *test;
+	} one[] = {
+	    {"4k", setup_4k, big_blocks},
+	    {"2lun", setup_2lun, two_luns},
+	    {"stall", setup_stall, stall_mid_data_stage},
+	    {"phase", setup_phase, phase_error_resets},
+	    {"nomedium", setup_nomedium, no_medium},
+	    {"ro", setup_ro, write_protected},
+	    {"bad", setup_bad, unreadable_blocks},
+	};
+	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
+		tc = tcase_create(one[i].name);
+		tcase_add_unchecked_fixture(tc, one[i].setup, teardown);
+		tcase_set_timeout(tc, 120);
+		tcase_add_test(tc, one[i].test);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
