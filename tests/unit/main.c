@@ -9,7 +9,7 @@
 #include "suites.h"
 
 static Suite *(*const suite_ctors[])(void) = {
-    proto_suite, usbdesc_suite, bind_suite, backoff_suite, opts_suite, events_suite, tree_suite,
+    proto_suite, usbdesc_suite, bind_suite, backoff_suite, opts_suite, events_suite, tree_suite, serial_line_suite,
 };
 
 int main(void)

@@ -14,5 +14,6 @@ Suite *backoff_suite(void);
 Suite *opts_suite(void);
 Suite *events_suite(void);
 Suite *tree_suite(void);
+Suite *serial_line_suite(void);
 
 #endif

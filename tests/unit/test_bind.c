@@ -15,12 +15,12 @@
 
 /* Per test_devices[] entry, the driver of each interface in descriptor order. */
 static const char *const expected_drivers[][4] = {
-    {"usb"},		   /* ftdi-ft232r: vendor ff/ff/ff */
-    {"usb", "usb"},	   /* arduino-uno-r3: CDC ACM + CDC data */
-    {"usb"},		   /* sandisk-cruzer-titanium: mass storage 8/6/50 */
-    {"usb"},		   /* gprinter-zh380: printer 7/1/2 */
-    {"usb", "usb", "usb"}, /* rpi-pico-cdc: CDC ACM + CDC data + vendor reset */
-    {"usb", "usb"},	   /* temper-0c45-7401: two HID interfaces */
+    {"serial"},		      /* ftdi-ft232r: vendor ff/ff/ff, 0403:6001 */
+    {"serial", "usb"},	      /* arduino-uno-r3: CDC ACM + CDC data (a union slave: see test_serial_line.c) */
+    {"usb"},		      /* sandisk-cruzer-titanium: mass storage 8/6/50 */
+    {"usb"},		      /* gprinter-zh380: printer 7/1/2 */
+    {"serial", "usb", "usb"}, /* rpi-pico-cdc: CDC ACM + CDC data + vendor reset */
+    {"usb", "usb"},	      /* temper-0c45-7401: two HID interfaces */
 };
 
 START_TEST(test_bind_real_devices)
