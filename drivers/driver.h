@@ -119,6 +119,7 @@ struct driver_ops {
 
 /* The class drivers, one line each. */
 extern const struct driver_ops usb_driver;
+extern const struct driver_ops serial_driver;
 
 /* Logs to the daemon (syslog priority) and, with -v, to stderr. */
 void drv_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -139,6 +140,24 @@ struct drv_xfer *drv_xfer_new(size_t len, void (*done)(struct drv_xfer *x), void
 int drv_xfer_submit(struct drv_xfer *x);
 void drv_xfer_cancel(struct drv_xfer *x);
 void drv_xfer_free(struct drv_xfer *x);
+
+/*
+ * Claims another interface of the device for `fn` (a CDC union slave, see
+ * common/bind.h), honouring --detach like the function's own interface;
+ * released when the driver host exits.  0 or -errno (-EBUSY: bound to a
+ * kernel driver and no --detach, or claimed already).
+ */
+int drv_claim_interface(struct drv_function *fn, uint8_t ifnum);
+
+/*
+ * One-shot timers run by the host's poll loop.  `fire` runs once, after
+ * at least `ms` milliseconds, and the timer is gone when it runs; stop a
+ * timer only before it fired.  drv_timer_start returns NULL when out of
+ * memory.
+ */
+struct drv_timer;
+struct drv_timer *drv_timer_start(unsigned ms, void (*fire)(void *arg), void *arg);
+void drv_timer_stop(struct drv_timer *t);
 
 /* libusb error code / transfer status to a negative errno (0 when fine). */
 int drv_usb_errno(int libusb_error);
