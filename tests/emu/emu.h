@@ -137,6 +137,7 @@ extern const struct emu_model emu_model_loopback;
 extern const struct emu_model emu_model_stall;
 extern const struct emu_model emu_model_hang;
 extern const struct emu_model emu_model_kbound;
+extern const struct emu_model emu_model_acm, emu_model_ft232r;
 /* Not selectable: every bus gets one, as devnum 1. */
 extern const struct emu_model emu_model_roothub;
 

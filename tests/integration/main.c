@@ -16,6 +16,7 @@ static Suite *(*const suites[])(void) = {
     crash_suite,
     isolation_suite,
     mount_suite,
+    serial_suite,
 };
 
 int main(int argc, char **argv)
