@@ -1,9 +1,10 @@
 /*
- * The driver table (common/bind.c).  Today the generic driver `usb` is the
- * only one, so every interface of every real device binds to it.  When a
- * class driver gets its row in bind.c, change that device's column in
- * expected_drivers[] below: e.g. the Gprinter's interface 0 becomes
- * "printer", the Cruzer's "disk", the Arduino's interface 0 "serial".
+ * The driver table (common/bind.c): which driver each interface of each
+ * real device binds to.  When a class driver gets its row in bind.c, change
+ * that device's column in expected_drivers[] below: e.g. the Gprinter's
+ * interface 0 becomes "printer", the Cruzer's "disk".  (The Arduino's data
+ * interface still looks up "usb": the daemon gives it to the serial
+ * function as a union slave instead, see test_serial_line.c.)
  */
 #include <stddef.h>
 #include <string.h>
