@@ -30,7 +30,7 @@ pkg_libs   = $(shell pkg-config --libs $(1))
 
 B = build
 
-COMMON_SRC = common/proto.c common/usbdesc.c common/bind.c common/util.c common/hidparse.c
+COMMON_SRC = $(wildcard common/*.c)
 DAEMON_SRC = $(wildcard fs/*.c) $(wildcard supervisor/*.c)
 DRIVER_SRC = $(wildcard drivers/*.c)
 EMU_SRC    = $(wildcard tests/emu/*.c)

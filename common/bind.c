@@ -43,12 +43,35 @@ static const struct bind_id disk_ids[] = {
     {0},
 };
 
+/* CDC-ACM (communication class 2, subclass 2, any protocol) and the FTDI FT232 family. */
+static const struct bind_id serial_ids[] = {
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS, .cls = 2, .subclass = 2, .flags = BIND_TAKES_UNION},
+    {.match = BIND_MATCH_VIDPID | BIND_MATCH_CLASS,
+     .vendor_id = 0x0403,
+     .product_id = 0x6001,
+     .cls = 0xff}, /* FT232R, FT232BM */
+    {.match = BIND_MATCH_VIDPID | BIND_MATCH_CLASS,
+     .vendor_id = 0x0403,
+     .product_id = 0x6010,
+     .cls = 0xff}, /* FT2232C/D/H */
+    {.match = BIND_MATCH_VIDPID | BIND_MATCH_CLASS,
+     .vendor_id = 0x0403,
+     .product_id = 0x6011,
+     .cls = 0xff}, /* FT4232H */
+    {.match = BIND_MATCH_VIDPID | BIND_MATCH_CLASS,
+     .vendor_id = 0x0403,
+     .product_id = 0x6014,
+     .cls = 0xff}, /* FT232H */
+    {.match = BIND_MATCH_VIDPID | BIND_MATCH_CLASS,
+     .vendor_id = 0x0403,
+     .product_id = 0x6015,
+     .cls = 0xff}, /* FT-X series */
+    {0},
+};
+
 static const struct bind_driver drivers[] = {
-    {"printer", "printer", printer_ids},
-    {"hid", "hid", hid_ids},
-    {"disk", "disk", disk_ids},
-    {"usb", "usb", generic_ids},
-    {NULL, NULL, NULL},
+    {"printer", "printer", printer_ids}, {"hid", "hid", hid_ids},     {"disk", "disk", disk_ids},
+    {"serial", "serial", serial_ids},	 {"usb", "usb", generic_ids}, {NULL, NULL, NULL},
 };
 
 static int id_matches(const struct bind_id *id, const struct usbdesc_device *dev,
@@ -68,13 +91,46 @@ static int id_matches(const struct bind_id *id, const struct usbdesc_device *dev
 	return id->match != 0;
 }
 
-const struct bind_driver *bind_lookup(const struct usbdesc_device *dev, const struct usbdesc_iface *iface)
+/* The first row matching `iface`, and its driver. */
+static const struct bind_id *lookup_id(const struct usbdesc_device *dev, const struct usbdesc_iface *iface,
+				       const struct bind_driver **drv)
 {
 	for (const struct bind_driver *d = drivers; d->name != NULL; d++)
 		for (const struct bind_id *id = d->ids; id->match != 0; id++)
-			if (id_matches(id, dev, iface))
-				return d;
-	return bind_by_name("usb");
+			if (id_matches(id, dev, iface)) {
+				*drv = d;
+				return id;
+			}
+	return NULL;
+}
+
+const struct bind_driver *bind_lookup(const struct usbdesc_device *dev, const struct usbdesc_iface *iface)
+{
+	const struct bind_driver *d;
+
+	return lookup_id(dev, iface, &d) != NULL ? d : bind_by_name("usb");
+}
+
+int bind_takes_union(const struct usbdesc_device *dev, const struct usbdesc_iface *iface)
+{
+	const struct bind_driver *d;
+	const struct bind_id *id = lookup_id(dev, iface, &d);
+
+	return id != NULL && (id->flags & BIND_TAKES_UNION);
+}
+
+const struct usbdesc_iface *bind_union_master(const struct usbdesc_device *dev, uint8_t ifnum)
+{
+	for (unsigned i = 0; i < dev->num_ifaces; i++) {
+		const struct usbdesc_iface *m = &dev->ifaces[i];
+
+		if (m->number == ifnum || !bind_takes_union(dev, m))
+			continue;
+		for (unsigned s = 0; s < m->num_slaves; s++)
+			if (m->slaves[s] == ifnum)
+				return m;
+	}
+	return NULL;
 }
 
 const struct bind_driver *bind_by_name(const char *name)

@@ -13,6 +13,8 @@
 
 #define USBDESC_MAX_IFACES 32
 #define USBDESC_MAX_EPS	   32
+/* Slave interfaces kept from one CDC Union functional descriptor. */
+#define USBDESC_MAX_SLAVES 8
 
 enum {
 	USB_DT_DEVICE = 1,
@@ -20,7 +22,11 @@ enum {
 	USB_DT_STRING = 3,
 	USB_DT_INTERFACE = 4,
 	USB_DT_ENDPOINT = 5,
+	USB_DT_CS_INTERFACE = 0x24, /* class-specific, e.g. CDC functional descriptors */
 };
+
+/* CDC 1.2 section 5.2.3: functional descriptor subtypes plugfs reads. */
+enum { USB_CDC_SUBTYPE_ACM = 0x02, USB_CDC_SUBTYPE_UNION = 0x06 };
 
 enum usb_xfer_type { USB_XFER_CONTROL = 0, USB_XFER_ISOC = 1, USB_XFER_BULK = 2, USB_XFER_INTR = 3 };
 
@@ -37,6 +43,14 @@ struct usbdesc_iface {
 	uint8_t cls, subclass, protocol;
 	uint8_t num_eps;
 	struct usbdesc_ep eps[USBDESC_MAX_EPS];
+	/*
+	 * A CDC Union functional descriptor (0x24/0x06) after this interface
+	 * naming it bMasterInterface: the slave interfaces it lists (CDC data
+	 * interfaces), which belong to this interface's function.  A union
+	 * whose master is another interface is ignored.
+	 */
+	uint8_t num_slaves;
+	uint8_t slaves[USBDESC_MAX_SLAVES];
 	/* Where this interface's descriptors (itself included) sit in the raw buffer. */
 	size_t raw_off, raw_len;
 };

@@ -140,6 +140,7 @@ extern const struct driver_ops usb_driver;
 extern const struct driver_ops printer_driver;
 extern const struct driver_ops hid_driver;
 extern const struct driver_ops disk_driver;
+extern const struct driver_ops serial_driver;
 
 /* Logs to the daemon (syslog priority) and, with -v, to stderr. */
 void drv_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -173,6 +174,14 @@ void drv_xfer_free(struct drv_xfer *x);
 /* Timers: fire(t) runs from the main loop, never inside another callback. */
 void drv_timer_arm(struct drv_timer *t, unsigned ms);
 void drv_timer_disarm(struct drv_timer *t);
+
+/*
+ * Claims another interface of the device for `fn` (a CDC union slave, see
+ * common/bind.h), honouring --detach like the function's own interface;
+ * released when the driver host exits.  0 or -errno (-EBUSY: bound to a
+ * kernel driver and no --detach, or claimed already).
+ */
+int drv_claim_interface(struct drv_function *fn, uint8_t ifnum);
 
 /* libusb error code / transfer status to a negative errno (0 when fine). */
 int drv_usb_errno(int libusb_error);

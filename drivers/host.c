@@ -36,10 +36,7 @@
 
 /* The driver table: adding a class driver is one line here. */
 static const struct driver_ops *const drivers[] = {
-    &usb_driver,
-    &printer_driver,
-    &hid_driver,
-    &disk_driver,
+    &usb_driver, &printer_driver, &hid_driver, &disk_driver, &serial_driver,
 };
 
 #define MAX_FUNCTIONS USBDESC_MAX_IFACES
@@ -79,6 +76,15 @@ static uint64_t usb_backoff_us;
 static uint64_t usb_resume_at_us; /* 0: libusb's fds are polled */
 
 static uint8_t rxbuf[PROTO_MAX_MSG];
+
+/* --detach: interfaces bound to a kernel driver may be taken from it. */
+static bool detach_allowed;
+/* Interfaces claimed by drivers beyond their function's own (CDC union slaves). */
+static struct {
+	unsigned fn;
+	uint8_t ifnum;
+} extra_claims[MAX_FUNCTIONS];
+static unsigned nextra_claims;
 
 /* ---- Sending ---- */
 
@@ -872,45 +878,94 @@ static ssize_t read_descriptors(int fd, uint8_t *buf, size_t cap)
 	return (ssize_t)len;
 }
 
-/* Claims one function's interface and probes its driver; 0, or -errno and the function is skipped. */
-static int bind_function(struct drv_function *fn, bool detach)
+/*
+ * Claims interface `ifnum`: one bound to a kernel driver is left alone
+ * unless the daemon passed --detach.  0 or -errno.
+ */
+static int claim_interface(uint8_t ifnum)
 {
-	int r;
-	bool have = false;
+	int r = libusb_kernel_driver_active(device.usb, ifnum);
 
-	for (unsigned i = 0; i < device.info.num_ifaces; i++)
-		if (device.info.ifaces[i].number == fn->ifnum)
-			have = true;
-	if (!have) {
-		drv_log(LOG_ERR, "function %u: the device has no interface %u", fn->index, fn->ifnum);
-		return -ENOENT;
-	}
-	r = libusb_kernel_driver_active(device.usb, fn->ifnum);
 	if (r == LIBUSB_ERROR_NO_DEVICE)
 		return -ENODEV;
-	if (r == 1 && !detach) {
+	if (r == 1 && !detach_allowed) {
 		drv_log(LOG_WARNING, "interface %u is bound to a kernel driver; left alone (no --detach)",
-			fn->ifnum);
+			ifnum);
 		return -EBUSY;
 	}
 	if (r == 1) {
-		r = libusb_detach_kernel_driver(device.usb, fn->ifnum);
+		r = libusb_detach_kernel_driver(device.usb, ifnum);
 		if (r < 0) {
-			drv_log(LOG_ERR, "interface %u: detaching the kernel driver: %s", fn->ifnum,
+			drv_log(LOG_ERR, "interface %u: detaching the kernel driver: %s", ifnum,
 				libusb_strerror(r));
 			return drv_usb_errno(r);
 		}
-		drv_log(LOG_NOTICE, "interface %u: kernel driver detached", fn->ifnum);
+		drv_log(LOG_NOTICE, "interface %u: kernel driver detached", ifnum);
 	}
-	r = libusb_claim_interface(device.usb, fn->ifnum);
+	r = libusb_claim_interface(device.usb, ifnum);
 	if (r < 0) {
-		drv_log(LOG_ERR, "interface %u: claim: %s", fn->ifnum, libusb_strerror(r));
+		drv_log(LOG_ERR, "interface %u: claim: %s", ifnum, libusb_strerror(r));
 		return drv_usb_errno(r);
 	}
+	return 0;
+}
+
+static bool device_has_interface(uint8_t ifnum)
+{
+	for (unsigned i = 0; i < device.info.num_ifaces; i++)
+		if (device.info.ifaces[i].number == ifnum)
+			return true;
+	return false;
+}
+
+int drv_claim_interface(struct drv_function *fn, uint8_t ifnum)
+{
+	int r;
+
+	if (!device_has_interface(ifnum) || ifnum == fn->ifnum)
+		return -ENOENT;
+	for (unsigned i = 0; i < nextra_claims; i++)
+		if (extra_claims[i].ifnum == ifnum)
+			return -EBUSY;
+	if (nextra_claims == MAX_FUNCTIONS)
+		return -ENOSPC;
+	if ((r = claim_interface(ifnum)) < 0)
+		return r;
+	extra_claims[nextra_claims].fn = fn->index;
+	extra_claims[nextra_claims].ifnum = ifnum;
+	nextra_claims++;
+	return 0;
+}
+
+/* Releases what drv_claim_interface() claimed for function `index` (all: ~0u). */
+static void release_extra_claims(unsigned index)
+{
+	for (unsigned i = 0; i < nextra_claims;) {
+		if (index != ~0u && extra_claims[i].fn != index) {
+			i++;
+			continue;
+		}
+		libusb_release_interface(device.usb, extra_claims[i].ifnum);
+		extra_claims[i] = extra_claims[--nextra_claims];
+	}
+}
+
+/* Claims one function's interface and probes its driver; 0, or -errno and the function is skipped. */
+static int bind_function(struct drv_function *fn)
+{
+	int r;
+
+	if (!device_has_interface(fn->ifnum)) {
+		drv_log(LOG_ERR, "function %u: the device has no interface %u", fn->index, fn->ifnum);
+		return -ENOENT;
+	}
+	if ((r = claim_interface(fn->ifnum)) < 0)
+		return r;
 	r = fn->ops->probe(fn);
 	if (r < 0) {
 		drv_log(LOG_ERR, "interface %u: %s probe: %s", fn->ifnum, fn->ops->name, strerror(-r));
 		files_remove_function(fn);
+		release_extra_claims(fn->index);
 		libusb_release_interface(device.usb, fn->ifnum);
 		return r;
 	}
@@ -985,6 +1040,7 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	detach_allowed = opt.detach;
 	signal(SIGPIPE, SIG_IGN);
 	/*
 	 * A crashing driver is routine here (the supervisor respawns it); a
@@ -1029,7 +1085,7 @@ int main(int argc, char **argv)
 		device.info.product_id, device.info.num_ifaces);
 
 	for (unsigned i = 0; i < nfunctions; i++) {
-		r = bind_function(&functions[i], opt.detach);
+		r = bind_function(&functions[i]);
 		if (r == -ENODEV) {
 			drv_log(LOG_ERR, "%s: device gone", opt.devnode);
 			goto out_release;
@@ -1052,6 +1108,7 @@ int main(int argc, char **argv)
 		return status;
 	}
 out_release:
+	release_extra_claims(~0u);
 	for (unsigned i = 0; i < nfunctions; i++)
 		if (function_active[i])
 			libusb_release_interface(device.usb, functions[i].ifnum);

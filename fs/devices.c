@@ -274,8 +274,16 @@ static int usbdev_add(struct udev *udev, struct udev_device *ud)
 	dev->detach = vidpid_list_has(&opts.detach, dev->desc.vendor_id, dev->desc.product_id);
 	for (unsigned i = 0; i < dev->desc.num_ifaces && dev->nfuncs < PLUGFS_MAX_FUNCS; i++) {
 		const struct usbdesc_iface *ifd = &dev->desc.ifaces[i];
+		const struct bind_driver *bd = bind_lookup(&dev->desc, ifd);
 		char kbuf[64], where[80];
 		const char *kdrv = iface_kernel_driver(udev, dev, ifd->number, kbuf, sizeof(kbuf));
+
+		/* A union slave is part of its master's function (common/bind.h). */
+		if (bind_union_master(&dev->desc, ifd->number) != NULL)
+			continue;
+		for (unsigned s = 0; kdrv == NULL && bind_takes_union(&dev->desc, ifd) && s < ifd->num_slaves;
+		     s++)
+			kdrv = iface_kernel_driver(udev, dev, ifd->slaves[s], kbuf, sizeof(kbuf));
 
 		snprintf(where, sizeof(where), "%s:%u.%u", dev->sysname, dev->desc.config_value, ifd->number);
 		if (kdrv != NULL && !dev->detach) {
@@ -283,7 +291,7 @@ static int usbdev_add(struct udev *udev, struct udev_device *ud)
 				  kdrv, dev->desc.vendor_id, dev->desc.product_id);
 			continue;
 		}
-		if (function_new(dev, ifd, bind_lookup(&dev->desc, ifd)) == NULL) {
+		if (function_new(dev, ifd, bd) == NULL) {
 			usbdev_free(dev);
 			return -ENOMEM;
 		}

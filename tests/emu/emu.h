@@ -142,6 +142,7 @@ extern const struct emu_model emu_model_printer_zh380, emu_model_printer_slow, e
 extern const struct emu_model emu_model_thermo, emu_model_keypad, emu_model_keypad_out;
 extern const struct emu_model emu_model_disk, emu_model_disk_4k, emu_model_disk_2lun, emu_model_disk_stall,
     emu_model_disk_phase, emu_model_disk_nomedium, emu_model_disk_ro, emu_model_disk_bad;
+extern const struct emu_model emu_model_acm, emu_model_ft232r;
 /* Not selectable: every bus gets one, as devnum 1. */
 extern const struct emu_model emu_model_roothub;
 

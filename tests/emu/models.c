@@ -32,6 +32,9 @@ const struct emu_model *const emu_models[] = {
     &emu_model_disk_nomedium,
     &emu_model_disk_ro,
     &emu_model_disk_bad,
+    /* Serial: model_serial.c. */
+    &emu_model_acm,
+    &emu_model_ft232r,
     NULL,
 };
 

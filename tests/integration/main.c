@@ -20,6 +20,7 @@ static Suite *(*const suites[])(void) = {
     printer_suite,
     hid_suite,
     disk_suite,
+    serial_suite,
 };
 
 int main(int argc, char **argv)

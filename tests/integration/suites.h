@@ -13,5 +13,6 @@ Suite *mount_suite(void);
 Suite *printer_suite(void);
 Suite *hid_suite(void);
 Suite *disk_suite(void);
+Suite *serial_suite(void);
 
 #endif

@@ -19,6 +19,7 @@ static Suite *(*const suite_ctors[])(void) = {
     /* Class drivers. */
     printer_suite,
     hidparse_suite,
+    serial_line_suite,
 };
 
 int main(void)

@@ -16,5 +16,6 @@ Suite *events_suite(void);
 Suite *tree_suite(void);
 Suite *printer_suite(void);
 Suite *hidparse_suite(void);
+Suite *serial_line_suite(void);
 
 #endif

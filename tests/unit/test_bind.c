@@ -1,9 +1,10 @@
 /*
- * The driver table (common/bind.c).  Interfaces no class driver binds go
- * to the generic driver `usb`.  When a class driver gets its row in
- * bind.c, change that device's column in expected_drivers[] below: e.g.
- * the Gprinter's interface 0 becomes "printer", the Arduino's interface 0
- * "serial" (the Cruzer is "disk" already).
+ * The driver table (common/bind.c): which driver each interface of each
+ * real device binds to.  When a class driver gets its row in bind.c, change
+ * that device's column in expected_drivers[] below: e.g. the Gprinter's
+ * interface is "printer", the Cruzer's "disk".  (The Arduino's data
+ * interface still looks up "usb": the daemon gives it to the serial
+ * function as a union slave instead, see test_serial_line.c.)
  */
 #include <stddef.h>
 #include <string.h>
@@ -15,12 +16,12 @@
 
 /* Per test_devices[] entry, the driver of each interface in descriptor order. */
 static const char *const expected_drivers[][4] = {
-    {"usb"},		   /* ftdi-ft232r: vendor ff/ff/ff */
-    {"usb", "usb"},	   /* arduino-uno-r3: CDC ACM + CDC data */
-    {"disk"},		   /* sandisk-cruzer-titanium: mass storage 8/6/50 */
-    {"printer"},	   /* gprinter-zh380: printer 7/1/2 */
-    {"usb", "usb", "usb"}, /* rpi-pico-cdc: CDC ACM + CDC data + vendor reset */
-    {"hid", "hid"},	   /* temper-0c45-7401: two HID interfaces */
+    {"serial"},		      /* ftdi-ft232r: vendor ff/ff/ff, 0403:6001 */
+    {"serial", "usb"},	      /* arduino-uno-r3: CDC ACM + CDC data (a union slave: see test_serial_line.c) */
+    {"disk"},		      /* sandisk-cruzer-titanium: mass storage 8/6/50 */
+    {"printer"},	      /* gprinter-zh380: printer 7/1/2 */
+    {"serial", "usb", "usb"}, /* rpi-pico-cdc: CDC ACM + CDC data + vendor reset */
+    {"hid", "hid"},	      /* temper-0c45-7401: two HID interfaces */
 };
 
 START_TEST(test_bind_real_devices)
