@@ -7,7 +7,7 @@
 #include <string.h>
 
 const struct emu_model *const emu_models[] = {
-    &emu_model_loopback, &emu_model_stall, &emu_model_hang, &emu_model_kbound, NULL,
+    &emu_model_loopback, &emu_model_stall, &emu_model_hang, &emu_model_kbound, &emu_model_twin, NULL,
 };
 
 const struct emu_model *emu_model_find(const char *name)
