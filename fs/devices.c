@@ -73,7 +73,7 @@ static void udev_escape(char *out, size_t cap, const char *in)
 	out[n] = '\0';
 }
 
-static void lowest_free_name(char *out, size_t cap, const char *kind)
+void lowest_free_name(char *out, size_t cap, const char *kind)
 {
 	for (unsigned i = 0;; i++) {
 		snprintf(out, cap, "%s%u", kind, i);
@@ -160,7 +160,7 @@ struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *if
 	fn->index = dev->nfuncs;
 	fn->ifnum = ifd->number;
 	fn->bind = bd;
-	lowest_free_name(fn->name, sizeof(fn->name), bd->kind);
+	names_pick(fn->name, sizeof(fn->name), dev, ifd->number, bd->kind);
 	if (dev->manufacturer[0] != '\0')
 		udev_escape(m, sizeof(m), dev->manufacturer);
 	else
@@ -198,15 +198,19 @@ void devices_free(void)
 		sup_free(dev->drv);
 		usbdev_free(dev);
 	}
+	names_forget_all();
 }
 
-static int usbdev_add(struct udev *udev, struct udev_device *ud)
+int devices_add(struct udev *udev, struct udev_device *ud)
 {
 	const char *why = NULL;
 	const char *node = udev_device_get_devnode(ud);
 	const char *devtype = udev_device_get_devtype(ud);
 
 	if (node == NULL || devtype == NULL || strcmp(devtype, "usb_device") != 0)
+		return 0;
+	/* Enumeration and the monitor may both report a device plugged during start-up. */
+	if (syspath_seen(udev_device_get_syspath(ud)))
 		return 0;
 	struct usbdev *dev = calloc(1, sizeof(*dev));
 	if (dev == NULL)
@@ -236,7 +240,13 @@ static int usbdev_add(struct udev *udev, struct udev_device *ud)
 		return 0;
 	}
 	/* Hubs belong to the kernel: plugfs shows what hangs off them. */
-	if (dev->desc.cls == 9 || !vidpid_list_has(&opts.only, dev->desc.vendor_id, dev->desc.product_id)) {
+	if (dev->desc.cls == 9) {
+		usbdev_free(dev);
+		return 0;
+	}
+	if (!vidpid_list_has(&opts.only, dev->desc.vendor_id, dev->desc.product_id)) {
+		event_add(dev->sysname, "skip %04x:%04x (only= does not name it)", dev->desc.vendor_id,
+			  dev->desc.product_id);
 		usbdev_free(dev);
 		return 0;
 	}
@@ -291,7 +301,7 @@ int devices_enumerate(void)
 		struct udev_device *ud = udev_device_new_from_syspath(udev, udev_list_entry_get_name(e));
 		if (ud == NULL)
 			continue;
-		r = usbdev_add(udev, ud);
+		r = devices_add(udev, ud);
 		udev_device_unref(ud);
 		if (r < 0)
 			break;
