@@ -12,10 +12,7 @@
 #include "suites.h"
 
 static Suite *(*const suites[])(void) = {
-    generic_suite,
-    crash_suite,
-    isolation_suite,
-    mount_suite,
+    generic_suite, crash_suite, isolation_suite, mount_suite, hotplug_suite,
 };
 
 int main(int argc, char **argv)

@@ -10,5 +10,6 @@ Suite *generic_suite(void);
 Suite *crash_suite(void);
 Suite *isolation_suite(void);
 Suite *mount_suite(void);
+Suite *hotplug_suite(void);
 
 #endif
