@@ -230,10 +230,12 @@ int devices_add(struct udev *udev, struct udev_device *ud)
 
 	int r = read_descriptors(dev);
 	if (r < 0) {
+		/* Not remembered: a device still being added is read again at its uevent. */
 		log_msg(LOG_WARNING, "%s: cannot read descriptors: %s", dev->sysname, strerror(-r));
 		free(dev);
 		return 0;
 	}
+	syspath_remember(dev->syspath);
 	if (usbdesc_parse(dev->descriptors, dev->descriptors_len, &dev->desc, &why) < 0) {
 		log_msg(LOG_WARNING, "%s: malformed descriptors (%s), device ignored", dev->sysname, why);
 		usbdev_free(dev);

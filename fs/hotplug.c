@@ -45,17 +45,23 @@ int syspath_seen(const char *syspath)
 	for (unsigned i = 0; i < nseen; i++)
 		if (strcmp(seen[i], syspath) == 0)
 			return 1;
+	return 0;
+}
+
+void syspath_remember(const char *syspath)
+{
+	if (syspath_seen(syspath))
+		return;
 	if (nseen == seen_cap) {
 		unsigned cap = seen_cap ? seen_cap * 2 : 16;
 		char **s = realloc(seen, cap * sizeof(*s));
 		if (s == NULL)
-			return 0; /* not remembered: a duplicate event may show it twice, nothing worse */
+			return; /* not remembered: a duplicate event may show it twice, nothing worse */
 		seen = s;
 		seen_cap = cap;
 	}
 	if ((seen[nseen] = strdup(syspath)) != NULL)
 		nseen++;
-	return 0;
 }
 
 static void syspath_forget(const char *syspath)

@@ -151,8 +151,9 @@ void devices_free(void);
 /* The udev monitor, on the loop: call before devices_enumerate(). */
 int hotplug_init(void);
 void hotplug_free(void);
-/* Nonzero if syspath was handled before (and not removed since); else remembers it. */
+/* Nonzero if syspath was handled (shown or skipped) and not removed since. */
 int syspath_seen(const char *syspath);
+void syspath_remember(const char *syspath);
 /* A function's name: its old one if it had one and it is free, else lowest_free_name(). */
 void names_pick(char *out, size_t cap, const struct usbdev *dev, uint8_t ifnum, const char *kind);
 void names_forget_all(void);

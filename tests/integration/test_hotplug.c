@@ -403,6 +403,30 @@ START_TEST(twenty_in_one_burst)
 }
 END_TEST
 
+static void setup_only(void)
+{
+	ck_assert_int_eq(mnt_start(&m, none, "only=1209:0001:1209:0004", 0), 0);
+}
+
+/* only= and the kernel-driver rule apply to a device plugged later as at start. */
+START_TEST(filters_apply_to_plugged_devices)
+{
+	ck_assert_int_eq(emu_plug(&m, "twin", 1), 0);
+	ck_assert_int_eq(wait_event(&m, "1-1 skip 1209:0005", "only=", 5000), 0);
+	ck_assert_int_eq(emu_plug(&m, "kbound", 2), 0);
+	ck_assert_int_eq(wait_state(&m, "usb0", "running", 5000), 0);
+	ck_assert_int_eq(wait_event(&m, "1-2:1.1 skip bound to kernel driver usbhid", NULL, 1000), 0);
+	ck_assert_int_eq(count_functions(&m, 0), 1);
+	ck_assert_str_eq(read_line(mpath(&m, "usb0/port")), "1-2");
+	/* The skipped twin leaves as quietly as it came; the shown device says detach. */
+	ck_assert_int_eq(emu_unplug(&m, "1-1"), 0);
+	ck_assert_int_eq(emu_unplug(&m, "1-2"), 0);
+	ck_assert_int_eq(wait_event(&m, "usb0 detach 1-2 1209:0004", NULL, 5000), 0);
+	ck_assert_int_eq(count_events(" detach ", NULL), 1);
+	ck_assert_int_eq(count_events("skip 1209:0005", NULL), 1);
+}
+END_TEST
+
 /* plugfs-emu plugs a device while plugfs is enumerating: it shows once. */
 START_TEST(plugged_during_start_shows_once)
 {
@@ -447,11 +471,12 @@ Suite *hotplug_suite(void)
 	add_case(s, "twins", setup_empty, twins_told_apart_by_port);
 	add_case(s, "cycles", setup_loopback, hundred_cycles_leave_nothing_behind);
 	add_case(s, "burst", setup_empty, twenty_in_one_burst);
+	add_case(s, "filters", setup_only, filters_apply_to_plugged_devices);
 	/* Its own mounts, made and stopped inside the test. */
 	tc = tcase_create("start");
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_set_timeout(tc, 60);
-	tcase_add_loop_test(tc, plugged_during_start_shows_once, 0, 3);
+	tcase_add_loop_test(tc, plugged_during_start_shows_once, 0, 5);
 	suite_add_tcase(s, tc);
 	return s;
 }
