@@ -73,7 +73,7 @@ static void udev_escape(char *out, size_t cap, const char *in)
 	out[n] = '\0';
 }
 
-static void lowest_free_name(char *out, size_t cap, const char *kind)
+void lowest_free_name(char *out, size_t cap, const char *kind)
 {
 	for (unsigned i = 0;; i++) {
 		snprintf(out, cap, "%s%u", kind, i);
@@ -160,7 +160,7 @@ struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *if
 	fn->index = dev->nfuncs;
 	fn->ifnum = ifd->number;
 	fn->bind = bd;
-	lowest_free_name(fn->name, sizeof(fn->name), bd->kind);
+	names_pick(fn->name, sizeof(fn->name), dev, ifd->number, 0, bd->kind);
 	if (dev->manufacturer[0] != '\0')
 		udev_escape(m, sizeof(m), dev->manufacturer);
 	else
@@ -191,7 +191,7 @@ struct function *function_new_unit(struct function *parent, uint8_t unit)
 	fn->unit = unit;
 	fn->ifnum = parent->ifnum;
 	fn->bind = parent->bind;
-	lowest_free_name(fn->name, sizeof(fn->name), fn->bind->kind);
+	names_pick(fn->name, sizeof(fn->name), dev, fn->ifnum, unit, fn->bind->kind);
 	snprintf(fn->by_id, sizeof(fn->by_id), "%.200s-lun%u", parent->by_id, unit);
 	snprintf(fn->by_path, sizeof(fn->by_path), "%.64s-lun%u", parent->by_path, unit);
 	TAILQ_INSERT_TAIL(&functions, fn, link);
@@ -229,15 +229,19 @@ void devices_free(void)
 		sup_free(dev->drv);
 		usbdev_free(dev);
 	}
+	names_forget_all();
 }
 
-static int usbdev_add(struct udev *udev, struct udev_device *ud)
+int devices_add(struct udev *udev, struct udev_device *ud)
 {
 	const char *why = NULL;
 	const char *node = udev_device_get_devnode(ud);
 	const char *devtype = udev_device_get_devtype(ud);
 
 	if (node == NULL || devtype == NULL || strcmp(devtype, "usb_device") != 0)
+		return 0;
+	/* Enumeration and the monitor may both report a device plugged during start-up. */
+	if (syspath_seen(udev_device_get_syspath(ud)))
 		return 0;
 	struct usbdev *dev = calloc(1, sizeof(*dev));
 	if (dev == NULL)
@@ -257,17 +261,25 @@ static int usbdev_add(struct udev *udev, struct udev_device *ud)
 
 	int r = read_descriptors(dev);
 	if (r < 0) {
+		/* Not remembered: a device still being added is read again at its uevent. */
 		log_msg(LOG_WARNING, "%s: cannot read descriptors: %s", dev->sysname, strerror(-r));
 		free(dev);
 		return 0;
 	}
+	syspath_remember(dev->syspath);
 	if (usbdesc_parse(dev->descriptors, dev->descriptors_len, &dev->desc, &why) < 0) {
 		log_msg(LOG_WARNING, "%s: malformed descriptors (%s), device ignored", dev->sysname, why);
 		usbdev_free(dev);
 		return 0;
 	}
 	/* Hubs belong to the kernel: plugfs shows what hangs off them. */
-	if (dev->desc.cls == 9 || !vidpid_list_has(&opts.only, dev->desc.vendor_id, dev->desc.product_id)) {
+	if (dev->desc.cls == 9) {
+		usbdev_free(dev);
+		return 0;
+	}
+	if (!vidpid_list_has(&opts.only, dev->desc.vendor_id, dev->desc.product_id)) {
+		event_add(dev->sysname, "skip %04x:%04x (only= does not name it)", dev->desc.vendor_id,
+			  dev->desc.product_id);
 		usbdev_free(dev);
 		return 0;
 	}
@@ -330,7 +342,7 @@ int devices_enumerate(void)
 		struct udev_device *ud = udev_device_new_from_syspath(udev, udev_list_entry_get_name(e));
 		if (ud == NULL)
 			continue;
-		r = usbdev_add(udev, ud);
+		r = devices_add(udev, ud);
 		udev_device_unref(ud);
 		if (r < 0)
 			break;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "notify.h"
 #include "ops.h"
 #include "plugfs.h"
 #include "supervisor.h"
@@ -198,6 +199,11 @@ static int run_mounted(struct fuse_args *args)
 		r = 1;
 		goto out_unmount;
 	}
+	/* The monitor first: a device plugged during the enumeration is then seen by one or both. */
+	if ((r = hotplug_init()) < 0)
+		log_msg(LOG_ERR, "udev monitor: %s; devices plugged later will not show", strerror(-r));
+	if ((r = notify_start(se)) < 0)
+		log_msg(LOG_WARNING, "notification thread: %s", strerror(-r));
 	if ((r = devices_enumerate()) < 0)
 		log_msg(LOG_ERR, "enumerating USB devices: %s", strerror(-r));
 	log_msg(LOG_INFO, "mounted on %s", opts.mountpoint);
@@ -206,10 +212,15 @@ static int run_mounted(struct fuse_args *args)
 	r = exit_status;
 	sup_shutdown();
 	devices_free();
+	hotplug_free();
 out_unmount:
 	fuse_session_unmount(se);
+	/* A thread stuck in the kernel still holds the session: it must outlive us. */
+	if (notify_stop() < 0)
+		goto out_free;
 out_destroy:
 	fuse_session_destroy(se);
+out_free:
 	free(fbuf.mem);
 	return r;
 }

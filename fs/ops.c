@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "notify.h"
 #include "ops.h"
 #include "supervisor.h"
 
@@ -584,9 +585,31 @@ static void reply_slice(fuse_req_t req, const char *buf, size_t len, size_t size
 	fuse_reply_buf(req, buf + off, n);
 }
 
+/*
+ * A file of an unplugged device, still open: its reads and writes answer
+ * ENODEV until it is closed, whether the device's memory is still there
+ * (other handles keep it) or not.
+ */
+static int unplugged(fuse_ino_t ino, const struct node *n)
+{
+	if (n->fn != NULL)
+		return n->fn->dev->gone;
+	return n->type == N_NONE && (ino >> FN_SHIFT) != 0;
+}
+
+void tree_function_gone(struct function *fn)
+{
+	notify_entry_gone(INO_ROOT, fn_ino(fn, SUB_DIR), fn->name);
+	notify_entry_gone(INO_BYID, fn_ino(fn, SUB_BYID), fn->by_id);
+	notify_entry_gone(INO_BYPATH, fn_ino(fn, SUB_BYPATH), fn->by_path);
+}
+
 static void pl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct node n = resolve(ino);
+
+	if (unplugged(ino, &n))
+		return (void)fuse_reply_err(req, ENODEV);
 
 	switch (n.type) {
 	case N_DEVICES:
@@ -635,12 +658,12 @@ static void pl_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	struct node n = resolve(ino);
 
+	if (unplugged(ino, &n))
+		return (void)fuse_reply_err(req, ENODEV);
 	switch (n.type) {
 	case N_INFO:
 		if (n.index != INFO_CTL)
 			return (void)fuse_reply_err(req, EBADF);
-		if (n.fn->dev->gone)
-			return (void)fuse_reply_err(req, ENODEV);
 		return ctl_write(req, n.fn, buf, size);
 	case N_DFILE:
 		if (fi->fh == 0)

@@ -27,6 +27,10 @@ struct usbdev;
 /* A driver said HELLO or failed: answers the lookups and listings that waited for it. */
 void tree_driver_settled(struct usbdev *dev);
 
+/* Drops an unplugged function's names from the kernel's caches (from another thread). */
+struct function;
+void tree_function_gone(struct function *fn);
+
 /* The content of a daemon-served file (devices, events, info files); -EINVAL for others. */
 ssize_t tree_render(fuse_ino_t ino, char *buf, size_t cap);
 

@@ -145,10 +145,30 @@ struct function *function_new(struct usbdev *dev, const struct usbdesc_iface *if
 struct function *function_new_unit(struct function *parent, uint8_t unit);
 /* The function of dev with that driver index and unit, or NULL. */
 struct function *function_of(struct usbdev *dev, unsigned index, unsigned unit);
+/* Shows a usb_device found by enumeration or hotplug, once per syspath; 0 or -errno. */
+struct udev;
+struct udev_device;
+int devices_add(struct udev *udev, struct udev_device *ud);
+/* KIND + the lowest index no present function uses. */
+void lowest_free_name(char *out, size_t cap, const char *kind);
 /* The `devices` file. */
 size_t devices_render(char *buf, size_t cap);
 void usbdev_free(struct usbdev *dev);
 /* At exit, after sup_shutdown(): frees every device and its driver state. */
 void devices_free(void);
+
+/* Hotplug (fs/hotplug.c). */
+/* The udev monitor, on the loop: call before devices_enumerate(). */
+int hotplug_init(void);
+void hotplug_free(void);
+/* Nonzero if syspath was handled (shown or skipped) and not removed since. */
+int syspath_seen(const char *syspath);
+void syspath_remember(const char *syspath);
+/* A function's name: its old one if it had one and it is free, else lowest_free_name(). */
+void names_pick(char *out, size_t cap, const struct usbdev *dev, uint8_t ifnum, uint8_t unit,
+		const char *kind);
+void names_forget_all(void);
+/* Frees an unplugged device once its driver is reaped and no handle is left. */
+void usbdev_release_if_unused(struct usbdev *dev);
 
 #endif

@@ -34,6 +34,9 @@ struct outmsg {
 	uint8_t data[];
 };
 
+/* An unplugged device's driver gets this long to exit after SIGTERM. */
+#define DETACH_KILL_MS 1000
+
 /* A driver that lets this much pile up unread is not reading: it is hung. */
 #define OUTQ_LIMIT   (8u * 1024 * 1024)
 #define SOCKBUF_SIZE (1024 * 1024)
@@ -332,6 +335,10 @@ void sup_reap(void)
 		else
 			snprintf(how, sizeof(how), "%s", d->fail_reason);
 		log_msg(LOG_DEBUG, "%s: driver pid %d reaped (%s)", d->dev->funcs[0]->name, (int)pid, how);
+		if (d->state == DRV_GONE) {
+			usbdev_release_if_unused(d->dev);
+			continue;
+		}
 		drv_fail(d, NULL);
 		if (d->state == DRV_RESTARTING)
 			drv_after_death(d, how);
@@ -465,21 +472,32 @@ int sup_attach(struct usbdev *dev)
 	return 0;
 }
 
+/*
+ * The device is gone.  Whatever the driver was doing (starting, running,
+ * waiting out a backoff, failed), it is stopped for good: EOF on its socket
+ * and SIGTERM ask it to exit, SIGKILL follows DETACH_KILL_MS later if it
+ * has not (drv_tick), and sup_reap() reaps it.  No state leads out of
+ * DRV_GONE, so nothing is respawned.
+ */
 void sup_detach(struct usbdev *dev)
 {
 	struct drv *d = dev->drv;
+	enum drv_state was = d->state;
 
-	if (d->sock >= 0) {
-		drv_close_sock(d);
-		d->generation++;
-	}
-	fail_requests(d, ENODEV);
-	wake_pollers(d);
-	if (!d->reaped && d->pid > 0)
-		kill(d->pid, SIGKILL);
+	drv_close_sock(d);
+	d->generation++;
 	d->state = DRV_GONE;
 	dev->gone = 1;
-	drv_event(d, "detach %s", dev->sysname);
+	fail_requests(d, ENODEV);
+	wake_pollers(d);
+	if (!d->reaped && d->pid > 0) {
+		kill(d->pid, SIGTERM);
+		d->kill_at_ms = now_ms() + DETACH_KILL_MS;
+	}
+	drv_event(d, "detach %s %04x:%04x (driver was %s)", dev->sysname, dev->desc.vendor_id,
+		  dev->desc.product_id, drv_state_name(was));
+	/* Lookups waiting for a HELLO that will not come: they now find nothing. */
+	tree_driver_settled(dev);
 }
 
 /* ---- Receiving ---- */
@@ -750,6 +768,18 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 		return d->respawn_at_ms;
 	case DRV_RUNNING:
 		break;
+	case DRV_GONE:
+		if (d->reaped || d->pid <= 0)
+			return 0;
+		if (now >= d->kill_at_ms) {
+			log_msg(LOG_WARNING, "%s: driver pid %d did not exit after the unplug, killing it",
+				d->dev->funcs[0]->name, (int)d->pid);
+			kill(d->pid, SIGKILL);
+			/* Once is enough; the reap follows. */
+			d->kill_at_ms = UINT64_MAX;
+			return 0;
+		}
+		return d->kill_at_ms;
 	default:
 		return 0;
 	}
@@ -1030,7 +1060,8 @@ void sup_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph)
 
 void sup_release(struct handle *h)
 {
-	struct drv *d = h->fn->dev->drv;
+	struct usbdev *dev = h->fn->dev;
+	struct drv *d = dev->drv;
 
 	if (d->sock >= 0 && h->generation == d->generation) {
 		struct proto_hdr m = {.type = PROTO_RELEASE, .handle = h->id};
@@ -1040,6 +1071,9 @@ void sup_release(struct handle *h)
 		fuse_pollhandle_destroy(h->ph);
 	LIST_REMOVE(h, link);
 	free(h);
+	/* The last handle on an unplugged device was all that kept it. */
+	if (dev->gone)
+		usbdev_release_if_unused(dev);
 }
 
 void sup_ctl(fuse_req_t req, struct function *fn, const char *cmd, size_t len, size_t written)

@@ -75,6 +75,7 @@ struct drv {
 	int reaped;		/* the last process has been waited for */
 	uint64_t respawn_at_ms; /* when restarting: respawn time (valid once reaped) */
 	uint64_t started_ms;
+	uint64_t kill_at_ms; /* gone: SIGKILL if not reaped by then */
 	/* Heartbeat. */
 	uint32_t ping_req;
 	uint64_t ping_sent_ms;
@@ -100,7 +101,12 @@ unsigned drv_record_crash(uint64_t *hist, unsigned *n, unsigned cap, uint64_t no
 int sup_init(void);
 /* Creates and starts the driver of a device. */
 int sup_attach(struct usbdev *dev);
-/* Device unplugged: stop its driver, fail everything with ENODEV. */
+/*
+ * Device unplugged: stop its driver for good (SIGTERM, SIGKILL after a
+ * bound, reaped), fail everything in flight and every later request on its
+ * handles with ENODEV.  The caller frees the device with
+ * usbdev_release_if_unused() once nothing refers to it.
+ */
 void sup_detach(struct usbdev *dev);
 /* `ctl restart`: leave failed (or restart a running driver) now. */
 int sup_restart(struct drv *d);

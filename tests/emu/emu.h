@@ -143,6 +143,7 @@ extern const struct emu_model emu_model_thermo, emu_model_keypad, emu_model_keyp
 extern const struct emu_model emu_model_disk, emu_model_disk_4k, emu_model_disk_2lun, emu_model_disk_stall,
     emu_model_disk_phase, emu_model_disk_nomedium, emu_model_disk_ro, emu_model_disk_bad;
 extern const struct emu_model emu_model_acm, emu_model_ft232r;
+extern const struct emu_model emu_model_twin;
 /* Not selectable: every bus gets one, as devnum 1. */
 extern const struct emu_model emu_model_roothub;
 
@@ -182,6 +183,12 @@ struct emu_dev {
 	GQueue pending;
 	UMockdevIoctlBase *handler;
 	void *state; /* the model's */
+	/*
+	 * Unplugged: every URB failed with -ENODEV, and every later ioctl or
+	 * read on a node still open answers ENODEV, as usbfs does after a
+	 * disconnect.  The struct lives on until exit: open clients point here.
+	 */
+	bool gone;
 };
 
 struct emu_dev *emu_dev_new(const struct emu_model *m, unsigned busnum, unsigned devnum, unsigned port);
@@ -191,11 +198,41 @@ void emu_dev_free(struct emu_dev *dev);
 
 /* The device (a root hub when dev->port is 0) and one child per interface.  0 or -errno. */
 int emu_sysfs_add_device(UMockdevTestbed *tb, const struct emu_dev *dev);
+/* The device's sysfs path as umockdev and uevents name it: /sys/devices/... */
+void emu_sysfs_path(const struct emu_dev *dev, char *dst, size_t cap);
 
 /* ---- usbfs.c: the usbfs ioctls of one device node ---- */
 
 /* Attaches dev->handler to dev->devnode.  0 or -errno. */
 int emu_usbfs_attach(UMockdevTestbed *tb, struct emu_dev *dev);
+
+/* ---- bed.c: every device of the test bed, and hotplug ---- */
+
+/*
+ * The bus: a root hub as devnum 1, devices on ports 1, 2, ...  Devnums are
+ * handed out as the kernel does, the next free one after the last given,
+ * wrapping after 127, so a replugged device gets a new node.
+ */
+int emu_bed_init(UMockdevTestbed *tb, unsigned busnum);
+/* Plugs a device of model m on `port` (0: the lowest free one). */
+int emu_bed_plug(const struct emu_model *m, unsigned port, struct emu_dev **out);
+/* Unplugs the device `sysname` (1-3): URBs fail, node dead, uevent, sysfs gone. */
+int emu_bed_unplug(const char *sysname);
+/* After the testbed is unreferenced (its worker stopped): frees every device. */
+void emu_bed_free(void);
+
+/* ---- control.c: plug and unplug while the command runs ---- */
+
+/*
+ * A unix stream socket at `path`; each connection sends commands, one a
+ * line, and gets one line back for each, in order:
+ *     plug MODEL [PORT]   ->  ok SYSNAME DEVNODE   (the uevent "add" is sent)
+ *     unplug SYSNAME      ->  ok                   (the uevent "remove" is sent)
+ *     anything wrong      ->  err MESSAGE
+ */
+int emu_control_start(const char *path);
+/* Stops serving and removes the socket. */
+void emu_control_stop(void);
 
 /* ---- urb.c: transfers in flight ---- */
 

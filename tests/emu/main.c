@@ -1,7 +1,7 @@
 /*
  * plugfs-emu: runs a command in a world with emulated USB devices.
  *
- *     plugfs-emu [-v] --model NAME [--model NAME ...] [--bus N] -- COMMAND [ARGS...]
+ *     plugfs-emu [-v] [--model NAME ...] [--bus N] [--control PATH] -- COMMAND [ARGS...]
  *
  * Example:
  *     $ build/plugfs-emu --model loopback -- ls /dev/bus/usb/001/
@@ -15,6 +15,12 @@
  * (LD_PRELOAD and UMOCKDEV_DIR are inherited).  SIGINT and SIGTERM are
  * passed on to COMMAND; plugfs-emu exits with COMMAND's status, or 128 +
  * the signal that killed it, after removing the testbed directory.
+ *
+ * With --control PATH, devices are plugged and unplugged while COMMAND
+ * runs, through a unix socket (see control.c):
+ *     $ build/plugfs-emu --control /tmp/ctl -- sh -c 'udevadm monitor & sleep 9' &
+ *     $ echo 'plug loopback' | socat - UNIX-CONNECT:/tmp/ctl
+ *     ok 1-1 /dev/bus/usb/001/002
  */
 #include "emu.h"
 
@@ -39,13 +45,15 @@ struct options {
 	const struct emu_model *models[EMU_MAX_MODELS];
 	unsigned nmodels;
 	unsigned busnum;
+	const char *control;
 	char **command;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: plugfs-emu [-v] --model NAME [--model NAME ...] [--bus N] -- COMMAND [ARGS...]\n"
-		   "models:\n");
+	fprintf(f,
+		"usage: plugfs-emu [-v] [--model NAME ...] [--bus N] [--control PATH] -- COMMAND [ARGS...]\n"
+		"models:\n");
 	for (unsigned i = 0; emu_models[i] != NULL; i++)
 		fprintf(f, "  %-10s %s\n", emu_models[i]->name, emu_models[i]->summary);
 }
@@ -54,18 +62,16 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-	    {"model", required_argument, NULL, 'm'},
-	    {"bus", required_argument, NULL, 'b'},
-	    {"verbose", no_argument, NULL, 'v'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"model", required_argument, NULL, 'm'},   {"bus", required_argument, NULL, 'b'},
+	    {"control", required_argument, NULL, 'c'}, {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
 	};
 	int opt;
 
 	memset(o, 0, sizeof(*o));
 	o->busnum = 1;
 	/* '+': stop at COMMAND, so its own options are left alone. */
-	while ((opt = getopt_long(argc, argv, "+m:b:vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+m:b:c:vh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'm':
 			if (o->nmodels == EMU_MAX_MODELS) {
@@ -90,6 +96,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->busnum = (unsigned)v;
 			break;
 		}
+		case 'c':
+			o->control = optarg;
+			break;
 		case 'v':
 			emu_verbose = true;
 			break;
@@ -193,27 +202,8 @@ static int wait_command(pid_t pid, const sigset_t *set)
 	}
 }
 
-static int add_device(UMockdevTestbed *tb, struct emu_dev **slot, const struct emu_model *m, unsigned busnum,
-		      unsigned devnum, unsigned port)
-{
-	struct emu_dev *dev = emu_dev_new(m, busnum, devnum, port);
-	int r;
-
-	if (dev == NULL) {
-		emu_err("cannot create %s", m->name);
-		return -ENOMEM;
-	}
-	*slot = dev;
-	/* The handler first: the node must answer as soon as it exists. */
-	if ((r = emu_usbfs_attach(tb, dev)) < 0 || (r = emu_sysfs_add_device(tb, dev)) < 0)
-		return r;
-	emu_log("%s: %s %04x:%04x at %s", dev->sysname, m->name, m->vendor_id, m->product_id, dev->devnode);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
-	struct emu_dev *devs[EMU_MAX_MODELS + 1] = {NULL};
 	UMockdevTestbed *tb = NULL;
 	struct options o;
 	sigset_t set;
@@ -237,11 +227,13 @@ int main(int argc, char **argv)
 	tb = umockdev_testbed_new();
 	root = umockdev_testbed_get_root_dir(tb);
 	emu_log("testbed in %s", root);
-	if (add_device(tb, &devs[0], &emu_model_roothub, o.busnum, 1, 0) < 0)
+	if (emu_bed_init(tb, o.busnum) < 0)
 		goto out;
 	for (unsigned i = 0; i < o.nmodels; i++)
-		if (add_device(tb, &devs[i + 1], o.models[i], o.busnum, i + 2, i + 1) < 0)
+		if (emu_bed_plug(o.models[i], 0, NULL) < 0)
 			goto out;
+	if (o.control != NULL && emu_control_start(o.control) < 0)
+		goto out;
 	if (spawn_command(o.command, &pid) < 0) {
 		rc = 127;
 		goto out;
@@ -249,10 +241,10 @@ int main(int argc, char **argv)
 	rc = wait_command(pid, &set);
 	emu_log("%s exited: %d", o.command[0], rc);
 out:
+	emu_control_stop();
 	/* The testbed first: it stops umockdev's worker, the only thread using the devices. */
 	g_object_unref(tb);
-	for (unsigned i = 0; i <= EMU_MAX_MODELS; i++)
-		emu_dev_free(devs[i]);
+	emu_bed_free();
 	if (root != NULL && g_file_test(root, G_FILE_TEST_EXISTS))
 		emu_err("testbed %s was left behind", root);
 	g_free(root);

@@ -260,9 +260,15 @@ int emu_sysfs_add_device(UMockdevTestbed *tb, const struct emu_dev *dev)
 	int rc = 0;
 
 	parent_path(dev, path, sizeof(path));
-	add_device_text(s, tb, dev, path);
+	/*
+	 * umockdev sends a uevent "add" for each paragraph once it is written:
+	 * the interfaces go first, so that when the device's own uevent goes
+	 * out, everything a listener looks at (interfaces, their kernel
+	 * drivers) is already there, as with the kernel.
+	 */
 	for (unsigned i = 0; i < dev->model->num_ifaces; i++)
 		add_iface_text(s, tb, dev, path, i);
+	add_device_text(s, tb, dev, path);
 	if (!umockdev_testbed_add_from_string(tb, s->str, &err)) {
 		emu_err("%s: cannot add to the testbed: %s", dev->sysname, err->message);
 		g_error_free(err);
@@ -270,4 +276,12 @@ int emu_sysfs_add_device(UMockdevTestbed *tb, const struct emu_dev *dev)
 	}
 	g_string_free(s, TRUE);
 	return rc;
+}
+
+void emu_sysfs_path(const struct emu_dev *dev, char *dst, size_t cap)
+{
+	char path[256];
+
+	parent_path(dev, path, sizeof(path));
+	snprintf(dst, cap, "/sys%s", path);
 }

@@ -685,6 +685,12 @@ static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client
 		umockdev_ioctl_client_complete(client, -1, ENOMEM);
 		return TRUE;
 	}
+	/* After a disconnect usbfs answers ENODEV, but still hands back the URBs it failed. */
+	if (dev->gone && !((request == USBDEVFS_REAPURB || request == USBDEVFS_REAPURBNDELAY) &&
+			   !g_queue_is_empty(&c->done))) {
+		umockdev_ioctl_client_complete(client, -1, ENODEV);
+		return TRUE;
+	}
 	for (size_t i = 0; i < G_N_ELEMENTS(ioctl_ops); i++) {
 		if (ioctl_ops[i].request != request)
 			continue;
@@ -711,8 +717,8 @@ static gboolean on_read(UMockdevIoctlBase *handler, UMockdevIoctlClient *client,
 	size_t want = (size_t)arg->data_len, n;
 
 	(void)handler;
-	if (c == NULL) {
-		umockdev_ioctl_client_complete(client, -1, ENOMEM);
+	if (c == NULL || dev->gone) {
+		umockdev_ioctl_client_complete(client, -1, c == NULL ? ENOMEM : ENODEV);
 		return TRUE;
 	}
 	if (c->read_off > dev->desc_len)

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -276,14 +278,24 @@ int mnt_start_with_driver(struct mnt *m, const char *const *models, const char *
 int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, const char *opts,
 		   unsigned nfuncs, const char *driver_host)
 {
+	if (mnt_spawn(m, dir, models, opts, driver_host) < 0)
+		return -1;
+	return mnt_wait_up(m, nfuncs);
+}
+
+int mnt_spawn(struct mnt *m, const char *dir, const char *const *models, const char *opts,
+	      const char *driver_host)
+{
 	char emu[512], plugfs[512], driver[512];
 	const char *argv[64];
 	int argc = 0;
 
 	memset(m, 0, sizeof(*m));
+	m->ctl_fd = -1;
 	snprintf(m->dir, sizeof(m->dir), "%s", dir);
 	snprintf(m->path, sizeof(m->path), "%s/mnt", m->dir);
 	snprintf(m->log, sizeof(m->log), "%s/log", m->dir);
+	snprintf(m->ctl, sizeof(m->ctl), "%s/ctl", m->dir);
 	mkdir(m->path, 0755);
 	snprintf(emu, sizeof(emu), "%s/plugfs-emu", build_dir());
 	snprintf(plugfs, sizeof(plugfs), "%s/plugfs", build_dir());
@@ -293,6 +305,8 @@ int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, co
 		snprintf(driver, sizeof(driver), "%s/plugfs-driver", build_dir());
 
 	argv[argc++] = emu;
+	argv[argc++] = "--control";
+	argv[argc++] = m->ctl;
 	for (const char *const *p = models; *p != NULL; p++) {
 		argv[argc++] = "--model";
 		argv[argc++] = *p;
@@ -324,7 +338,11 @@ int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, co
 		execv(emu, (char *const *)argv);
 		_exit(127);
 	}
+	return 0;
+}
 
+int mnt_wait_up(struct mnt *m, unsigned nfuncs)
+{
 	uint64_t deadline = mono_ms() + 20000;
 	/* nfuncs 0: only the mount itself (the devices file) must be there. */
 	while (!mnt_is_mounted(m->path) || count_running(m) < nfuncs ||
@@ -359,8 +377,149 @@ int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, co
 	return 0;
 }
 
+static int ctl_connect(struct mnt *m)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	uint64_t deadline = mono_ms() + 10000;
+
+	if (m->ctl_fd >= 0)
+		return 0;
+	if (strlen(m->ctl) >= sizeof(sa.sun_path))
+		return -1;
+	memcpy(sa.sun_path, m->ctl, strlen(m->ctl) + 1);
+	/* plugfs-emu creates the socket before it starts plugfs: it may not be there yet. */
+	do {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -1;
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			m->ctl_fd = fd;
+			return 0;
+		}
+		close(fd);
+		poll_pause();
+	} while (mono_ms() < deadline);
+	fprintf(stderr, "harness: cannot connect to %s: %s\n", m->ctl, strerror(errno));
+	return -1;
+}
+
+int emu_send(struct mnt *m, const char *line)
+{
+	char buf[256];
+	int n = snprintf(buf, sizeof(buf), "%s\n", line);
+
+	if (ctl_connect(m) < 0)
+		return -1;
+	return write(m->ctl_fd, buf, (size_t)n) == n ? 0 : -1;
+}
+
+int emu_reply(struct mnt *m)
+{
+	char line[256];
+	size_t n = 0;
+
+	if (m->ctl_fd < 0)
+		return -1;
+	/* Byte by byte: the next answer stays in the socket for the next call. */
+	while (n + 1 < sizeof(line)) {
+		ssize_t r = read(m->ctl_fd, line + n, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (line[n] == '\n')
+			break;
+		n++;
+	}
+	line[n] = '\0';
+	if (strncmp(line, "ok", 2) == 0)
+		return 0;
+	fprintf(stderr, "harness: plugfs-emu answered '%s'\n", line);
+	return -1;
+}
+
+int emu_plug(struct mnt *m, const char *model, unsigned port)
+{
+	char cmd[128];
+
+	if (port != 0)
+		snprintf(cmd, sizeof(cmd), "plug %s %u", model, port);
+	else
+		snprintf(cmd, sizeof(cmd), "plug %s", model);
+	return emu_send(m, cmd) < 0 ? -1 : emu_reply(m);
+}
+
+int emu_unplug(struct mnt *m, const char *sysname)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "unplug %s", sysname);
+	return emu_send(m, cmd) < 0 ? -1 : emu_reply(m);
+}
+
+/* Counts `devices` lines: all, running ones, or those of function `name`. */
+static int devices_lines(const struct mnt *m, const char *name, int running_only)
+{
+	static char buf[65536];
+	ssize_t n = read_file(mpath(m, "devices"), buf, sizeof(buf) - 1);
+	int count = 0;
+
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (name != NULL && (strncmp(line, name, strlen(name)) != 0 || line[strlen(name)] != ' '))
+			continue;
+		if (running_only && strstr(line, " running ") == NULL)
+			continue;
+		count++;
+	}
+	return count;
+}
+
+int count_function(const struct mnt *m, const char *name)
+{
+	return devices_lines(m, name, 0);
+}
+
+int count_functions(const struct mnt *m, int running_only)
+{
+	return devices_lines(m, NULL, running_only);
+}
+
+int wait_function(const struct mnt *m, const char *name, int present, int ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	do {
+		if ((devices_lines(m, name, 0) > 0) == (present != 0))
+			return 0;
+		poll_pause();
+	} while (mono_ms() < deadline);
+	fprintf(stderr, "harness: %s still %s after %d ms\n", name, present ? "absent" : "present", ms);
+	return -1;
+}
+
+long rss_kb(pid_t pid)
+{
+	char path[64], buf[4096];
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	ssize_t n = read_file(path, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	char *p = strstr(buf, "VmRSS:");
+	return p != NULL ? strtol(p + 6, NULL, 10) : -1;
+}
+
 void mnt_stop(struct mnt *m)
 {
+	if (m->ctl_fd > 0) {
+		close(m->ctl_fd);
+		m->ctl_fd = -1;
+	}
 	if (m->pid > 0) {
 		int st;
 		uint64_t deadline = mono_ms() + 10000;
@@ -399,6 +558,9 @@ void mnt_stop(struct mnt *m)
 	}
 	free(log);
 	if (m->dir[0] != '\0') {
+		/* plugfs-emu removes it when it exits normally. */
+		if (m->ctl[0] != '\0')
+			unlink(m->ctl);
 		if (getenv("PLUGFS_KEEP_LOGS") == NULL && found == NULL) {
 			unlink(m->log);
 			rmdir(m->path);

@@ -23,6 +23,8 @@ struct mnt {
 	pid_t pid;	/* plugfs-emu, parent of plugfs */
 	int status;	/* its wait status, after mnt_stop */
 	int own_dir;	/* dir was made by mnt_start, and is removed by mnt_stop */
+	char ctl[160];	/* plugfs-emu's control socket, dir/ctl */
+	int ctl_fd;	/* connected on first use; -1 before */
 };
 
 /* Where the binaries are: $PLUGFS_BUILD, else ./build. */
@@ -43,6 +45,10 @@ int mnt_start_with_driver(struct mnt *m, const char *const *models, const char *
 			  const char *driver_host);
 int mnt_start_full(struct mnt *m, const char *dir, const char *const *models, const char *opts,
 		   unsigned nfuncs, const char *driver_host);
+/* The two halves of mnt_start_full: start plugfs-emu, then wait for the mount and nfuncs running. */
+int mnt_spawn(struct mnt *m, const char *dir, const char *const *models, const char *opts,
+	      const char *driver_host);
+int mnt_wait_up(struct mnt *m, unsigned nfuncs);
 /* SIGTERM, wait for exit, force the unmount if needed, remove the directory. */
 void mnt_stop(struct mnt *m);
 int mnt_is_mounted(const char *path);
@@ -72,6 +78,26 @@ uint64_t mono_ms(void);
 
 /* Records that a mount's log holds a sanitizer report (see main.c). */
 void sanitizer_report_found(const char *log);
+
+/*
+ * Hotplug through plugfs-emu's control socket (tests/emu/control.c).  Each
+ * returns 0 only once the emulator acknowledged: the device is in sysfs
+ * and its uevent sent (plug), or dead, its uevent sent and gone from sysfs
+ * (unplug).  Port 0: the lowest free one; the device is then 1-PORT.
+ */
+int emu_plug(struct mnt *m, const char *model, unsigned port);
+int emu_unplug(struct mnt *m, const char *sysname);
+/* One command without waiting for its answer, and the next answer: 0 for "ok". */
+int emu_send(struct mnt *m, const char *line);
+int emu_reply(struct mnt *m);
+/* Waits up to ms until function `name` is (present 1) or is not (0) in `devices`. */
+int wait_function(const struct mnt *m, const char *name, int present, int ms);
+/* Lines of `devices` whose first field is name (0 if none). */
+int count_function(const struct mnt *m, const char *name);
+/* Lines in `devices`, and how many of them are running. */
+int count_functions(const struct mnt *m, int running_only);
+/* VmRSS of a process in kB, or -1. */
+long rss_kb(pid_t pid);
 
 /* The plugfs daemon of a mount (plugfs-emu's child), or 0. */
 pid_t daemon_pid(const struct mnt *m);

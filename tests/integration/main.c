@@ -16,6 +16,7 @@ static Suite *(*const suites[])(void) = {
     crash_suite,
     isolation_suite,
     mount_suite,
+    hotplug_suite,
     /* Class drivers. */
     printer_suite,
     hid_suite,

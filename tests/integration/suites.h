@@ -14,5 +14,6 @@ Suite *printer_suite(void);
 Suite *hid_suite(void);
 Suite *disk_suite(void);
 Suite *serial_suite(void);
+Suite *hotplug_suite(void);
 
 #endif
