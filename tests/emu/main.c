@@ -55,7 +55,7 @@ static void usage(FILE *f)
 		"usage: plugfs-emu [-v] [--model NAME ...] [--bus N] [--control PATH] -- COMMAND [ARGS...]\n"
 		"models:\n");
 	for (unsigned i = 0; emu_models[i] != NULL; i++)
-		fprintf(f, "  %-10s %s\n", emu_models[i]->name, emu_models[i]->summary);
+		fprintf(f, "  %-15s %s\n", emu_models[i]->name, emu_models[i]->summary);
 }
 
 /* 0, or -EINVAL after saying why. */
