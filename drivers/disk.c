@@ -748,14 +748,8 @@ static const struct drv_file_ops data_ops = {
 static void text_read(struct drv_req *req)
 {
 	const char *text = req->h->file->priv;
-	size_t len = strlen(text);
 
-	if (req->offset >= len)
-		return drv_reply(req, 0, NULL, 0);
-	size_t n = len - (size_t)req->offset;
-	if (n > req->size)
-		n = req->size;
-	drv_reply(req, (int32_t)n, text + req->offset, n);
+	drv_reply_slice(req, text, strlen(text));
 }
 
 static const struct drv_file_ops text_ops = {

@@ -162,6 +162,9 @@ struct drv_function *drv_function_unit(struct drv_function *fn, unsigned unit);
 /* Answers a request (data may be NULL when status <= 0) and frees it. */
 void drv_reply(struct drv_req *req, int32_t status, const void *data, size_t len);
 
+/* Answers a READ of a file whose whole content is buf[0..len): the part at req->offset. */
+void drv_reply_slice(struct drv_req *req, const void *buf, size_t len);
+
 /* The file's readiness changed: send POLL_READY to the handles that wait for it. */
 void drv_file_changed(struct drv_file *file);
 

@@ -134,14 +134,8 @@ static void write_done(struct drv_xfer *x)
 static void rdesc_read(struct drv_req *req)
 {
 	struct hid_fn *hf = req->h->file->priv;
-	size_t n = 0;
 
-	if (req->offset < hf->rdesc_len) {
-		n = hf->rdesc_len - (size_t)req->offset;
-		if (n > req->size)
-			n = req->size;
-	}
-	drv_reply(req, (int32_t)n, n > 0 ? hf->rdesc + req->offset : NULL, n);
+	drv_reply_slice(req, hf->rdesc, hf->rdesc_len);
 }
 
 static const struct drv_file_ops rdesc_ops = {
@@ -460,18 +454,6 @@ static void feature_release(struct drv_handle *h)
 	free(s);
 }
 
-static void feature_reply_slice(struct drv_req *req, const struct feature_snapshot *s)
-{
-	size_t n = 0;
-
-	if (req->offset < s->len) {
-		n = s->len - (size_t)req->offset;
-		if (n > req->size)
-			n = req->size;
-	}
-	drv_reply(req, (int32_t)n, n > 0 ? s->data + req->offset : NULL, n);
-}
-
 static void feature_get_done(struct drv_xfer *x)
 {
 	struct drv_req *req = x->req;
@@ -496,7 +478,7 @@ static void feature_get_done(struct drv_xfer *x)
 	s->len = n;
 	s->valid = true;
 	drv_xfer_free(x);
-	feature_reply_slice(req, s);
+	drv_reply_slice(req, s->data, s->len);
 }
 
 static void feature_read(struct drv_req *req)
@@ -507,7 +489,7 @@ static void feature_read(struct drv_req *req)
 
 	/* Like a sysfs attribute: reading from the start asks the device, the rest reads that answer. */
 	if (req->offset > 0 && s->valid)
-		return feature_reply_slice(req, s);
+		return drv_reply_slice(req, s->data, s->len);
 	r = control_submit(feat->hf, req, HID_RT_CLASS_IN, HID_REQ_GET_REPORT,
 			   (uint16_t)(HID_REPORT_FEATURE << 8 | feat->id), NULL, (uint16_t)feat->len,
 			   feature_get_done, feat);

@@ -257,6 +257,18 @@ void drv_reply(struct drv_req *req, int32_t status, const void *data, size_t len
 	free(req);
 }
 
+void drv_reply_slice(struct drv_req *req, const void *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (req->offset < len) {
+		n = len - (size_t)req->offset;
+		if (n > req->size)
+			n = req->size;
+	}
+	drv_reply(req, (int32_t)n, n > 0 ? (const uint8_t *)buf + req->offset : NULL, n);
+}
+
 static void cancel_request(struct drv_req *req)
 {
 	if (req->cancelled)

@@ -446,17 +446,6 @@ static void text_release(struct drv_handle *h)
 	free(h->priv);
 }
 
-static void text_reply(struct drv_req *req, const struct text_handle *th)
-{
-	size_t n = 0;
-
-	if (req->offset < th->len)
-		n = th->len - (size_t)req->offset;
-	if (n > req->size)
-		n = req->size;
-	drv_reply(req, (int32_t)n, n > 0 ? th->text + req->offset : NULL, n);
-}
-
 static void text_done(struct drv_xfer *x)
 {
 	struct drv_req *req = x->req;
@@ -488,7 +477,7 @@ static void text_done(struct drv_xfer *x)
 	if (r < 0)
 		return drv_reply(req, r, NULL, 0);
 	th->valid = true;
-	text_reply(req, th);
+	drv_reply_slice(req, th->text, th->len);
 }
 
 static void text_read(struct drv_req *req)
@@ -503,7 +492,7 @@ static void text_read(struct drv_req *req)
 
 	/* A read further on continues the text read at offset 0, so `cat` sees one answer. */
 	if (th->valid && req->offset > 0)
-		return text_reply(req, th);
+		return drv_reply_slice(req, th->text, th->len);
 	if ((x = drv_xfer_new(SETUP_LEN + length, text_done, p)) == NULL)
 		return drv_reply(req, -ENOMEM, NULL, 0);
 	if (is_status)

@@ -457,14 +457,6 @@ static const struct drv_file_ops data_ops = {
 
 /* ---- line and status ---- */
 
-static void reply_text(struct drv_req *req, const char *text, size_t len)
-{
-	size_t off = req->offset < len ? (size_t)req->offset : len;
-	size_t n = len - off < req->size ? len - off : req->size;
-
-	drv_reply(req, (int32_t)n, text + off, n);
-}
-
 static void line_read(struct drv_req *req)
 {
 	struct serial *s = req->h->file->priv;
@@ -475,7 +467,7 @@ static void line_read(struct drv_req *req)
 		s->chip->get_line(s);
 	size_t n = serial_line_format(&s->line, text, sizeof(text) - 1);
 	text[n++] = '\n';
-	reply_text(req, text, n);
+	drv_reply_slice(req, text, n);
 }
 
 static void line_write(struct drv_req *req, const uint8_t *data, size_t len)
@@ -520,7 +512,7 @@ static void status_read(struct drv_req *req)
 		     "overruns %lu\n",
 		     onoff(s->dtr), onoff(s->rts), s->cts_known ? onoff(s->cts) : "unknown", onoff(s->dsr),
 		     onoff(s->dcd), onoff(s->ri), s->breaks, s->framing, s->parity, s->overruns);
-	reply_text(req, text, n > 0 && (size_t)n < sizeof(text) ? (size_t)n : 0);
+	drv_reply_slice(req, text, n > 0 && (size_t)n < sizeof(text) ? (size_t)n : 0);
 }
 
 static const struct drv_file_ops status_ops = {
