@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -247,6 +249,67 @@ START_TEST(info_files)
 END_TEST
 
 /* dd out the whole stick, dd a new image in, dd it out again: byte-identical. */
+/*
+ * losetup over disk0/data: a read-only loop device shows the same bytes as
+ * the file, and its size is the medium's.  Needs the loop driver
+ * (/dev/loop-control); without it the test says so and checks nothing.
+ */
+START_TEST(losetup_over_data)
+{
+	if (access("/dev/loop-control", F_OK) != 0) {
+		fprintf(stderr, "disk: losetup_over_data: no /dev/loop-control here, not checked\n");
+		return;
+	}
+	const size_t len = 4 << 20;
+	uint8_t *want = image_alloc(len), *got = image_alloc(len);
+	int fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, want, len, 0), (ssize_t)len);
+	close(fd);
+	/* Nothing may fail between attach and detach: a loop device left on the file would pin the mount. */
+	char *attach[] = {"losetup", "-r", "-f", "--show", (char *)mpath(&m, "disk0/data"), NULL};
+	int pipefd[2];
+	ck_assert_int_eq(pipe(pipefd), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(pipefd[1], 1);
+		execvp(attach[0], attach);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	char dev[64] = "";
+	ssize_t n = read(pipefd[0], dev, sizeof(dev) - 1);
+	close(pipefd[0]);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(status == 0 && n > 0, "losetup failed (status %#x)", status);
+	dev[n] = '\0';
+	dev[strcspn(dev, "\n")] = '\0';
+
+	int lfd = open(dev, O_RDONLY);
+	uint64_t size = 0;
+	int size_ok = lfd >= 0 && ioctl(lfd, BLKGETSIZE64, &size) == 0;
+	size_t done = 0;
+	while (lfd >= 0 && done < len) {
+		ssize_t r = read(lfd, got + done, len - done);
+		if (r <= 0)
+			break;
+		done += (size_t)r;
+	}
+	if (lfd >= 0)
+		close(lfd);
+	char *detach[] = {"losetup", "-d", dev, NULL};
+	ck_assert_int_eq(run(detach, NULL), 0);
+	ck_assert_msg(size_ok, "%s: BLKGETSIZE64: %s", dev, strerror(errno));
+	ck_assert_uint_eq(size, STICK_SIZE);
+	ck_assert_uint_eq(done, len);
+	ck_assert(memcmp(got, want, len) == 0);
+	free(want);
+	free(got);
+}
+END_TEST
+
 START_TEST(dd_both_ways_1m)
 {
 	size_t len;
@@ -713,6 +776,7 @@ Suite *disk_suite(void)
 	tcase_add_test(tc, info_files);
 	tcase_add_test(tc, dd_both_ways_1m);
 	tcase_add_test(tc, dd_both_ways_512);
+	tcase_add_test(tc, losetup_over_data);
 	tcase_add_test(tc, random_offsets_and_lengths);
 	tcase_add_test(tc, edges_of_the_medium);
 	tcase_add_test(tc, driver_killed_under_dd_read);
