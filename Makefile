@@ -122,6 +122,12 @@ check: deps
 # own USB devices (../shared/rig/qemu-usb; PLUGFS_RIG names another copy).
 RIG ?= $(firstword $(PLUGFS_RIG) $(abspath $(CURDIR)/../shared/rig/qemu-usb/run-guest))
 
+# What `make check` does in part because it takes minutes: dd at bs=512
+# through all 64 MiB of the emulated stick, both ways.
+check-long: all
+	PLUGFS_BUILD=$(CURDIR)/$(B) PLUGFS_DD512_MIB=64 CK_RUN_SUITE=disk CK_RUN_CASE=stick \
+		CK_TIMEOUT_MULTIPLIER=30 $(B)/test-integration
+
 check-rig: all
 	scripts/install-deps rig
 	PLUGFS_BUILD=$(CURDIR)/$(B) PLUGFS_RIG=$(RIG) tests/rig/run
@@ -183,6 +189,6 @@ format:
 
 FORCE:
 
-.PHONY: FORCE all deps check run-tests check-sanitize check-rig check-rig-if-present bench demo install uninstall clean format
+.PHONY: FORCE all deps check run-tests check-sanitize check-long check-rig check-rig-if-present bench demo install uninstall clean format
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
