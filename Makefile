@@ -47,7 +47,7 @@ endef
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
-TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk $(B)/fault-campaign
+TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk $(B)/fault-campaign $(B)/fault-memcheck
 
 all: $(PROGS) $(TESTPROGS)
 
@@ -110,7 +110,7 @@ $(B)/bench-disk: $(B)/tests/bench/disk.o $(B)/tests/integration/harness.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DRIVER))
 
-$(B)/fault-campaign: $(call obj,$(FAULT_SRC)) $(B)/tests/integration/harness.o
+$(B)/fault-%: $(B)/tests/faults/%.o $(B)/tests/integration/harness.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK)) -lpthread
 
@@ -121,6 +121,8 @@ check: deps
 	$(MAKE) all
 	$(MAKE) run-tests
 	$(MAKE) check-sanitize
+	$(MAKE) faults N=15
+	$(MAKE) check-valgrind
 	$(MAKE) check-rig-if-present
 
 # The generic driver on a real kernel USB stack, in a QEMU guest with QEMU's
@@ -157,6 +159,29 @@ check-sanitize:
 	$(MAKE) B=build-asan CC=$(SAN_CC) CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_LDFLAGS)" all
 	$(MAKE) B=build-asan CC=$(SAN_CC) CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_LDFLAGS)" TEST_ENV="$(SAN_ENV)" run-tests
 
+# Signals, stops and unplugs at random under readers and writers for N
+# seconds (tests/faults/campaign.c); fails on any violation.
+N ?= 60
+faults: all
+	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/fault-campaign $(N)
+
+# One daemon life (tests/faults/memcheck.c) with plugfs under valgrind:
+# build/valgrind/plugfs is a wrapper, found through PLUGFS_BUILD.  Valgrind
+# keeps plugfs-emu's LD_PRELOAD for plugfs; the drivers it forks and execs
+# run natively (the forked child before its exec stays silent).  Zero
+# errors and zero definite leaks, or plugfs exits 1 and the run fails.
+VALGRIND = valgrind --tool=memcheck --error-exitcode=1 --leak-check=full \
+	   --errors-for-leak-kinds=definite --child-silent-after-fork=yes
+VG = $(CURDIR)/$(B)/valgrind
+check-valgrind: all
+	rm -rf $(VG) && mkdir -p $(VG)
+	ln -s ../plugfs-emu ../plugfs-driver $(VG)/
+	echo '#!/bin/sh' > $(VG)/plugfs
+	echo 'exec $(VALGRIND) --log-file=$(VG)/memcheck.%p.log $(CURDIR)/$(B)/plugfs "$$@"' >> $(VG)/plugfs
+	chmod +x $(VG)/plugfs
+	PLUGFS_BUILD=$(VG) $(B)/fault-memcheck || { cat $(VG)/memcheck.*.log; exit 1; }
+	grep -h 'ERROR SUMMARY\|definitely lost\|All heap blocks' $(VG)/memcheck.*.log
+
 # Benchmarks print numbers; they never fail for being slow.
 bench: all
 	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-restart $(BENCH_ROUNDS)
@@ -188,6 +213,6 @@ format:
 
 FORCE:
 
-.PHONY: FORCE all deps check run-tests check-sanitize check-rig check-rig-if-present bench demo install uninstall clean format
+.PHONY: FORCE all deps check run-tests check-sanitize faults check-valgrind check-rig check-rig-if-present bench demo install uninstall clean format
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
