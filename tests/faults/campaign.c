@@ -51,16 +51,15 @@
  */
 #define CALL_LIMIT_MS (TIMEOUT_MS + 2 * TIMEOUT_MS + 1000)
 #define RSS_MARGIN_KB 8192
-#define OPTS                                                                                       \
-	"timeout=500,restart_max=63,restart_window=1,backoff_min=10,backoff_max=100"
+#define OPTS	      "timeout=500,restart_max=63,restart_window=1,backoff_min=10,backoff_max=100"
 
 enum kind { LOOPBACK, STALL, HANG };
 
 struct device {
 	const char *model;
 	enum kind kind;
-	unsigned port; /* 1-PORT */
-	char letter;   /* loopbacks: every byte written to this one */
+	unsigned port;	      /* 1-PORT */
+	char letter;	      /* loopbacks: every byte written to this one */
 	pthread_mutex_t lock; /* held by the injector while the device is unplugged */
 };
 
@@ -74,8 +73,7 @@ static struct device devs[] = {
 #define NDEVS (sizeof(devs) / sizeof(devs[0]))
 
 enum fault { F_SIGKILL, F_SIGSEGV, F_SIGABRT, F_SIGSTOP, F_UNPLUG, NFAULTS };
-static const char *const fault_names[NFAULTS] = {"SIGKILL", "SIGSEGV", "SIGABRT", "SIGSTOP",
-						 "unplug+replug"};
+static const char *const fault_names[NFAULTS] = {"SIGKILL", "SIGSEGV", "SIGABRT", "SIGSTOP", "unplug+replug"};
 static const int fault_signals[] = {SIGKILL, SIGSEGV, SIGABRT, SIGSTOP};
 
 enum op { OP_OPEN, OP_READ, OP_WRITE, OP_CLOSE, NOPS };
@@ -225,8 +223,8 @@ static void *reader_main(void *arg)
 				break;
 			for (ssize_t k = 0; k < r; k++)
 				if (buf[k] != d->letter) {
-					violation("1-%u read byte %#x at %zd of %zd: not its own '%c'", d->port,
-						  (unsigned char)buf[k], k, r, d->letter);
+					violation("1-%u read byte %#x at %zd of %zd: not its own '%c'",
+						  d->port, (unsigned char)buf[k], k, r, d->letter);
 					break;
 				}
 			atomic_fetch_add(&bytes_checked, (unsigned long)r);
@@ -385,16 +383,18 @@ static int mount_works(void)
 				got += (size_t)k;
 			}
 			if (n != 5 || got != 5 || memcmp(in, rec, 5) != 0) {
-				violation("after the campaign: no round trip through 1-%u (wrote %zd, read %zu)",
-					  d->port, n, got);
+				violation(
+				    "after the campaign: no round trip through 1-%u (wrote %zd, read %zu)",
+				    d->port, n, got);
 				bad = 1;
 			}
 		} else {
 			ssize_t n = read(r, in, sizeof(in));
 			int want = d->kind == STALL ? EPIPE : ETIMEDOUT;
 			if (n != -1 || errno != want) {
-				violation("after the campaign: read on 1-%u (%s) gave %zd (%s), not %s", d->port,
-					  d->model, n, n < 0 ? strerror(errno) : "data", strerror(want));
+				violation("after the campaign: read on 1-%u (%s) gave %zd (%s), not %s",
+					  d->port, d->model, n, n < 0 ? strerror(errno) : "data",
+					  strerror(want));
 				bad = 1;
 			}
 		}
@@ -451,8 +451,7 @@ int main(int argc, char **argv)
 	pid_t daemon = daemon_pid(&m);
 	int base_fds = count_fds(daemon), base_children = count_child_processes(daemon);
 	long base_rss = rss_kb(daemon);
-	printf("fault-campaign: %u s over %zu devices (3 loopback, stall, hang), %s\n", seconds, NDEVS,
-	       OPTS);
+	printf("fault-campaign: %u s over %zu devices (3 loopback, stall, hang), %s\n", seconds, NDEVS, OPTS);
 	printf("fault-campaign: daemon pid %d: %d fds, %d children, %ld kB RSS before\n", (int)daemon,
 	       base_fds, base_children, base_rss);
 	fflush(stdout);
@@ -516,7 +515,10 @@ int main(int argc, char **argv)
 	printf("\nfault-campaign: results:");
 	for (int e = 0; e < 256; e++)
 		if (results[e] != 0)
-			printf(" %s %lu", e == 0 ? "ok" : e == 255 ? "errno>254" : strerrorname_np(e),
+			printf(" %s %lu",
+			       e == 0	  ? "ok"
+			       : e == 255 ? "errno>254"
+					  : strerrorname_np(e),
 			       (unsigned long)results[e]);
 	printf("\nfault-campaign: %lu bytes checked for their device, slowest call %lu ms (limit %d)\n",
 	       (unsigned long)bytes_checked, (unsigned long)slowest_ms, CALL_LIMIT_MS);

@@ -26,18 +26,18 @@
 static struct mnt m;
 static int failures;
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			failures++;                                                                \
-			fprintf(stderr, "fault-memcheck: FAILED: " __VA_ARGS__);                   \
-			fputc('\n', stderr);                                                       \
-		}                                                                                  \
+#define CHECK(cond, ...)                                                                                     \
+	do {                                                                                                 \
+		if (!(cond)) {                                                                               \
+			failures++;                                                                          \
+			fprintf(stderr, "fault-memcheck: FAILED: " __VA_ARGS__);                             \
+			fputc('\n', stderr);                                                                 \
+		}                                                                                            \
 	} while (0)
 
-static const char *const info_files[] = {
-    "vendor_id", "product_id", "manufacturer", "product", "serial", "busnum", "devnum",
-    "port",	 "speed",      "interface",    "descriptors", "driver", "state", "restarts"};
+static const char *const info_files[] = {"vendor_id",	"product_id", "manufacturer", "product", "serial",
+					 "busnum",	"devnum",     "port",	      "speed",	 "interface",
+					 "descriptors", "driver",     "state",	      "restarts"};
 
 /* Every daemon-served file of every function. */
 static void read_info(void)
