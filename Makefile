@@ -37,6 +37,7 @@ EMU_SRC    = $(wildcard tests/emu/*.c)
 UNIT_SRC   = $(wildcard tests/unit/*.c)
 INTEG_SRC  = $(wildcard tests/integration/*.c)
 BENCH_SRC  = $(wildcard tests/bench/*.c)
+FAULT_SRC  = $(wildcard tests/faults/*.c)
 
 define newline
 
@@ -46,7 +47,7 @@ endef
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
-TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk
+TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk $(B)/fault-campaign $(B)/fault-memcheck
 
 all: $(PROGS) $(TESTPROGS)
 
@@ -67,7 +68,7 @@ $(call obj,$(DRIVER_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER))
 $(call obj,$(EMU_SRC)):    OBJ_CFLAGS = $(call pkg_cflags,$(PKG_EMU) $(PKG_DRIVER))
 $(call obj,$(UNIT_SRC)):   OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK) $(PKG_DAEMON)) -Ifs -Isupervisor -DFUSE_USE_VERSION=34
 $(call obj,$(INTEG_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK))
-$(call obj,$(BENCH_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK)) -Itests/integration
+$(call obj,$(BENCH_SRC) $(FAULT_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK)) -Itests/integration
 
 # The installed paths, compiled in; rewritten only when they change, so that
 # `make install PREFIX=/usr` after `make` rebuilds what uses them.
@@ -109,6 +110,10 @@ $(B)/bench-disk: $(B)/tests/bench/disk.o $(B)/tests/integration/harness.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DRIVER))
 
+$(B)/fault-%: $(B)/tests/faults/%.o $(B)/tests/integration/harness.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK)) -lpthread
+
 deps:
 	scripts/install-deps
 
@@ -116,6 +121,8 @@ check: deps
 	$(MAKE) all
 	$(MAKE) run-tests
 	$(MAKE) check-sanitize
+	$(MAKE) faults N=15
+	$(MAKE) check-valgrind
 	$(MAKE) check-rig-if-present
 
 # The generic driver on a real kernel USB stack, in a QEMU guest with QEMU's
@@ -149,7 +156,9 @@ SAN_CC      = clang
 SAN_CFLAGS  = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 SAN_LDFLAGS = -fsanitize=address,undefined
 # A report from the daemon or a driver lands in the mount's log, which the
-# test harness reads at every unmount: any report fails the test.
+# test harness reads at every unmount: any report fails the test.  The fault
+# campaign runs too, its RSS margin widened by ASan's quarantine of freed
+# memory (256 MB); LeakSanitizer checks for leaks instead.
 SAN_ENV     = ASAN_OPTIONS=verify_asan_link_order=0:handle_segv=0:detect_leaks=1 \
 	      LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	      UBSAN_OPTIONS=print_stacktrace=1
@@ -157,6 +166,31 @@ SAN_ENV     = ASAN_OPTIONS=verify_asan_link_order=0:handle_segv=0:detect_leaks=1
 check-sanitize:
 	$(MAKE) B=build-asan CC=$(SAN_CC) CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_LDFLAGS)" all
 	$(MAKE) B=build-asan CC=$(SAN_CC) CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_LDFLAGS)" TEST_ENV="$(SAN_ENV)" run-tests
+	$(SAN_ENV) PLUGFS_FAULTS_RSS_MARGIN_KB=262144 \
+	  $(MAKE) B=build-asan CC=$(SAN_CC) CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_LDFLAGS)" faults N=10
+
+# Signals, stops and unplugs at random under readers and writers for N
+# seconds (tests/faults/campaign.c); fails on any violation.
+N ?= 60
+faults: all
+	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/fault-campaign $(N)
+
+# One daemon life (tests/faults/memcheck.c) with plugfs under valgrind:
+# build/valgrind/plugfs is a wrapper, found through PLUGFS_BUILD.  Valgrind
+# keeps plugfs-emu's LD_PRELOAD for plugfs; the drivers it forks and execs
+# run natively (the forked child before its exec stays silent).  Zero
+# errors and zero definite leaks, or plugfs exits 1 and the run fails.
+VALGRIND = valgrind --tool=memcheck --error-exitcode=1 --leak-check=full \
+	   --errors-for-leak-kinds=definite --child-silent-after-fork=yes
+VG = $(CURDIR)/$(B)/valgrind
+check-valgrind: all
+	rm -rf $(VG) && mkdir -p $(VG)
+	ln -s ../plugfs-emu ../plugfs-driver $(VG)/
+	echo '#!/bin/sh' > $(VG)/plugfs
+	echo 'exec $(VALGRIND) --log-file=$(VG)/memcheck.%p.log $(CURDIR)/$(B)/plugfs "$$@"' >> $(VG)/plugfs
+	chmod +x $(VG)/plugfs
+	PLUGFS_BUILD=$(VG) $(B)/fault-memcheck || { cat $(VG)/memcheck.*.log; exit 1; }
+	grep -h 'ERROR SUMMARY\|definitely lost\|All heap blocks' $(VG)/memcheck.*.log
 
 # Benchmarks print numbers; they never fail for being slow.
 bench: all
@@ -189,6 +223,6 @@ format:
 
 FORCE:
 
-.PHONY: FORCE all deps check run-tests check-sanitize check-long check-rig check-rig-if-present bench demo install uninstall clean format
+.PHONY: FORCE all deps check run-tests check-sanitize check-long faults check-valgrind check-rig check-rig-if-present bench demo install uninstall clean format
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -481,6 +481,9 @@ static void pl_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct node n = resolve(ino);
 	char target[PLUGFS_NAME_MAX + 4];
 
+	/* The link went with its device between the lookup and now: it is gone, not a non-link. */
+	if (n.type == N_NONE)
+		return (void)fuse_reply_err(req, ENOENT);
 	if (n.type != N_LINK)
 		return (void)fuse_reply_err(req, EINVAL);
 	snprintf(target, sizeof(target), "../%s", n.fn->name);

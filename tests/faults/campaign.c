@@ -1,0 +1,536 @@
+/*
+ * fault-campaign: faults injected at random into a busy mount.
+ *
+ *     PLUGFS_BUILD=build build/fault-campaign [SECONDS]
+ *
+ * plugfs runs under plugfs-emu over three loopbacks, a device whose bulk
+ * endpoints always stall and one whose transfers never complete.  Per
+ * loopback, a writer fills ep02 with records of the loopback's own letter
+ * and a reader drains ep81 and checks that every byte is that letter: a
+ * byte from another device is a leak.  Readers and writers of the stall
+ * and hang devices get their EPIPE and ETIMEDOUT.  Meanwhile an injector
+ * sends SIGKILL, SIGSEGV, SIGABRT or SIGSTOP to a random driver, or
+ * unplugs a random device and plugs it back on the same port.
+ *
+ * Workers reach devices through by-path/PORT:1.0, which follows a device
+ * whatever name it gets back after a replug.
+ *
+ * Every call is timed and its result checked against what SPEC.md allows
+ * on that device (see allowed()).  After the run: every function running
+ * again, a round trip on every device, the daemon the same process, its
+ * fd and child counts back to what they were before the first fault, its
+ * RSS within RSS_MARGIN_KB.  Any failure is a violation; the exit status
+ * is 1 if there was one.
+ *
+ * Not injected: malformed protocol messages, which need a driver host that
+ * lies on demand for one device (the test-only `liar` host lies for every
+ * device from its first message, see test_crash.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define TIMEOUT_MS 500
+/*
+ * A call may take the request deadline, plus the heartbeat's own deadline
+ * when the driver was stopped mid-request (another timeout), plus the
+ * respawn and a scheduling margin on a shared machine.
+ */
+#define CALL_LIMIT_MS (TIMEOUT_MS + 2 * TIMEOUT_MS + 1000)
+#define RSS_MARGIN_KB 8192
+#define OPTS	      "timeout=500,restart_max=63,restart_window=1,backoff_min=10,backoff_max=100"
+
+enum kind { LOOPBACK, STALL, HANG };
+
+struct device {
+	const char *model;
+	enum kind kind;
+	unsigned port;	      /* 1-PORT */
+	char letter;	      /* loopbacks: every byte written to this one */
+	pthread_mutex_t lock; /* held by the injector while the device is unplugged */
+};
+
+static struct device devs[] = {
+    {"loopback", LOOPBACK, 1, 'a', PTHREAD_MUTEX_INITIALIZER},
+    {"loopback", LOOPBACK, 2, 'b', PTHREAD_MUTEX_INITIALIZER},
+    {"loopback", LOOPBACK, 3, 'c', PTHREAD_MUTEX_INITIALIZER},
+    {"stall", STALL, 4, 0, PTHREAD_MUTEX_INITIALIZER},
+    {"hang", HANG, 5, 0, PTHREAD_MUTEX_INITIALIZER},
+};
+#define NDEVS (sizeof(devs) / sizeof(devs[0]))
+
+enum fault { F_SIGKILL, F_SIGSEGV, F_SIGABRT, F_SIGSTOP, F_UNPLUG, NFAULTS };
+static const char *const fault_names[NFAULTS] = {"SIGKILL", "SIGSEGV", "SIGABRT", "SIGSTOP", "unplug+replug"};
+static const int fault_signals[] = {SIGKILL, SIGSEGV, SIGABRT, SIGSTOP};
+
+enum op { OP_OPEN, OP_READ, OP_WRITE, OP_CLOSE, NOPS };
+static const char *const op_names[NOPS] = {"open", "read", "write", "close"};
+
+static struct mnt m;
+static atomic_int stop;
+static atomic_ulong faults[NFAULTS];
+static atomic_ulong fault_skipped; /* no driver pid at that moment (restarting, unplugged) */
+static atomic_ulong calls[NOPS];
+/* Results by errno (0: success); errnos above 255 are counted in the last slot. */
+static atomic_ulong results[256];
+static atomic_ulong bytes_checked;
+static atomic_ulong violations;
+static atomic_ulong slowest_ms;
+
+static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void violation(const char *fmt, ...)
+{
+	va_list ap;
+
+	atomic_fetch_add(&violations, 1);
+	fprintf(stderr, "fault-campaign: VIOLATION: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void pause_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * What SPEC.md allows a call on this device while its driver may crash, be
+ * stopped until the heartbeat kills it, or the device be unplugged:
+ * - any call on any device: EIO (driver down, or a handle from before a
+ *   respawn), ENODEV (device unplugged), ETIMEDOUT (no answer: the driver
+ *   is stopped, or a read found nothing within timeout=);
+ * - open: also ENOENT (the function's directory is gone while unplugged);
+ * - read/write on the stall device: also EPIPE, the endpoint's answer; a
+ *   read or write there never succeeds, nor does a read on the hang device.
+ * EINTR is not allowed: no signal is sent to this process.  EAGAIN is not
+ * either: no handle is O_NONBLOCK.
+ */
+static int allowed(const struct device *d, enum op op, int err)
+{
+	if (err == 0)
+		return op == OP_OPEN || op == OP_CLOSE || d->kind == LOOPBACK;
+	if (err == EIO || err == ENODEV || err == ETIMEDOUT)
+		return 1;
+	if (op == OP_OPEN && err == ENOENT)
+		return 1;
+	if (d->kind == STALL && (op == OP_READ || op == OP_WRITE) && err == EPIPE)
+		return 1;
+	return 0;
+}
+
+static void record(const struct device *d, enum op op, uint64_t start, long ret, int err)
+{
+	uint64_t took = mono_ms() - start;
+	unsigned long prev = atomic_load(&slowest_ms);
+
+	while (took > prev && !atomic_compare_exchange_weak(&slowest_ms, &prev, took))
+		;
+	atomic_fetch_add(&calls[op], 1);
+	atomic_fetch_add(&results[ret < 0 ? (err < 255 ? err : 255) : 0], 1);
+	if (took > CALL_LIMIT_MS)
+		violation("%s on 1-%u (%s) took %llu ms (limit %d)", op_names[op], d->port, d->model,
+			  (unsigned long long)took, CALL_LIMIT_MS);
+	if (!allowed(d, op, ret < 0 ? err : 0))
+		violation("%s on 1-%u (%s) returned %ld (%s)", op_names[op], d->port, d->model, ret,
+			  ret < 0 ? strerror(err) : "success");
+}
+
+static const char *dev_path(const struct device *d, const char *file, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s/by-path/1-%u:1.0/%s", m.path, d->port, file);
+	return buf;
+}
+
+static int timed_open(struct device *d, const char *file, int flags)
+{
+	char path[256];
+	uint64_t t = mono_ms();
+	int fd = open(dev_path(d, file, path, sizeof(path)), flags | O_CLOEXEC);
+
+	record(d, OP_OPEN, t, fd, errno);
+	return fd;
+}
+
+static void timed_close(struct device *d, int fd)
+{
+	uint64_t t = mono_ms();
+	int r = close(fd);
+
+	record(d, OP_CLOSE, t, r, errno);
+}
+
+/* A few records of the device's letter to ep02, sizes 1 to 4096. */
+static void *writer_main(void *arg)
+{
+	struct device *d = arg;
+	char buf[4096];
+	unsigned seed = d->port * 7919u;
+
+	memset(buf, d->letter, sizeof(buf));
+	while (!atomic_load(&stop)) {
+		int fd = timed_open(d, "ep02", O_WRONLY);
+		if (fd < 0) {
+			pause_ms(5); /* unplugged or restarting: look again soon */
+			continue;
+		}
+		for (int i = 0; i < 8 && !atomic_load(&stop); i++) {
+			size_t len = 1 + (size_t)rand_r(&seed) % sizeof(buf);
+			uint64_t t = mono_ms();
+			ssize_t r = write(fd, buf, len);
+			record(d, OP_WRITE, t, r, errno);
+			if (r < 0)
+				break;
+		}
+		timed_close(d, fd);
+	}
+	return NULL;
+}
+
+/* Drains ep81; every byte must be this device's letter. */
+static void *reader_main(void *arg)
+{
+	struct device *d = arg;
+	char buf[8192];
+
+	while (!atomic_load(&stop)) {
+		int fd = timed_open(d, "ep81", O_RDONLY);
+		if (fd < 0) {
+			pause_ms(5);
+			continue;
+		}
+		for (int i = 0; i < 8 && !atomic_load(&stop); i++) {
+			uint64_t t = mono_ms();
+			ssize_t r = read(fd, buf, sizeof(buf));
+			record(d, OP_READ, t, r, errno);
+			if (r < 0)
+				break;
+			for (ssize_t k = 0; k < r; k++)
+				if (buf[k] != d->letter) {
+					violation("1-%u read byte %#x at %zd of %zd: not its own '%c'",
+						  d->port, (unsigned char)buf[k], k, r, d->letter);
+					break;
+				}
+			atomic_fetch_add(&bytes_checked, (unsigned long)r);
+		}
+		timed_close(d, fd);
+	}
+	return NULL;
+}
+
+/* The stall and hang devices: one read or one write per open. */
+static void *poker_main(void *arg)
+{
+	struct device *d = arg;
+	char buf[64] = "poke";
+	int wr = 0;
+
+	while (!atomic_load(&stop)) {
+		wr = !wr;
+		int fd = timed_open(d, wr ? "ep02" : "ep81", wr ? O_WRONLY : O_RDONLY);
+		if (fd < 0) {
+			pause_ms(5);
+			continue;
+		}
+		uint64_t t = mono_ms();
+		ssize_t r = wr ? write(fd, buf, sizeof(buf)) : read(fd, buf, sizeof(buf));
+		record(d, wr ? OP_WRITE : OP_READ, t, r, errno);
+		timed_close(d, fd);
+	}
+	return NULL;
+}
+
+/* The function name behind by-path/1-PORT:1.0, or "" while there is none. */
+static const char *fn_name(const struct device *d, char *buf, size_t cap)
+{
+	char link[256], target[128];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "%s/by-path/1-%u:1.0", m.path, d->port);
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n <= 0) {
+		buf[0] = '\0';
+		return buf;
+	}
+	target[n] = '\0';
+	const char *slash = strrchr(target, '/');
+	snprintf(buf, cap, "%.60s", slash != NULL ? slash + 1 : target);
+	return buf;
+}
+
+/* A driver pid of this mount's daemon, never some other process's. */
+static int is_driver_of(pid_t pid, pid_t daemon)
+{
+	char path[64], st[512];
+	int parent;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	ssize_t n = read_file(path, st, sizeof(st) - 1);
+	if (n <= 0)
+		return 0;
+	st[n] = '\0';
+	char *p = strrchr(st, ')');
+	return p != NULL && sscanf(p + 1, " %*c %d", &parent) == 1 && parent == daemon;
+}
+
+/* Waits up to ms until 1-PORT has a function again, running. */
+static int wait_running(const struct device *d, int ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+	char name[64], rel[96];
+
+	do {
+		if (fn_name(d, name, sizeof(name))[0] != '\0') {
+			snprintf(rel, sizeof(rel), "%s/state", name);
+			if (strcmp(read_line(mpath(&m, rel)), "running") == 0)
+				return 0;
+		}
+		pause_ms(2);
+	} while (mono_ms() < deadline);
+	return -1;
+}
+
+static void unplug_replug(struct device *d)
+{
+	char sysname[16], name[64];
+
+	snprintf(sysname, sizeof(sysname), "1-%u", d->port);
+	fn_name(d, name, sizeof(name));
+	if (emu_unplug(&m, sysname) < 0) {
+		violation("plugfs-emu refused to unplug %s", sysname);
+		return;
+	}
+	/* The name comes back with the device only once the old function is gone. */
+	if (name[0] != '\0' && wait_function(&m, name, 0, 5000) < 0)
+		violation("%s (%s) still listed 5 s after its unplug", name, sysname);
+	if (emu_plug(&m, d->model, d->port) < 0) {
+		violation("plugfs-emu refused to plug %s back on %s", d->model, sysname);
+		return;
+	}
+	if (wait_running(d, 5000) < 0)
+		violation("%s not running 5 s after its replug", sysname);
+}
+
+static void *injector_main(void *arg)
+{
+	pid_t daemon = *(pid_t *)arg;
+	unsigned seed = 12345;
+
+	while (!atomic_load(&stop)) {
+		pause_ms(40 + (unsigned)rand_r(&seed) % 80);
+		struct device *d = &devs[(unsigned)rand_r(&seed) % NDEVS];
+		enum fault f = (enum fault)((unsigned)rand_r(&seed) % NFAULTS);
+		char name[64];
+
+		if (f == F_UNPLUG) {
+			unplug_replug(d);
+			atomic_fetch_add(&faults[f], 1);
+			continue;
+		}
+		pid_t pid = fn_name(d, name, sizeof(name))[0] != '\0' ? fn_pid(&m, name) : 0;
+		if (pid <= 0 || !is_driver_of(pid, daemon) || kill(pid, fault_signals[f]) < 0) {
+			atomic_fetch_add(&fault_skipped, 1);
+			continue;
+		}
+		atomic_fetch_add(&faults[f], 1);
+	}
+	return NULL;
+}
+
+/* One round trip through every loopback, EPIPE from the stall, ETIMEDOUT from the hang. */
+static int mount_works(void)
+{
+	int bad = 0;
+
+	for (size_t i = 0; i < NDEVS; i++) {
+		struct device *d = &devs[i];
+		char path[256], in[16];
+		int r = open(dev_path(d, "ep81", path, sizeof(path)), O_RDONLY | O_CLOEXEC);
+		int w = open(dev_path(d, "ep02", path, sizeof(path)), O_WRONLY | O_CLOEXEC);
+		if (r < 0 || w < 0) {
+			violation("after the campaign: cannot open 1-%u's endpoints: %s", d->port,
+				  strerror(errno));
+			bad = 1;
+		} else if (d->kind == LOOPBACK) {
+			/* Drain what the writers left: read until a read finds nothing within timeout=. */
+			char drain[8192];
+			uint64_t deadline = mono_ms() + 10000;
+			while (read(r, drain, sizeof(drain)) > 0 && mono_ms() < deadline)
+				;
+			char rec[8] = {d->letter, 'e', 'n', 'd', d->letter};
+			size_t got = 0;
+			ssize_t n = write(w, rec, 5);
+			while (n == 5 && got < 5) {
+				ssize_t k = read(r, in + got, sizeof(in) - got);
+				if (k <= 0)
+					break;
+				got += (size_t)k;
+			}
+			if (n != 5 || got != 5 || memcmp(in, rec, 5) != 0) {
+				violation(
+				    "after the campaign: no round trip through 1-%u (wrote %zd, read %zu)",
+				    d->port, n, got);
+				bad = 1;
+			}
+		} else {
+			ssize_t n = read(r, in, sizeof(in));
+			int want = d->kind == STALL ? EPIPE : ETIMEDOUT;
+			if (n != -1 || errno != want) {
+				violation("after the campaign: read on 1-%u (%s) gave %zd (%s), not %s",
+					  d->port, d->model, n, n < 0 ? strerror(errno) : "data",
+					  strerror(want));
+				bad = 1;
+			}
+		}
+		if (r >= 0)
+			close(r);
+		if (w >= 0)
+			close(w);
+	}
+	return bad ? -1 : 0;
+}
+
+/* Waits up to ms until f(pid) == want. */
+static int wait_count(int (*f)(pid_t), pid_t pid, int want, int ms, int *got)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	do {
+		*got = f(pid);
+		if (*got == want)
+			return 0;
+		pause_ms(5);
+	} while (mono_ms() < deadline);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned seconds = argc > 1 ? (unsigned)atoi(argv[1]) : 60;
+	const char *models[NDEVS + 1];
+	pthread_t threads[2 * NDEVS + 1];
+	unsigned nthreads = 0;
+
+	if (seconds == 0) {
+		fprintf(stderr, "usage: fault-campaign [SECONDS]\n");
+		return 2;
+	}
+	/* A write on a handle whose device is gone must fail, not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < NDEVS; i++)
+		models[i] = devs[i].model;
+	models[NDEVS] = NULL;
+	/* A sanitizer report in the mount's log (an ASan build) lands here, see mnt_stop(). */
+	char tally[] = "/tmp/fault-campaign-tally.XXXXXX";
+	int tally_fd = mkstemp(tally);
+	if (tally_fd < 0) {
+		perror("fault-campaign: mkstemp");
+		return 1;
+	}
+	setenv("PLUGFS_SANITIZER_TALLY", tally, 1);
+	if (mnt_start(&m, models, OPTS, NDEVS) < 0) {
+		unlink(tally);
+		return 1;
+	}
+	pid_t daemon = daemon_pid(&m);
+	int base_fds = count_fds(daemon), base_children = count_child_processes(daemon);
+	long base_rss = rss_kb(daemon);
+	printf("fault-campaign: %u s over %zu devices (3 loopback, stall, hang), %s\n", seconds, NDEVS, OPTS);
+	printf("fault-campaign: daemon pid %d: %d fds, %d children, %ld kB RSS before\n", (int)daemon,
+	       base_fds, base_children, base_rss);
+	fflush(stdout);
+
+	uint64_t start = mono_ms();
+	for (size_t i = 0; i < NDEVS; i++) {
+		if (devs[i].kind == LOOPBACK) {
+			pthread_create(&threads[nthreads++], NULL, writer_main, &devs[i]);
+			pthread_create(&threads[nthreads++], NULL, reader_main, &devs[i]);
+		} else {
+			pthread_create(&threads[nthreads++], NULL, poker_main, &devs[i]);
+		}
+	}
+	pthread_t injector;
+	pthread_create(&injector, NULL, injector_main, &daemon);
+	while (mono_ms() - start < (uint64_t)seconds * 1000 && kill(daemon, 0) == 0)
+		pause_ms(50);
+	atomic_store(&stop, 1);
+	pthread_join(injector, NULL);
+	for (unsigned i = 0; i < nthreads; i++)
+		pthread_join(threads[i], NULL);
+	uint64_t took = mono_ms() - start;
+
+	/* Afterwards: the same daemon, every device running and working, nothing leaked. */
+	int got;
+	if (kill(daemon, 0) != 0 || daemon_pid(&m) != daemon)
+		violation("the daemon (pid %d) is gone", (int)daemon);
+	for (size_t i = 0; i < NDEVS; i++)
+		if (wait_running(&devs[i], 10000) < 0)
+			violation("1-%u (%s) not running 10 s after the campaign", devs[i].port,
+				  devs[i].model);
+	/* A stopped driver may still be waiting for its heartbeat deadline. */
+	if (wait_count(count_child_processes, daemon, base_children, 5000, &got) < 0)
+		violation("daemon has %d children, %d before", got, base_children);
+	mount_works();
+	/* Releases reach the daemon after close() returns: give them a moment. */
+	if (wait_count(count_fds, daemon, base_fds, 5000, &got) < 0)
+		violation("daemon has %d fds open, %d before", got, base_fds);
+	long rss = rss_kb(daemon), margin = RSS_MARGIN_KB;
+	/* ASan keeps freed memory in quarantine (256 MB by default): its build says so here. */
+	if (getenv("PLUGFS_FAULTS_RSS_MARGIN_KB") != NULL)
+		margin = atol(getenv("PLUGFS_FAULTS_RSS_MARGIN_KB"));
+	if (rss < 0 || rss > base_rss + margin)
+		violation("daemon RSS %ld kB, %ld before (margin %ld kB)", rss, base_rss, margin);
+
+	unsigned long total_faults = 0, total_calls = 0;
+	for (int f = 0; f < NFAULTS; f++)
+		total_faults += faults[f];
+	for (int o = 0; o < NOPS; o++)
+		total_calls += calls[o];
+	printf("fault-campaign: ran %llu ms; daemon %d fds, %d children, %ld kB RSS after\n",
+	       (unsigned long long)took, count_fds(daemon), count_child_processes(daemon), rss);
+	printf("fault-campaign: faults injected: %lu:", total_faults);
+	for (int f = 0; f < NFAULTS; f++)
+		printf(" %s %lu", fault_names[f], (unsigned long)faults[f]);
+	printf(" (%lu signals not sent: no driver at that moment; malformed messages: not injected)\n",
+	       (unsigned long)fault_skipped);
+	printf("fault-campaign: calls: %lu:", total_calls);
+	for (int o = 0; o < NOPS; o++)
+		printf(" %s %lu", op_names[o], (unsigned long)calls[o]);
+	printf("\nfault-campaign: results:");
+	for (int e = 0; e < 256; e++)
+		if (results[e] != 0)
+			printf(" %s %lu",
+			       e == 0	  ? "ok"
+			       : e == 255 ? "errno>254"
+					  : strerrorname_np(e),
+			       (unsigned long)results[e]);
+	printf("\nfault-campaign: %lu bytes checked for their device, slowest call %lu ms (limit %d)\n",
+	       (unsigned long)bytes_checked, (unsigned long)slowest_ms, CALL_LIMIT_MS);
+	fflush(stdout);
+	mnt_stop(&m);
+	if (WIFSIGNALED(m.status) || (WIFEXITED(m.status) && WEXITSTATUS(m.status) != 0))
+		violation("plugfs-emu ended with status %#x", m.status);
+	struct stat st;
+	if (fstat(tally_fd, &st) == 0 && st.st_size > 0)
+		violation("sanitizer report in the log, kept in %s", m.log);
+	close(tally_fd);
+	unlink(tally);
+	printf("fault-campaign: violations: %lu\n", (unsigned long)violations);
+	return violations != 0 ? 1 : 0;
+}
