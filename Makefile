@@ -4,6 +4,7 @@
 #   make check      install missing packages, build, run every test
 #   make demo       install missing packages, build, tour a mount over emulated devices
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make fuzz       FUZZ_SECONDS=60: libFuzzer over the daemon's message handling
 #
 # Every library comes through pkg-config.  `make check` and `make demo`
 # install the Debian packages first (scripts/install-deps), then re-enter
@@ -47,7 +48,8 @@ endef
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
-TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk $(B)/fault-campaign $(B)/fault-memcheck
+TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk \
+	    $(B)/fault-campaign $(B)/fault-memcheck $(B)/plugfs-evil-driver
 
 all: $(PROGS) $(TESTPROGS)
 
@@ -101,6 +103,11 @@ $(B)/test-integration: $(call obj,$(INTEG_SRC) $(COMMON_SRC))
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
 
+# Test only: a driver host that breaks the protocol (the `hostile` suite).
+$(B)/plugfs-evil-driver: $(B)/tests/evil/evil_driver.o $(call obj,$(COMMON_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS)
+
 $(B)/bench-restart: $(B)/tests/bench/restart.o $(B)/tests/integration/harness.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
@@ -123,6 +130,7 @@ check: deps
 	$(MAKE) check-sanitize
 	$(MAKE) faults N=15
 	$(MAKE) check-valgrind
+	$(MAKE) check-fuzz
 	$(MAKE) check-rig-if-present
 
 # The generic driver on a real kernel USB stack, in a QEMU guest with QEMU's
@@ -192,6 +200,35 @@ check-valgrind: all
 	PLUGFS_BUILD=$(VG) $(B)/fault-memcheck || { cat $(VG)/memcheck.*.log; exit 1; }
 	grep -h 'ERROR SUMMARY\|definitely lost\|All heap blocks' $(VG)/memcheck.*.log
 
+# libFuzzer (clang, ASan, UBSan) over sup_on_message(), every byte a driver
+# sends, in build-fuzz/.  tests/fuzz/corpus/ is the seed corpus, read-only:
+# what the run learns goes to build-fuzz/corpus/.  `make check` runs a
+# fixed number of inputs from a fixed seed, stopping early after
+# FUZZ_CHECK_SECONDS on a slow or busy machine.
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?= 100000
+FUZZ_CHECK_SECONDS ?= 30
+FUZZ_CFLAGS   = -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_FLAGS    = -close_fd_mask=2 -max_len=4096 -timeout=10
+
+ifeq ($(B),build-fuzz)
+$(B)/fuzz-proto: $(B)/tests/fuzz/fuzz_proto.o $(DAEMON_LIB_OBJ) $(call obj,$(COMMON_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(call pkg_libs,$(PKG_DAEMON))
+$(B)/tests/fuzz/fuzz_proto.o: OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DAEMON)) -DFUSE_USE_VERSION=34 -Ifs -Isupervisor
+endif
+
+fuzz-build:
+	$(MAKE) B=build-fuzz CC=clang CFLAGS="$(FUZZ_CFLAGS)" build-fuzz/fuzz-proto
+
+fuzz: fuzz-build
+	@mkdir -p build-fuzz/corpus
+	build-fuzz/fuzz-proto $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus tests/fuzz/corpus
+
+check-fuzz: fuzz-build
+	@mkdir -p build-fuzz/check-corpus
+	build-fuzz/fuzz-proto $(FUZZ_FLAGS) -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_CHECK_SECONDS) -seed=1 -print_final_stats=1 build-fuzz/check-corpus tests/fuzz/corpus
+
 # Benchmarks print numbers; they never fail for being slow.
 bench: all
 	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-restart $(BENCH_ROUNDS)
@@ -216,13 +253,13 @@ uninstall:
 	      $(foreach p,$(MANPAGES),$(call man_dest,$(p)))
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 format:
 	clang-format -i $(shell git ls-files '*.c' '*.h')
 
 FORCE:
 
-.PHONY: FORCE all deps check run-tests check-sanitize check-long faults check-valgrind check-rig check-rig-if-present bench demo install uninstall clean format
+.PHONY: FORCE all deps check run-tests check-sanitize check-long faults check-valgrind fuzz fuzz-build check-fuzz check-rig check-rig-if-present bench demo install uninstall clean format
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

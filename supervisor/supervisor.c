@@ -41,6 +41,17 @@ struct outmsg {
 #define OUTQ_LIMIT   (8u * 1024 * 1024)
 #define SOCKBUF_SIZE (1024 * 1024)
 
+/*
+ * Unsolicited messages per second.  A driver sends POLL_READY at most once
+ * per POLL the daemon sent, and LOG for rare events: FLOOD_LIMIT is a
+ * driver gone mad, killed like a crash (a backlog cannot look like one:
+ * the socket buffer holds far fewer small packets).  Below that, LOG lines
+ * past LOG_RATE a second are dropped and counted, so that a chatty driver
+ * cannot fill the log.
+ */
+#define FLOOD_LIMIT 10000
+#define LOG_RATE    50
+
 static void drv_on_sock(int fd, uint32_t events, void *arg);
 
 static char driver_path[4096];
@@ -263,6 +274,13 @@ static void drv_after_death(struct drv *d, const char *how)
 
 	if (shutting_down || d->state == DRV_GONE)
 		return;
+	if (d->restart_requested) {
+		d->restart_requested = 0;
+		d->state = DRV_RESTARTING;
+		d->respawn_at_ms = now;
+		drv_event(d, "stopped (%s), restart %u now", how, d->restarts + 1);
+		return;
+	}
 	unsigned n = drv_record_crash(d->crashes_ms, &d->ncrashes, DRV_MAX_CRASH_HISTORY, now,
 				      (uint64_t)opts.restart_window_s * 1000);
 	if (n > opts.restart_max) {
@@ -365,8 +383,9 @@ int sup_restart(struct drv *d)
 	case DRV_STARTING:
 	case DRV_RUNNING:
 		drv_fail(d, "restart requested");
-		/* A requested restart is not a crash: no backoff, no intensity count. */
+		/* Not a crash: no backoff, no intensity count (drv_after_death). */
 		d->ncrashes = 0;
+		d->restart_requested = 1;
 		return 0;
 	default:
 		return -ENODEV;
@@ -445,6 +464,8 @@ static int drv_spawn(struct drv *d)
 	d->state = DRV_STARTING;
 	d->started_ms = now_ms();
 	d->ping_req = 0;
+	d->window_ms = d->started_ms;
+	d->window_msgs = d->window_logs = d->logs_dropped = 0;
 	log_msg(LOG_DEBUG, "%s: driver pid %d started", dev->funcs[0]->name, (int)d->pid);
 	return 0;
 }
@@ -667,9 +688,34 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 	free(r);
 }
 
+/* Counts an unsolicited message: -EPROTO (driver failed) for a flood. */
+static int unsolicited(struct drv *d)
+{
+	uint64_t now = now_ms();
+
+	if (now >= d->window_ms + 1000) {
+		if (d->logs_dropped > 0)
+			log_msg(LOG_WARNING, "%s: driver: %u log lines dropped (more than %d a second)",
+				d->dev->funcs[0]->name, d->logs_dropped, LOG_RATE);
+		d->window_ms = now;
+		d->window_msgs = d->window_logs = d->logs_dropped = 0;
+	}
+	if (++d->window_msgs > FLOOD_LIMIT) {
+		drv_fail(d, "protocol error: flood of more than %d LOG/POLL_READY messages in 1 s",
+			 FLOOD_LIMIT);
+		return -EPROTO;
+	}
+	return 0;
+}
+
 static void on_log(struct drv *d, int32_t prio, const uint8_t *payload, size_t plen)
 {
 	char text[PROTO_MAX_LOG + 1];
+
+	if (++d->window_logs > LOG_RATE) {
+		d->logs_dropped++;
+		return;
+	}
 
 	for (size_t i = 0; i < plen; i++)
 		text[i] = payload[i] >= ' ' && payload[i] < 0x7f ? (char)payload[i] : '?';
@@ -682,54 +728,72 @@ static void on_log(struct drv *d, int32_t prio, const uint8_t *payload, size_t p
 	log_msg(prio, "%s: driver: %s", d->dev->funcs[0]->name, text);
 }
 
+int sup_on_message(struct drv *d, const uint8_t *buf, size_t n)
+{
+	const char *why = NULL;
+	struct proto_hdr h;
+
+	if (n > PROTO_MAX_MSG) {
+		drv_fail(d, "protocol error: message of %zu bytes", n);
+		return -EPROTO;
+	}
+	if (proto_decode_hdr(buf, n, &h, &why) < 0) {
+		drv_fail(d, "protocol error: %s", why);
+		return -EPROTO;
+	}
+	const uint8_t *payload = buf + PROTO_HDR_LEN;
+	size_t plen = h.len - PROTO_HDR_LEN;
+	switch (h.type) {
+	case PROTO_HELLO:
+		on_hello(d, payload, plen);
+		break;
+	case PROTO_REPLY:
+		if (d->state != DRV_RUNNING) {
+			drv_fail(d, "protocol error: REPLY before HELLO");
+			return -EPROTO;
+		}
+		on_reply(d, &h, payload, plen);
+		break;
+	case PROTO_POLL_READY: {
+		if (unsolicited(d) < 0)
+			return -EPROTO;
+		struct handle *hd = handle_find(d, h.handle);
+		/* Unknown handles are fine: the release may have crossed the message. */
+		if (hd != NULL && hd->ph != NULL && hd->generation == d->generation) {
+			fuse_lowlevel_notify_poll(hd->ph);
+			fuse_pollhandle_destroy(hd->ph);
+			hd->ph = NULL;
+		}
+		break;
+	}
+	case PROTO_LOG:
+		if (unsolicited(d) < 0)
+			return -EPROTO;
+		on_log(d, h.status, payload, plen);
+		break;
+	default:
+		drv_fail(d, "protocol error: %s is not a driver message", proto_type_name(h.type));
+		return -EPROTO;
+	}
+	return d->state == DRV_STARTING || d->state == DRV_RUNNING ? 0 : -EPROTO;
+}
+
 static void drv_on_sock(int fd, uint32_t events, void *arg)
 {
 	struct drv *d = arg;
-	const char *why = NULL;
 
 	if (events & EPOLLOUT)
 		drv_flush(d);
 	/* Bounded, so one chatty driver cannot starve the others. */
 	for (int budget = 64; budget > 0 && d->sock == fd; budget--) {
 		ssize_t n = recv(fd, msgbuf, sizeof(msgbuf), MSG_DONTWAIT | MSG_TRUNC);
-		struct proto_hdr h;
 
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n <= 0)
 			return drv_fail(d, NULL);
-		if ((size_t)n > sizeof(msgbuf))
-			return drv_fail(d, "protocol error: message of %zd bytes", n);
-		if (proto_decode_hdr(msgbuf, (size_t)n, &h, &why) < 0)
-			return drv_fail(d, "protocol error: %s", why);
-		const uint8_t *payload = msgbuf + PROTO_HDR_LEN;
-		size_t plen = h.len - PROTO_HDR_LEN;
-		switch (h.type) {
-		case PROTO_HELLO:
-			on_hello(d, payload, plen);
-			break;
-		case PROTO_REPLY:
-			if (d->state != DRV_RUNNING)
-				return drv_fail(d, "protocol error: REPLY before HELLO");
-			on_reply(d, &h, payload, plen);
-			break;
-		case PROTO_POLL_READY: {
-			struct handle *hd = handle_find(d, h.handle);
-			/* Unknown handles are fine: the release may have crossed the message. */
-			if (hd != NULL && hd->ph != NULL && hd->generation == d->generation) {
-				fuse_lowlevel_notify_poll(hd->ph);
-				fuse_pollhandle_destroy(hd->ph);
-				hd->ph = NULL;
-			}
-			break;
-		}
-		case PROTO_LOG:
-			on_log(d, h.status, payload, plen);
-			break;
-		default:
-			return drv_fail(d, "protocol error: %s is not a driver message",
-					proto_type_name(h.type));
-		}
+		if (sup_on_message(d, msgbuf, (size_t)n) < 0)
+			return;
 	}
 }
 

@@ -84,6 +84,10 @@ struct drv {
 	unsigned ncrashes;
 	uint64_t crashes_ms[DRV_MAX_CRASH_HISTORY];
 	char fail_reason[128];
+	int restart_requested; /* stopped by `ctl restart`: not a crash */
+	/* Unsolicited messages (LOG, POLL_READY) in the current one-second window. */
+	uint64_t window_ms;
+	unsigned window_msgs, window_logs, logs_dropped;
 	struct request_list requests;
 	struct handle_list handles;
 	struct outmsg_queue outq;
@@ -119,6 +123,14 @@ void sup_shutdown(void);
 unsigned sup_child_count(void);
 /* Frees a driver's state once it is stopped and reaped (NULL is fine). */
 void sup_free(struct drv *d);
+
+/*
+ * One message of n bytes received from d's driver: decoded, checked and
+ * acted on.  Returns 0, or -EPROTO once the driver has been failed (a
+ * violation, or a failure while answering).  The only way a driver's
+ * bytes enter the daemon; the fuzz target (tests/fuzz) calls it directly.
+ */
+int sup_on_message(struct drv *d, const uint8_t *buf, size_t n);
 
 /* Forwarding FUSE requests. Each sends exactly one FUSE reply, now or later. */
 void sup_open(fuse_req_t req, struct function *fn, unsigned slot, struct fuse_file_info *fi);
