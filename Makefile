@@ -21,7 +21,7 @@ CPPFLAGS += -D_GNU_SOURCE -Icommon -I$(B)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS)
 
 PKG_DAEMON = fuse3 libudev
-PKG_DRIVER = libusb-1.0
+PKG_DRIVER = libusb-1.0 libseccomp
 PKG_EMU    = umockdev-1.0 glib-2.0 gobject-2.0
 PKG_CHECK  = check
 
@@ -37,6 +37,7 @@ EMU_SRC    = $(wildcard tests/emu/*.c)
 UNIT_SRC   = $(wildcard tests/unit/*.c)
 INTEG_SRC  = $(wildcard tests/integration/*.c)
 BENCH_SRC  = $(wildcard tests/bench/*.c)
+EVIL_SRC   = $(wildcard tests/sandbox/*.c)
 
 define newline
 
@@ -46,7 +47,7 @@ endef
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
-TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk
+TESTPROGS = $(B)/plugfs-emu $(B)/plugfs-evil-driver $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk
 
 all: $(PROGS) $(TESTPROGS)
 
@@ -64,6 +65,7 @@ $(B)/%.o: %.c
 
 $(call obj,$(DAEMON_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DAEMON)) -DFUSE_USE_VERSION=34 -Ifs -Isupervisor
 $(call obj,$(DRIVER_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER))
+$(call obj,$(EVIL_SRC)):   OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER)) -Idrivers
 $(call obj,$(EMU_SRC)):    OBJ_CFLAGS = $(call pkg_cflags,$(PKG_EMU) $(PKG_DRIVER))
 $(call obj,$(UNIT_SRC)):   OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK) $(PKG_DAEMON)) -Ifs -Isupervisor -DFUSE_USE_VERSION=34
 $(call obj,$(INTEG_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK))
@@ -85,6 +87,11 @@ $(B)/plugfs: $(call obj,$(DAEMON_SRC) $(COMMON_SRC))
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DAEMON))
 
 $(B)/plugfs-driver: $(call obj,$(DRIVER_SRC) $(COMMON_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DRIVER))
+
+# The test-only driver host that attacks the real sandbox (drivers/sandbox.c).
+$(B)/plugfs-evil-driver: $(call obj,$(EVIL_SRC) $(COMMON_SRC)) $(B)/drivers/sandbox.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DRIVER))
 
