@@ -160,6 +160,12 @@ static const int allowed[] = {
     SCMP_SYS(exit_group),
 };
 
+/* One argument comparison; spelt out because SCMP_A1() leaves datum_b implicit (clang warns). */
+static struct scmp_arg_cmp arg_cmp(unsigned arg, enum scmp_compare op, scmp_datum_t a, scmp_datum_t b)
+{
+	return (struct scmp_arg_cmp){.arg = arg, .op = op, .datum_a = a, .datum_b = b};
+}
+
 static int add_rules(scmp_filter_ctx ctx)
 {
 	int r;
@@ -169,17 +175,17 @@ static int add_rules(scmp_filter_ctx ctx)
 			return r;
 	/* ioctl: usbfs's only (type 'U'). */
 	if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-				  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, 'U' << 8))) < 0)
+				  arg_cmp(1, SCMP_CMP_MASKED_EQ, 0xff00, 'U' << 8))) < 0)
 		return r;
 	/* fcntl: reading and setting flags only; no F_DUPFD, no locks. */
 	static const int fcntl_cmds[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
 	for (size_t i = 0; i < sizeof(fcntl_cmds) / sizeof(fcntl_cmds[0]); i++)
 		if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1,
-					  SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntl_cmds[i]))) < 0)
+					  arg_cmp(1, SCMP_CMP_EQ, (scmp_datum_t)fcntl_cmds[i], 0))) < 0)
 			return r;
 	/* mprotect: never to make memory executable. */
 	if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-				  SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))) < 0)
+				  arg_cmp(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))) < 0)
 		return r;
 	return 0;
 }

@@ -17,6 +17,7 @@ static Suite *(*const suites[])(void) = {
     isolation_suite,
     mount_suite,
     hotplug_suite,
+    sandbox_suite,
     /* Class drivers. */
     printer_suite,
     hid_suite,

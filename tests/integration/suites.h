@@ -15,5 +15,6 @@ Suite *hid_suite(void);
 Suite *disk_suite(void);
 Suite *serial_suite(void);
 Suite *hotplug_suite(void);
+Suite *sandbox_suite(void);
 
 #endif
