@@ -75,6 +75,29 @@ static uint64_t heartbeat_period_ms(void)
 			event_add((d)->dev->funcs[i_]->name, __VA_ARGS__);                                   \
 	} while (0)
 
+/*
+ * The driver's environment: only what makes it run under a preloaded
+ * library (umockdev's emulation in the tests) and a sanitizer's options,
+ * each copied from the daemon's own.  The driver wipes even these once it
+ * is set up (drivers/sandbox.c); a normal install passes nothing at all.
+ */
+static const char *const driver_env_names[] = {
+    "LD_PRELOAD", "UMOCKDEV_DIR", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS",
+};
+static char *driver_env[sizeof(driver_env_names) / sizeof(driver_env_names[0]) + 1];
+
+static void driver_env_init(void)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < sizeof(driver_env_names) / sizeof(driver_env_names[0]); i++) {
+		const char *v = getenv(driver_env_names[i]);
+		if (v != NULL && asprintf(&driver_env[n], "%s=%s", driver_env_names[i], v) >= 0)
+			n++;
+	}
+	driver_env[n] = NULL;
+}
+
 int sup_init(void)
 {
 	const char *env = getenv("PLUGFS_DRIVER");
@@ -85,6 +108,7 @@ int sup_init(void)
 		log_msg(LOG_ERR, "driver host %s: %s", driver_path, strerror(errno));
 		return -errno;
 	}
+	driver_env_init();
 	return 0;
 }
 
@@ -426,7 +450,7 @@ static int drv_spawn(struct drv *d)
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &all);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	r = posix_spawn(&d->pid, driver_path, &fa, &attr, argv, environ);
+	r = posix_spawn(&d->pid, driver_path, &fa, &attr, argv, driver_env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(sv[1]);
@@ -905,6 +929,10 @@ void sup_shutdown(void)
 		struct timespec ts = {0, 50 * 1000000};
 		sigtimedwait(&chld, NULL, &ts);
 		sup_reap();
+	}
+	for (char **e = driver_env; *e != NULL; e++) {
+		free(*e);
+		*e = NULL;
 	}
 }
 
