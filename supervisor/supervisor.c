@@ -359,6 +359,19 @@ void sup_reap(void)
 		else
 			snprintf(how, sizeof(how), "%s", d->fail_reason);
 		log_msg(LOG_DEBUG, "%s: driver pid %d reaped (%s)", d->dev->funcs[0]->name, (int)pid, how);
+		/*
+		 * A driver let go (unplug, unmount) exits or is stopped by the
+		 * daemon's SIGTERM or SIGKILL; any other signal (SIGSYS: a call
+		 * its sandbox forbids on the way out) is no crash to respawn, but
+		 * still a bug to show.
+		 */
+		if ((shutting_down || d->state == DRV_GONE) && WIFSIGNALED(status) &&
+		    WTERMSIG(status) != SIGKILL && WTERMSIG(status) != SIGTERM) {
+			char sig[32];
+			describe_status(status, sig, sizeof(sig));
+			log_msg(LOG_WARNING, "%s: driver pid %d died of %s on its way out",
+				d->dev->funcs[0]->name, (int)pid, sig);
+		}
 		if (d->state == DRV_GONE) {
 			usbdev_release_if_unused(d->dev);
 			continue;

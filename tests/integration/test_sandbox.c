@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -148,6 +149,29 @@ START_TEST(real_driver_is_sandboxed)
 END_TEST
 
 /*
+ * At unmount the daemon hangs up and the driver leaves through its whole
+ * exit path (drain, release, libusb_exit, and LeakSanitizer's check in
+ * sanitizer builds) inside its sandbox: it must not die of SIGSYS on the
+ * way (the daemon logs such a death, see supervisor.c).
+ */
+START_TEST(sandboxed_driver_exits_cleanly)
+{
+	static char buf[256 * 1024];
+	pid_t pid = fn_pid(&m, "usb0"), daemon = daemon_pid(&m);
+
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_gt(daemon, 0);
+	ck_assert_int_eq(umount2(m.path, 0), 0);
+	ck_assert_int_eq(wait_pid_gone(pid, 10000), 0);
+	ck_assert_int_eq(wait_pid_gone(daemon, 10000), 0);
+	ssize_t n = read_file(m.log, buf, sizeof(buf) - 1);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	ck_assert_msg(strstr(buf, "on its way out") == NULL, "%s", buf);
+}
+END_TEST
+
+/*
  * Waits up to ms for the n-th (1-based) log line of function fn that
  * contains `what`; returns it (static) or NULL.
  */
@@ -220,6 +244,12 @@ Suite *sandbox_suite(void)
 	tcase_add_unchecked_fixture(tc, setup_real, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, real_driver_is_sandboxed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("exit");
+	tcase_add_unchecked_fixture(tc, setup_real, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, sandboxed_driver_exits_cleanly);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("evil");
