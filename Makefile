@@ -22,7 +22,7 @@ CPPFLAGS += -D_GNU_SOURCE -Icommon -I$(B)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS)
 
 PKG_DAEMON = fuse3 libudev
-PKG_DRIVER = libusb-1.0
+PKG_DRIVER = libusb-1.0 libseccomp
 PKG_EMU    = umockdev-1.0 glib-2.0 gobject-2.0
 PKG_CHECK  = check
 
@@ -39,6 +39,7 @@ UNIT_SRC   = $(wildcard tests/unit/*.c)
 INTEG_SRC  = $(wildcard tests/integration/*.c)
 BENCH_SRC  = $(wildcard tests/bench/*.c)
 FAULT_SRC  = $(wildcard tests/faults/*.c)
+ATTACK_SRC = $(wildcard tests/sandbox/*.c)
 
 define newline
 
@@ -49,7 +50,7 @@ obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
 TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk \
-	    $(B)/fault-campaign $(B)/fault-memcheck $(B)/plugfs-evil-driver
+	    $(B)/fault-campaign $(B)/fault-memcheck $(B)/plugfs-evil-driver $(B)/plugfs-sandbox-attacker
 
 all: $(PROGS) $(TESTPROGS)
 
@@ -67,6 +68,7 @@ $(B)/%.o: %.c
 
 $(call obj,$(DAEMON_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DAEMON)) -DFUSE_USE_VERSION=34 -Ifs -Isupervisor
 $(call obj,$(DRIVER_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER))
+$(call obj,$(ATTACK_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER)) -Idrivers
 $(call obj,$(EMU_SRC)):    OBJ_CFLAGS = $(call pkg_cflags,$(PKG_EMU) $(PKG_DRIVER))
 $(call obj,$(UNIT_SRC)):   OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK) $(PKG_DAEMON)) -Ifs -Isupervisor -DFUSE_USE_VERSION=34
 $(call obj,$(INTEG_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK))
@@ -88,6 +90,11 @@ $(B)/plugfs: $(call obj,$(DAEMON_SRC) $(COMMON_SRC))
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DAEMON))
 
 $(B)/plugfs-driver: $(call obj,$(DRIVER_SRC) $(COMMON_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DRIVER))
+
+# The test-only driver host that attacks the real sandbox (drivers/sandbox.c).
+$(B)/plugfs-sandbox-attacker: $(call obj,$(ATTACK_SRC) $(COMMON_SRC)) $(B)/drivers/sandbox.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DRIVER))
 

@@ -190,4 +190,12 @@ int drv_claim_interface(struct drv_function *fn, uint8_t ifnum);
 int drv_usb_errno(int libusb_error);
 int drv_xfer_errno(enum libusb_transfer_status status);
 
+/*
+ * The sandbox (sandbox.c), entered by the host once the device is open and
+ * claimed: becomes `user` when root (NULL: stays), wipes the environment,
+ * limits fds, address space and cores, sets no_new_privs and installs the
+ * seccomp allow-list.  0 or -errno (logged); the host then exits.
+ */
+int drv_sandbox_enter(const char *user);
+
 #endif

@@ -17,9 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1015,32 +1013,6 @@ static int send_hello(void)
 	return send_msg(&h, payload, (size_t)n);
 }
 
-/*
- * Becomes `user` (setgroups, setgid, setuid) when started as root; a driver
- * started by an ordinary user stays that user.  The rest of the sandbox
- * (no_new_privs, seccomp, rlimits) comes with the hardening work.
- */
-static int drop_privileges(const char *user)
-{
-	if (user == NULL || getuid() != 0)
-		return 0;
-	struct passwd *pw = getpwnam(user);
-	if (pw == NULL) {
-		drv_log(LOG_ERR, "driver_user %s: no such user", user);
-		return -EINVAL;
-	}
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
-		drv_log(LOG_ERR, "dropping to %s: %s", user, strerror(errno));
-		return -errno;
-	}
-	/* Make sure there is no way back. */
-	if (pw->pw_uid != 0 && setuid(0) == 0) {
-		drv_log(LOG_ERR, "dropping to %s: could become root again", user);
-		return -EPERM;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	static uint8_t desc[MAX_DESC];
@@ -1104,10 +1076,10 @@ int main(int argc, char **argv)
 		}
 		function_active[i] = r == 0;
 	}
-	/* Everything that needs privileges is done: the device is open and claimed. */
-	if ((r = drop_privileges(opt.user)) < 0)
-		goto out_release;
 	usb_fds_init();
+	/* Everything that needs privileges or new fds is done: the device is open and claimed. */
+	if ((r = drv_sandbox_enter(opt.user)) < 0)
+		goto out_release;
 	if ((r = send_hello()) < 0) {
 		drv_log(LOG_ERR, "sending HELLO: %s", strerror(-r));
 		goto out_release;

@@ -86,6 +86,37 @@ static uint64_t heartbeat_period_ms(void)
 			event_add((d)->dev->funcs[i_]->name, __VA_ARGS__);                                   \
 	} while (0)
 
+/*
+ * The driver's environment: only what makes it run under a preloaded
+ * library (umockdev's emulation in the tests) and a sanitizer's options,
+ * each copied from the daemon's own, plus PLUGFS_TEST_* (the knobs of the
+ * test-only driver hosts).  The driver wipes even these once it is set up
+ * (drivers/sandbox.c); a normal install passes nothing at all.
+ */
+static const char *const driver_env_names[] = {
+    "LD_PRELOAD", "UMOCKDEV_DIR", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS",
+};
+#define DRIVER_ENV_TEST_PREFIX "PLUGFS_TEST_"
+#define DRIVER_ENV_MAX	       (sizeof(driver_env_names) / sizeof(driver_env_names[0]) + 8)
+static char *driver_env[DRIVER_ENV_MAX + 1];
+
+static void driver_env_init(void)
+{
+	extern char **environ;
+	unsigned n = 0;
+
+	for (size_t i = 0; i < sizeof(driver_env_names) / sizeof(driver_env_names[0]); i++) {
+		const char *v = getenv(driver_env_names[i]);
+		if (v != NULL && asprintf(&driver_env[n], "%s=%s", driver_env_names[i], v) >= 0)
+			n++;
+	}
+	for (char **e = environ; *e != NULL && n < DRIVER_ENV_MAX; e++)
+		if (strncmp(*e, DRIVER_ENV_TEST_PREFIX, strlen(DRIVER_ENV_TEST_PREFIX)) == 0 &&
+		    (driver_env[n] = strdup(*e)) != NULL)
+			n++;
+	driver_env[n] = NULL;
+}
+
 int sup_init(void)
 {
 	const char *env = getenv("PLUGFS_DRIVER");
@@ -96,6 +127,7 @@ int sup_init(void)
 		log_msg(LOG_ERR, "driver host %s: %s", driver_path, strerror(errno));
 		return -errno;
 	}
+	driver_env_init();
 	return 0;
 }
 
@@ -353,6 +385,19 @@ void sup_reap(void)
 		else
 			snprintf(how, sizeof(how), "%s", d->fail_reason);
 		log_msg(LOG_DEBUG, "%s: driver pid %d reaped (%s)", d->dev->funcs[0]->name, (int)pid, how);
+		/*
+		 * A driver let go (unplug, unmount) exits or is stopped by the
+		 * daemon's SIGTERM or SIGKILL; any other signal (SIGSYS: a call
+		 * its sandbox forbids on the way out) is no crash to respawn, but
+		 * still a bug to show.
+		 */
+		if ((shutting_down || d->state == DRV_GONE) && WIFSIGNALED(status) &&
+		    WTERMSIG(status) != SIGKILL && WTERMSIG(status) != SIGTERM) {
+			char sig[32];
+			describe_status(status, sig, sizeof(sig));
+			log_msg(LOG_WARNING, "%s: driver pid %d died of %s on its way out",
+				d->dev->funcs[0]->name, (int)pid, sig);
+		}
 		if (d->state == DRV_GONE) {
 			usbdev_release_if_unused(d->dev);
 			continue;
@@ -445,7 +490,7 @@ static int drv_spawn(struct drv *d)
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &all);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	r = posix_spawn(&d->pid, driver_path, &fa, &attr, argv, environ);
+	r = posix_spawn(&d->pid, driver_path, &fa, &attr, argv, driver_env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(sv[1]);
@@ -969,6 +1014,10 @@ void sup_shutdown(void)
 		struct timespec ts = {0, 50 * 1000000};
 		sigtimedwait(&chld, NULL, &ts);
 		sup_reap();
+	}
+	for (char **e = driver_env; *e != NULL; e++) {
+		free(*e);
+		*e = NULL;
 	}
 }
 

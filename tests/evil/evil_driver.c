@@ -2,13 +2,13 @@
  * plugfs-evil-driver: a test-only driver host that breaks the pipe
  * protocol on purpose, for the `hostile` integration suite.
  *
- *     PLUGFS_EVIL_CONF=FILE plugfs-evil-driver [options] DEVNODE DRIVER:IFNUM...
+ *     PLUGFS_TEST_EVIL_CONF=FILE plugfs-evil-driver [options] DEVNODE DRIVER:IFNUM...
  *
  * The daemon runs it for every device (PLUGFS_DRIVER).  FILE holds one
  * line "DEVNODE MODE"; for that device it misbehaves as MODE says, for
  * every other device (or with no FILE) it execs the real plugfs-driver
  * next to it, so one mount can have one hostile device beside good ones;
- * before that it appends "PID DEVNODE" to $PLUGFS_EVIL_LOG, so a test can
+ * before that it appends "PID DEVNODE" to $PLUGFS_TEST_EVIL_LOG, so a test can
  * tell which devnode a function's driver serves.
  * The file is read at every start: a test switches a running device to a
  * mode by writing the file and restarting it (ctl restart).
@@ -203,7 +203,7 @@ static int misbehave(const char *mode)
 
 int main(int argc, char **argv)
 {
-	const char *conf = getenv("PLUGFS_EVIL_CONF");
+	const char *conf = getenv("PLUGFS_TEST_EVIL_CONF");
 	const char *devnode = NULL;
 	char victim[256], mode[64];
 
@@ -226,7 +226,7 @@ int main(int argc, char **argv)
 	}
 
 	/* A good device: the real host, next to this one, after saying which device this pid serves. */
-	const char *log = getenv("PLUGFS_EVIL_LOG");
+	const char *log = getenv("PLUGFS_TEST_EVIL_LOG");
 	FILE *lf = log != NULL && devnode != NULL ? fopen(log, "a") : NULL;
 	if (lf != NULL) {
 		fprintf(lf, "%d %s\n", (int)getpid(), devnode);

@@ -18,6 +18,7 @@ static Suite *(*const suites[])(void) = {
     mount_suite,
     hotplug_suite,
     hostile_suite,
+    sandbox_suite,
     /* Class drivers. */
     printer_suite,
     hid_suite,

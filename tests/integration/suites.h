@@ -16,5 +16,6 @@ Suite *disk_suite(void);
 Suite *serial_suite(void);
 Suite *hotplug_suite(void);
 Suite *hostile_suite(void);
+Suite *sandbox_suite(void);
 
 #endif

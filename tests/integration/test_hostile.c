@@ -34,8 +34,8 @@ static void setup_opts(const char *opts)
 	close(a);
 	close(b);
 	/* Inherited by plugfs-emu, plugfs and every driver host it starts. */
-	setenv("PLUGFS_EVIL_CONF", conf, 1);
-	setenv("PLUGFS_EVIL_LOG", evil_log, 1);
+	setenv("PLUGFS_TEST_EVIL_CONF", conf, 1);
+	setenv("PLUGFS_TEST_EVIL_LOG", evil_log, 1);
 	snprintf(host, sizeof(host), "%s/plugfs-evil-driver", build_dir());
 	ck_assert_int_eq(mnt_start_with_driver(&m, models, opts, 2, host), 0);
 }
@@ -50,8 +50,8 @@ static void teardown(void)
 	mnt_stop(&m);
 	unlink(conf);
 	unlink(evil_log);
-	unsetenv("PLUGFS_EVIL_CONF");
-	unsetenv("PLUGFS_EVIL_LOG");
+	unsetenv("PLUGFS_TEST_EVIL_CONF");
+	unsetenv("PLUGFS_TEST_EVIL_LOG");
 }
 
 /* ---- The good neighbour: round trips on usb0 until told to stop ---- */

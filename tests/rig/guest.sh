@@ -39,6 +39,14 @@ pid=$(field usb0 7)
 uid=$(awk '/^Uid:/ { print $3 }' /proc/$pid/status)
 [ "$uid" = "$(awk -F: '$1 == "nobody" { print $3 }' /etc/passwd)" ] || fail "driver uid $uid"
 ok "driver pid $pid runs as uid $uid (nobody)"
+# ...sandboxed: no_new_privs, a seccomp filter, nothing in the environment.
+for f in hid0 hid1 serial0 usb0 disk0; do
+	p=$(field $f 7)
+	grep -q '^NoNewPrivs:[[:space:]]*1$' /proc/$p/status || fail "$f: no NoNewPrivs"
+	grep -q '^Seccomp:[[:space:]]*2$' /proc/$p/status || fail "$f: no seccomp filter"
+	[ -z "$(tr -d '\000' </proc/$p/environ)" ] || fail "$f: environment left"
+done
+ok "drivers sandboxed: NoNewPrivs 1, Seccomp 2, empty environment"
 
 # hid: the keyboard's and the tablet's report descriptors, as the device gives them.
 kbd=$(grep -l Keyboard $M/hid*/product | xargs dirname)
@@ -121,6 +129,9 @@ until_true '[ "$(field $tabname 5)" = running ]'
 grep -q Tablet $tab/product || fail "$tab is not the tablet: $(cat $tab/product)"
 ok "tablet back as $tabname: $(grep "$tabname attach" $M/events | tail -1 | cut -d' ' -f2-)"
 
+# On a real kernel the allow-list must have been enough for all of the above.
+! grep -q SIGSYS $M/events || fail "a driver died of SIGSYS: $(grep SIGSYS $M/events)"
+ok "no seccomp kill (SIGSYS) on the real kernel"
 umount $M || fail "umount"
 [ -z "$(pidof plugfs-driver plugfs)" ] || fail "processes left: $(pidof plugfs-driver plugfs)"
 ok "unmounted, no process left"
