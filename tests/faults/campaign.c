@@ -22,9 +22,11 @@
  * RSS within RSS_MARGIN_KB.  Any failure is a violation; the exit status
  * is 1 if there was one.
  *
- * Not injected: malformed protocol messages, which need a driver host that
- * lies on demand for one device (the test-only `liar` host lies for every
- * device from its first message, see test_crash.c).
+ * Malformed messages: every driver runs through plugfs-evil-driver
+ * (tests/evil), which execs the real host unless its conf file names the
+ * device; the injector names one, restarts it (ctl restart), waits for the
+ * daemon to log the protocol error, and clears the file, so the respawn
+ * after that is the real driver again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,8 +74,9 @@ static struct device devs[] = {
 };
 #define NDEVS (sizeof(devs) / sizeof(devs[0]))
 
-enum fault { F_SIGKILL, F_SIGSEGV, F_SIGABRT, F_SIGSTOP, F_UNPLUG, NFAULTS };
-static const char *const fault_names[NFAULTS] = {"SIGKILL", "SIGSEGV", "SIGABRT", "SIGSTOP", "unplug+replug"};
+enum fault { F_SIGKILL, F_SIGSEGV, F_SIGABRT, F_SIGSTOP, F_UNPLUG, F_MALFORMED, NFAULTS };
+static const char *const fault_names[NFAULTS] = {"SIGKILL", "SIGSEGV",	     "SIGABRT",
+						 "SIGSTOP", "unplug+replug", "malformed"};
 static const int fault_signals[] = {SIGKILL, SIGSEGV, SIGABRT, SIGSTOP};
 
 enum op { OP_OPEN, OP_READ, OP_WRITE, OP_CLOSE, NOPS };
@@ -327,6 +330,61 @@ static void unplug_replug(struct device *d)
 		violation("%s not running 5 s after its replug", sysname);
 }
 
+/* Modes of plugfs-evil-driver that break the protocol after HELLO or instead of it. */
+static const char *const evil_modes[] = {"garbage",	"oversized", "truncated",      "before-hello",
+					 "hello-twice", "bad-hello", "wrong-direction"};
+static char evil_conf[256];
+
+/* Lines of the events file holding `what`. */
+static unsigned events_with(const char *what)
+{
+	static char buf[1 << 20];
+	ssize_t n = read_file(mpath(&m, "events"), buf, sizeof(buf) - 1);
+	unsigned count = 0;
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	for (const char *p = buf; (p = strstr(p, what)) != NULL; p++)
+		count++;
+	return count;
+}
+
+/* Returns 0 if injected, -1 if the device had no running driver to replace. */
+static int malformed(struct device *d, unsigned *seed)
+{
+	char name[64], rel[96], what[128];
+
+	if (fn_name(d, name, sizeof(name))[0] == '\0')
+		return -1;
+	snprintf(rel, sizeof(rel), "%s/busnum", name);
+	unsigned bus = (unsigned)atoi(read_line(mpath(&m, rel)));
+	snprintf(rel, sizeof(rel), "%s/devnum", name);
+	unsigned dev = (unsigned)atoi(read_line(mpath(&m, rel)));
+	snprintf(what, sizeof(what), "%s crash protocol error", name);
+	unsigned before = events_with(what);
+	const char *mode = evil_modes[(unsigned)rand_r(seed) % (sizeof(evil_modes) / sizeof(evil_modes[0]))];
+	char line[128];
+	snprintf(line, sizeof(line), "/dev/bus/usb/%03u/%03u %s\n", bus, dev, mode);
+	snprintf(rel, sizeof(rel), "%s/ctl", name);
+	FILE *conf = fopen(evil_conf, "w");
+	if (conf != NULL) {
+		fputs(line, conf);
+		fclose(conf);
+	}
+	if (bus == 0 || dev == 0 || conf == NULL || write_file(mpath(&m, rel), "restart") < 0) {
+		unlink(evil_conf);
+		return -1;
+	}
+	uint64_t deadline = mono_ms() + 3000;
+	while (events_with(what) == before && mono_ms() < deadline)
+		pause_ms(2);
+	unlink(evil_conf);
+	if (events_with(what) == before)
+		violation("%s: no protocol error logged 3 s after switching it to %s", name, mode);
+	return 0;
+}
+
 static void *injector_main(void *arg)
 {
 	pid_t daemon = *(pid_t *)arg;
@@ -341,6 +399,13 @@ static void *injector_main(void *arg)
 		if (f == F_UNPLUG) {
 			unplug_replug(d);
 			atomic_fetch_add(&faults[f], 1);
+			continue;
+		}
+		if (f == F_MALFORMED) {
+			if (malformed(d, &seed) == 0)
+				atomic_fetch_add(&faults[f], 1);
+			else
+				atomic_fetch_add(&fault_skipped, 1);
 			continue;
 		}
 		pid_t pid = fn_name(d, name, sizeof(name))[0] != '\0' ? fn_pid(&m, name) : 0;
@@ -444,7 +509,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	setenv("PLUGFS_SANITIZER_TALLY", tally, 1);
-	if (mnt_start(&m, models, OPTS, NDEVS) < 0) {
+	/* Every driver through the evil host, which is the real one until evil_conf names a device. */
+	char evil[PATH_MAX];
+	snprintf(evil_conf, sizeof(evil_conf), "%s.evil", tally);
+	setenv("PLUGFS_TEST_EVIL_CONF", evil_conf, 1);
+	snprintf(evil, sizeof(evil), "%s/plugfs-evil-driver", build_dir());
+	if (mnt_start_with_driver(&m, models, OPTS, NDEVS, evil) < 0) {
 		unlink(tally);
 		return 1;
 	}
@@ -507,8 +577,7 @@ int main(int argc, char **argv)
 	printf("fault-campaign: faults injected: %lu:", total_faults);
 	for (int f = 0; f < NFAULTS; f++)
 		printf(" %s %lu", fault_names[f], (unsigned long)faults[f]);
-	printf(" (%lu signals not sent: no driver at that moment; malformed messages: not injected)\n",
-	       (unsigned long)fault_skipped);
+	printf(" (%lu not injected: no driver at that moment)\n", (unsigned long)fault_skipped);
 	printf("fault-campaign: calls: %lu:", total_calls);
 	for (int o = 0; o < NOPS; o++)
 		printf(" %s %lu", op_names[o], (unsigned long)calls[o]);
@@ -531,6 +600,7 @@ int main(int argc, char **argv)
 		violation("sanitizer report in the log, kept in %s", m.log);
 	close(tally_fd);
 	unlink(tally);
+	unlink(evil_conf);
 	printf("fault-campaign: violations: %lu\n", (unsigned long)violations);
 	return violations != 0 ? 1 : 0;
 }
