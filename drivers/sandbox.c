@@ -33,16 +33,9 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "util.h"
 
 extern char **environ;
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZER_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZER_BUILD 1
-#endif
-#endif
 
 /* Address space: the disk driver's largest job is a few MiB; glibc reserves 64 MiB per arena. */
 #define SANDBOX_AS_LIMIT (1024UL << 20)

@@ -16,15 +16,9 @@
 
 #include "harness.h"
 #include "suites.h"
+#include "util.h"
 
 /* Sanitizer builds allow read-only opens, for LeakSanitizer (drivers/sandbox.c). */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZER_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZER_BUILD 1
-#endif
-#endif
 
 static struct mnt m;
 
