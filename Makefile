@@ -115,7 +115,7 @@ $(B)/plugfs-evil-driver: $(B)/tests/evil/evil_driver.o $(call obj,$(COMMON_SRC))
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS)
 
-$(B)/bench-restart: $(B)/tests/bench/restart.o $(B)/tests/integration/harness.o
+$(B)/bench-restart: $(B)/tests/bench/restart.o $(B)/tests/bench/report.o $(B)/tests/integration/harness.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
 
