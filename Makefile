@@ -49,7 +49,7 @@ endef
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
-TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk \
+TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk $(B)/bench-scale \
 	    $(B)/fault-campaign $(B)/fault-memcheck $(B)/plugfs-evil-driver $(B)/plugfs-sandbox-attacker
 
 all: $(PROGS) $(TESTPROGS)
@@ -118,6 +118,10 @@ $(B)/plugfs-evil-driver: $(B)/tests/evil/evil_driver.o $(call obj,$(COMMON_SRC))
 $(B)/bench-restart: $(B)/tests/bench/restart.o $(B)/tests/bench/report.o $(B)/tests/integration/harness.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
+
+$(B)/bench-scale: $(B)/tests/bench/scale.o $(B)/tests/bench/report.o $(B)/tests/integration/harness.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK)) -lpthread
 
 $(B)/tests/bench/disk.o: OBJ_CFLAGS += $(call pkg_cflags,$(PKG_DRIVER))
 $(B)/bench-disk: $(B)/tests/bench/disk.o $(B)/tests/integration/harness.o
@@ -240,6 +244,7 @@ check-fuzz: fuzz-build
 bench: all
 	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-restart $(BENCH_ROUNDS)
 	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-disk
+	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-scale
 
 demo: deps
 	$(MAKE) all
