@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -55,6 +56,8 @@ struct outmsg {
 static void drv_on_sock(int fd, uint32_t events, void *arg);
 
 static char driver_path[4096];
+/* driver_user as "UID:GID", looked up once: drivers do not each ask the name service. */
+static char driver_ids[32];
 static uint32_t next_req_id = 1;
 static uint32_t next_handle_id = 1;
 static int shutting_down;
@@ -126,6 +129,14 @@ int sup_init(void)
 	if (access(driver_path, X_OK) < 0) {
 		log_msg(LOG_ERR, "driver host %s: %s", driver_path, strerror(errno));
 		return -errno;
+	}
+	if (opts.driver_user != NULL) {
+		struct passwd *pw = getpwnam(opts.driver_user);
+		if (pw == NULL) {
+			log_msg(LOG_ERR, "driver_user=%s: no such user", opts.driver_user);
+			return -EINVAL;
+		}
+		snprintf(driver_ids, sizeof(driver_ids), "%u:%u", (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
 	}
 	driver_env_init();
 	return 0;
@@ -464,9 +475,9 @@ static int drv_spawn(struct drv *d)
 		argv[argc++] = "-v";
 	if (dev->detach)
 		argv[argc++] = "--detach";
-	if (opts.driver_user != NULL) {
+	if (driver_ids[0] != '\0') {
 		argv[argc++] = "--user";
-		argv[argc++] = opts.driver_user;
+		argv[argc++] = driver_ids;
 	}
 	argv[argc++] = dev->devnode;
 	/* One DRIVER:IFNUM per interface, in index order; extra units come from HELLO. */
