@@ -2,7 +2,7 @@
  * plugfs-driver: the process that serves one USB device's files for the
  * plugfs daemon.
  *
- *     plugfs-driver [-v] [--detach] [--user USER] DEVNODE DRIVER:IFNUM...
+ *     plugfs-driver [-v] [--detach] [--user USER|UID:GID] DEVNODE DRIVER:IFNUM...
  *
  * The daemon execs it with the protocol socket on fd 3 (common/proto.h).
  * It opens DEVNODE itself (umockdev emulates only fds opened by path in the
@@ -790,7 +790,8 @@ static bool drain_transfers(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: plugfs-driver [-v] [--detach] [--user USER] DEVNODE DRIVER:IFNUM...\n");
+	fprintf(stderr,
+		"usage: plugfs-driver [-v] [--detach] [--user USER|UID:GID] DEVNODE DRIVER:IFNUM...\n");
 }
 
 struct options {

@@ -40,26 +40,55 @@ extern char **environ;
 /* Address space: the disk driver's largest job is a few MiB; glibc reserves 64 MiB per arena. */
 #define SANDBOX_AS_LIMIT (1024UL << 20)
 
+/* "UID:GID", all digits: 0 and the ids, else -EINVAL. */
+static int parse_ids(const char *s, uid_t *uid, gid_t *gid)
+{
+	char *end;
+	unsigned long u, g;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	u = strtoul(s, &end, 10);
+	if (*end != ':' || end[1] < '0' || end[1] > '9')
+		return -EINVAL;
+	g = strtoul(end + 1, &end, 10);
+	if (*end != '\0' || u >= (uid_t)-1 || g >= (gid_t)-1)
+		return -EINVAL;
+	*uid = (uid_t)u;
+	*gid = (gid_t)g;
+	return 0;
+}
+
 /*
  * Becomes `user` (setgroups, setgid, setuid) when started as root; a driver
- * started by an ordinary user stays that user.
+ * started by an ordinary user stays that user.  The daemon passes the ids
+ * it looked up once, "UID:GID" (a user name has no ':'), which spares every
+ * driver start the name service (nsswitch.conf, /etc/passwd, nscd); a name
+ * is looked up here, for a driver run by hand.
  */
 static int drop_privileges(const char *user)
 {
+	uid_t uid;
+	gid_t gid;
+
 	if (user == NULL || getuid() != 0)
 		return 0;
-	struct passwd *pw = getpwnam(user);
-	if (pw == NULL) {
-		drv_log(LOG_ERR, "driver_user %s: no such user", user);
-		return -EINVAL;
+	if (parse_ids(user, &uid, &gid) < 0) {
+		struct passwd *pw = getpwnam(user);
+		if (pw == NULL) {
+			drv_log(LOG_ERR, "driver_user %s: no such user", user);
+			return -EINVAL;
+		}
+		uid = pw->pw_uid;
+		gid = pw->pw_gid;
 	}
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
 		int e = errno;
 		drv_log(LOG_ERR, "dropping to %s: %s", user, strerror(e));
 		return -e;
 	}
 	/* Make sure there is no way back. */
-	if (pw->pw_uid != 0 && setuid(0) == 0) {
+	if (uid != 0 && setuid(0) == 0) {
 		drv_log(LOG_ERR, "dropping to %s: could become root again", user);
 		return -EPERM;
 	}

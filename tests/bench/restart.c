@@ -1,98 +1,217 @@
 /*
- * Restart latency: a driver is SIGKILLed; how long until a driver file
- * answers again?  Measured from kill(2) to the first successful open+read
- * of usb0/ep0, over N crashes, each the first crash of its restart window
- * (so the respawn is immediate, as for a real, rare crash).  Also prints
- * the daemon's RSS.  A benchmark: it prints numbers and never fails for
- * being slow.
+ * Restart latency: how long after a driver dies does a driver file answer
+ * again?  A benchmark: it prints numbers (tests/bench/report.h) and never
+ * fails for being slow.
  *
- *     build/bench-restart [N]      (default 50; takes about N seconds)
+ *     build/bench-restart [KILLS [STOPS]]      (default 200 and 50; about 40 s)
+ *
+ * SIGKILL: the driver is killed; measured from kill(2) to the first
+ * successful open+read of its ep0, split at the moment the process is gone
+ * (its pidfd turns readable).
+ *
+ * SIGSTOP: the driver is stopped and so misses its heartbeat; the daemon
+ * (timeout=STOP_TIMEOUT_MS, a heartbeat every half of it) kills it and
+ * respawns.  Measured from the stop to the first successful read, split
+ * at the kill: the detection (between one and one and a half timeouts, by
+ * design) and what comes after the timeout, the same path as a crash.
+ *
+ * Every crash is the first of its device's restart window, as a real, rare
+ * crash is, so the respawn is immediate (no backoff): the crashes go round
+ * KILL_DEVICES (STOP_DEVICES) loopback devices, and a device is crashed
+ * again only once its window (restart_window=1) is over.  The stops run
+ * on fewer devices: all of them start at once, and each must say HELLO
+ * within the short timeout even on a busy machine.  Between two looks at a file the
+ * reader pauses RETRY_PAUSE_US, as a script that retries would, rather
+ * than spinning on the daemon it is waiting for.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "report.h"
 
-static uint64_t now_us(void)
+#define KILL_DEVICES	16
+#define STOP_DEVICES	4
+#define MAX_DEVICES	KILL_DEVICES
+#define WINDOW_MS	1000
+#define STOP_TIMEOUT_MS 200
+#define RETRY_PAUSE_US	200
+/* Waiting longer than this for one step is a failure, not a slow result. */
+#define STEP_LIMIT_MS 10000
+
+struct sample {
+	double total, to_exit, after_exit; /* ms */
+};
+
+static void pause_until(double when_ms)
 {
-	struct timespec ts;
+	double ms = when_ms - bench_now_ms();
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	if (ms <= 0)
+		return;
+	struct timespec ts = {(time_t)(ms / 1000), (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
+	nanosleep(&ts, NULL);
 }
 
-static int cmp_u64(const void *a, const void *b)
+/* Waits until the process behind pidfd has exited; its time, or -1. */
+static double wait_exit(int pidfd)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+	int r;
+
+	while ((r = poll(&p, 1, STEP_LIMIT_MS)) < 0 && errno == EINTR)
+		;
+	return r == 1 ? bench_now_ms() : -1;
 }
 
-static long daemon_rss_kib(const struct mnt *m)
+/* Retries open+read of fn/ep0 until one succeeds; its time, or -1. */
+static double wait_read(const struct mnt *m, const char *fn)
 {
-	char path[64], buf[4096];
+	char rel[64];
+	double deadline = bench_now_ms() + STEP_LIMIT_MS;
+	struct timespec pause = {0, RETRY_PAUSE_US * 1000};
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)daemon_pid(m));
-	ssize_t n = read_file(path, buf, sizeof(buf) - 1);
-	if (n <= 0)
+	snprintf(rel, sizeof(rel), "%s/ep0", fn);
+	const char *path = mpath(m, rel);
+	do {
+		int fd = open(path, O_RDONLY);
+		if (fd >= 0) {
+			char c;
+			ssize_t r = read(fd, &c, 1);
+			close(fd);
+			if (r >= 0)
+				return bench_now_ms();
+		}
+		nanosleep(&pause, NULL);
+	} while (bench_now_ms() < deadline);
+	return -1;
+}
+
+/*
+ * Sends `sig` to the driver of round i's device and measures the way back.
+ * 0, or -1 with a message.
+ */
+static int one_crash(const struct mnt *m, int devices, int sig, int i, double *last_crash, struct sample *s)
+{
+	char fn[16];
+	int dev = i % devices;
+
+	snprintf(fn, sizeof(fn), "usb%d", dev);
+	pause_until(last_crash[dev] + WINDOW_MS * 1.1);
+	pid_t pid = fn_pid(m, fn);
+	int pidfd = pid > 0 ? pidfd_open(pid, 0) : -1;
+	if (pidfd < 0) {
+		fprintf(stderr, "bench-restart: round %d: no driver for %s\n", i, fn);
 		return -1;
-	buf[n] = '\0';
-	char *p = strstr(buf, "VmRSS:");
-	return p != NULL ? strtol(p + 6, NULL, 10) : -1;
+	}
+	double t0 = bench_now_ms();
+	last_crash[dev] = t0;
+	if (pidfd_send_signal(pidfd, sig, NULL, 0) < 0) {
+		fprintf(stderr, "bench-restart: round %d: %s: %s\n", i, fn, strerror(errno));
+		close(pidfd);
+		return -1;
+	}
+	double t_exit = wait_exit(pidfd);
+	close(pidfd);
+	double t_read = t_exit > 0 ? wait_read(m, fn) : -1;
+	if (t_read < 0) {
+		fprintf(stderr, "bench-restart: round %d: %s not back within %d ms\n", i, fn, STEP_LIMIT_MS);
+		return -1;
+	}
+	pid_t now = fn_pid(m, fn);
+	if (now == pid || now <= 0) {
+		fprintf(stderr, "bench-restart: round %d: %s answered but its driver is pid %d\n", i, fn,
+			(int)now);
+		return -1;
+	}
+	s->total = t_read - t0;
+	s->to_exit = t_exit - t0;
+	s->after_exit = t_read - t_exit;
+	return 0;
+}
+
+/* Runs `rounds` crashes by `sig` on a fresh mount; the number measured, or -1. */
+static int run(const char *opts, int devices, int sig, int rounds, struct sample *s, long *rss_before,
+	       long *rss_after)
+{
+	char model[32];
+	const char *const models[] = {model, NULL};
+	double last_crash[MAX_DEVICES] = {0};
+	struct mnt m;
+	int done = 0;
+
+	snprintf(model, sizeof(model), "loopback:%d", devices);
+	if (mnt_start(&m, models, opts, (unsigned)devices) < 0)
+		return -1;
+	*rss_before = rss_kb(daemon_pid(&m));
+	for (; done < rounds; done++)
+		if (one_crash(&m, devices, sig, done, last_crash, &s[done]) < 0)
+			break;
+	*rss_after = rss_kb(daemon_pid(&m));
+	mnt_stop(&m);
+	return done;
+}
+
+static void report(const char *figure, const struct sample *s, int n, size_t field)
+{
+	double *v = calloc((size_t)n, sizeof(*v));
+
+	if (v == NULL)
+		return;
+	for (int i = 0; i < n; i++)
+		v[i] = *(const double *)((const char *)&s[i] + field);
+	bench_report("restart", figure, "ms", v, (size_t)n);
+	free(v);
 }
 
 int main(int argc, char **argv)
 {
-	static const char *const models[] = {"loopback", NULL};
-	int rounds = argc > 1 ? atoi(argv[1]) : 50;
-	uint64_t *lat = calloc((size_t)rounds, sizeof(*lat));
-	struct mnt m;
-	char c;
+	int kills = argc > 1 ? atoi(argv[1]) : 200;
+	int stops = argc > 2 ? atoi(argv[2]) : 50;
+	char opts[64], figure[64];
+	long rss0, rss1;
+	int rc = 0;
 
-	if (rounds <= 0 || lat == NULL || mnt_start(&m, models, "restart_window=1,restart_max=5", 1) < 0)
+	if (kills <= 0 || stops < 0)
+		return 2;
+	struct sample *s = calloc((size_t)(kills > stops ? kills : stops), sizeof(*s));
+	if (s == NULL)
 		return 1;
-	printf("daemon RSS after start: %ld KiB\n", daemon_rss_kib(&m));
-	for (int i = 0; i < rounds; i++) {
-		pid_t pid = fn_pid(&m, "usb0");
-		uint64_t t0 = now_us();
-		if (pid <= 0 || kill(pid, SIGKILL) < 0) {
-			fprintf(stderr, "bench-restart: no driver to kill in round %d\n", i);
-			break;
-		}
-		for (;;) {
-			int fd = open(mpath(&m, "usb0/ep0"), O_RDONLY);
-			if (fd >= 0) {
-				ssize_t r = read(fd, &c, 1);
-				close(fd);
-				/* A handle on the old driver may still be accepted: only a read counts. */
-				if (r >= 0 && fn_pid(&m, "usb0") != pid)
-					break;
-			}
-			if (now_us() - t0 > 10 * 1000000) {
-				fprintf(stderr, "bench-restart: no answer 10 s after the kill in round %d\n",
-					i);
-				goto out;
-			}
-		}
-		lat[i] = now_us() - t0;
-		/* Wait out the restart window, so that every crash is a first one. */
-		uint64_t until = t0 + 1100 * 1000;
-		struct timespec ts = {(time_t)(until / 1000000), (long)(until % 1000000) * 1000};
-		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+
+	int n = run("restart_window=1", KILL_DEVICES, SIGKILL, kills, s, &rss0, &rss1);
+	if (n > 0) {
+		report("SIGKILL -> first read", s, n, offsetof(struct sample, total));
+		report("SIGKILL -> process gone", s, n, offsetof(struct sample, to_exit));
+		report("process gone -> first read", s, n, offsetof(struct sample, after_exit));
+		bench_report_value("restart", "daemon RSS before the kills", "KiB", (double)rss0);
+		bench_report_value("restart", "daemon RSS after the kills", "KiB", (double)rss1);
 	}
-	qsort(lat, (size_t)rounds, sizeof(*lat), cmp_u64);
-	printf("restart latency over %d SIGKILLs (kill -> first successful read): "
-	       "median %.2f ms, p90 %.2f ms, min %.2f ms, max %.2f ms\n",
-	       rounds, lat[rounds / 2] / 1000.0, lat[rounds * 9 / 10] / 1000.0, lat[0] / 1000.0,
-	       lat[rounds - 1] / 1000.0);
-	printf("daemon RSS after %d restarts: %ld KiB\n", rounds, daemon_rss_kib(&m));
-out:
-	mnt_stop(&m);
-	free(lat);
-	return 0;
+	if (n != kills)
+		rc = 1;
+
+	if (stops > 0) {
+		snprintf(opts, sizeof(opts), "restart_window=1,timeout=%d", STOP_TIMEOUT_MS);
+		n = run(opts, STOP_DEVICES, SIGSTOP, stops, s, &rss0, &rss1);
+		if (n > 0) {
+			snprintf(figure, sizeof(figure), "SIGSTOP -> first read (timeout=%d)",
+				 STOP_TIMEOUT_MS);
+			report(figure, s, n, offsetof(struct sample, total));
+			report("SIGSTOP -> killed (heartbeat lost)", s, n, offsetof(struct sample, to_exit));
+			report("killed -> first read (after timeout)", s, n,
+			       offsetof(struct sample, after_exit));
+		}
+		if (n != stops)
+			rc = 1;
+	}
+	free(s);
+	return rc;
 }

@@ -36,8 +36,9 @@ struct worker_call {
 };
 
 static UMockdevTestbed *bed_tb;
-static unsigned bed_busnum;
-static unsigned last_devnum;
+static unsigned bed_busnum; /* the first bus; bus i is bed_busnum + i */
+static unsigned bed_nbuses;
+static unsigned last_devnum[EMU_MAX_BUSES];
 static GPtrArray *bed_devs; /* every emu_dev ever plugged, gone ones included */
 static UMockdevIoctlBase *worker_handler;
 static int worker_fd = -1;
@@ -116,33 +117,33 @@ static struct emu_dev *find_present(const char *sysname)
 	return NULL;
 }
 
-static bool port_used(unsigned port)
+static bool port_used(unsigned bus, unsigned port)
 {
 	for (guint i = 0; i < bed_devs->len; i++) {
 		struct emu_dev *d = g_ptr_array_index(bed_devs, i);
-		if (!d->gone && d->port == port)
+		if (!d->gone && d->busnum == bed_busnum + bus && d->port == port)
 			return true;
 	}
 	return false;
 }
 
-static bool devnum_used(unsigned devnum)
+static bool devnum_used(unsigned bus, unsigned devnum)
 {
 	for (guint i = 0; i < bed_devs->len; i++) {
 		struct emu_dev *d = g_ptr_array_index(bed_devs, i);
-		if (!d->gone && d->devnum == devnum)
+		if (!d->gone && d->busnum == bed_busnum + bus && d->devnum == devnum)
 			return true;
 	}
 	return false;
 }
 
 /* The kernel's choice: the next free devnum after the last one given, from 2 (1 is the hub). */
-static unsigned next_devnum(void)
+static unsigned next_devnum(unsigned bus)
 {
 	for (unsigned i = 0; i < EMU_MAX_DEVNUM; i++) {
-		unsigned n = (last_devnum + i) % EMU_MAX_DEVNUM + 1;
-		if (n >= 2 && !devnum_used(n)) {
-			last_devnum = n;
+		unsigned n = (last_devnum[bus] + i) % EMU_MAX_DEVNUM + 1;
+		if (n >= 2 && !devnum_used(bus, n)) {
+			last_devnum[bus] = n;
 			return n;
 		}
 	}
@@ -164,9 +165,10 @@ static void clear_old_socket(const struct emu_dev *dev)
 	g_free(root);
 }
 
-static int add(const struct emu_model *m, unsigned devnum, unsigned port, struct emu_dev **out)
+static int add(const struct emu_model *m, unsigned bus, unsigned devnum, unsigned port, unsigned copy,
+	       struct emu_dev **out)
 {
-	struct emu_dev *dev = emu_dev_new(m, bed_busnum, devnum, port);
+	struct emu_dev *dev = emu_dev_new(m, bed_busnum + bus, devnum, port, copy);
 	int r;
 
 	if (dev == NULL) {
@@ -190,30 +192,50 @@ static int add(const struct emu_model *m, unsigned devnum, unsigned port, struct
 	return 0;
 }
 
+/* Bus number bed_busnum + bus, with its root hub as devnum 1. */
+static int add_bus(unsigned bus)
+{
+	int r;
+
+	last_devnum[bus] = 1;
+	if ((r = add(&emu_model_roothub, bus, 1, 0, 0, NULL)) < 0)
+		return r;
+	bed_nbuses = bus + 1;
+	return 0;
+}
+
 int emu_bed_init(UMockdevTestbed *tb, unsigned busnum)
 {
 	bed_tb = tb;
 	bed_busnum = busnum;
 	bed_devs = g_ptr_array_new();
-	last_devnum = 1;
 	if (worker_node_init(tb) < 0)
 		return -EIO;
-	return add(&emu_model_roothub, 1, 0, NULL);
+	return add_bus(0);
 }
 
-int emu_bed_plug(const struct emu_model *m, unsigned port, struct emu_dev **out)
+int emu_bed_plug(const struct emu_model *m, unsigned port, unsigned copy, struct emu_dev **out)
 {
 	unsigned devnum;
+	int r;
 
-	if (port == 0) {
-		for (port = 1; port_used(port); port++)
-			;
-	} else if (port_used(port)) {
-		return -EBUSY;
+	if (port != 0) {
+		if (port_used(0, port))
+			return -EBUSY;
+		if ((devnum = next_devnum(0)) == 0)
+			return -ENOSPC;
+		return add(m, 0, devnum, port, copy, out);
 	}
-	if ((devnum = next_devnum()) == 0)
-		return -ENOSPC;
-	return add(m, devnum, port, out);
+	for (unsigned bus = 0; bus < EMU_MAX_BUSES && bed_busnum + bus <= 255; bus++) {
+		if (bus == bed_nbuses && (r = add_bus(bus)) < 0)
+			return r;
+		if ((devnum = next_devnum(bus)) == 0)
+			continue;
+		for (port = 1; port_used(bus, port); port++)
+			;
+		return add(m, bus, devnum, port, copy, out);
+	}
+	return -ENOSPC;
 }
 
 /* In the worker: what a disconnect does to usbfs. */

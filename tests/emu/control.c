@@ -97,7 +97,7 @@ static void run_command(struct client *c, char *line)
 			return reply(c, "err unknown model %s", a1);
 		if (a2 != NULL && parse_port(a2, &port) < 0)
 			return reply(c, "err bad port %s", a2);
-		if ((r = emu_bed_plug(m, port, &dev)) < 0)
+		if ((r = emu_bed_plug(m, port, 0, &dev)) < 0)
 			return reply(c, "err plug %s: %s", a1, strerror(-r));
 		return reply(c, "ok %s %s", dev->sysname, dev->devnode);
 	}

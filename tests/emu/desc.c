@@ -92,8 +92,9 @@ size_t emu_desc_build(const struct emu_model *m, uint8_t *buf, size_t cap)
 	return put_device(m, buf) + put_config(m, buf + EMU_DESC_DEVICE_LEN);
 }
 
-int emu_desc_string(const struct emu_model *m, uint8_t index, uint8_t *buf, size_t cap)
+int emu_desc_string(const struct emu_dev *dev, uint8_t index, uint8_t *buf, size_t cap)
 {
+	const struct emu_model *m = dev->model;
 	const char *s = NULL;
 	size_t n;
 
@@ -110,7 +111,7 @@ int emu_desc_string(const struct emu_model *m, uint8_t index, uint8_t *buf, size
 	else if (index == STR_PRODUCT)
 		s = m->product;
 	else if (index == STR_SERIAL)
-		s = m->serial;
+		s = dev->serial;
 	if (s == NULL)
 		return -ENOENT;
 	/* The strings are ASCII, so UTF-16LE is each byte and a zero. */

@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-struct emu_dev *emu_dev_new(const struct emu_model *m, unsigned busnum, unsigned devnum, unsigned port)
+struct emu_dev *emu_dev_new(const struct emu_model *m, unsigned busnum, unsigned devnum, unsigned port,
+			    unsigned copy)
 {
 	struct emu_dev *dev = calloc(1, sizeof(*dev));
 
@@ -24,6 +25,12 @@ struct emu_dev *emu_dev_new(const struct emu_model *m, unsigned busnum, unsigned
 		snprintf(dev->sysname, sizeof(dev->sysname), "usb%u", busnum);
 	else
 		snprintf(dev->sysname, sizeof(dev->sysname), "%u-%u", busnum, port);
+	dev->serial = m->serial;
+	/* Copies of one model are different units of one product, as a bus full of them would be. */
+	if (m->serial != NULL && copy > 0) {
+		snprintf(dev->serial_buf, sizeof(dev->serial_buf), "%s-%u", m->serial, copy);
+		dev->serial = dev->serial_buf;
+	}
 	dev->desc_len = emu_desc_build(m, dev->desc, sizeof(dev->desc));
 	for (unsigned i = 0; i < m->num_ifaces; i++)
 		dev->kernel_driver[i] = m->ifaces[i].kernel_driver;

@@ -158,8 +158,9 @@ size_t emu_desc_build(const struct emu_model *m, uint8_t *buf, size_t cap);
 /* Offsets of the parts inside what emu_desc_build() wrote. */
 #define EMU_DESC_DEVICE_LEN 18
 
-/* String descriptor `index` (0: language IDs) into buf; length or -ENOENT. */
-int emu_desc_string(const struct emu_model *m, uint8_t index, uint8_t *buf, size_t cap);
+struct emu_dev;
+/* String descriptor `index` (0: language IDs) of a device into buf; length or -ENOENT. */
+int emu_desc_string(const struct emu_dev *dev, uint8_t index, uint8_t *buf, size_t cap);
 
 /* The endpoint spec for address `ep` and the interface holding it, or NULL. */
 const struct emu_ep_spec *emu_model_endpoint(const struct emu_model *m, uint8_t ep, int *iface);
@@ -171,6 +172,9 @@ struct emu_dev {
 	unsigned busnum, devnum, port;
 	char devnode[32]; /* /dev/bus/usb/001/002 */
 	char sysname[16]; /* 1-1 */
+	/* The serial number it reports: the model's, or the model's + "-N" for copy N (NULL: none). */
+	const char *serial;
+	char serial_buf[48];
 	uint8_t desc[EMU_MAX_DESC];
 	size_t desc_len;
 	/* Bound kernel driver per interface (NULL: none), as GETDRIVER sees it. */
@@ -191,7 +195,9 @@ struct emu_dev {
 	bool gone;
 };
 
-struct emu_dev *emu_dev_new(const struct emu_model *m, unsigned busnum, unsigned devnum, unsigned port);
+/* Copy 0 reports the model's serial number; copy N > 0 the model's + "-N". */
+struct emu_dev *emu_dev_new(const struct emu_model *m, unsigned busnum, unsigned devnum, unsigned port,
+			    unsigned copy);
 void emu_dev_free(struct emu_dev *dev);
 
 /* ---- sysfs.c: the device as sysfs and udev show it ---- */
@@ -211,11 +217,17 @@ int emu_usbfs_attach(UMockdevTestbed *tb, struct emu_dev *dev);
 /*
  * The bus: a root hub as devnum 1, devices on ports 1, 2, ...  Devnums are
  * handed out as the kernel does, the next free one after the last given,
- * wrapping after 127, so a replugged device gets a new node.
+ * wrapping after 127, so a replugged device gets a new node.  A bus holds
+ * 126 devices besides its root hub; the next one goes to a new bus,
+ * busnum + 1, with a root hub of its own (up to EMU_MAX_BUSES).
  */
+#define EMU_MAX_BUSES 4
 int emu_bed_init(UMockdevTestbed *tb, unsigned busnum);
-/* Plugs a device of model m on `port` (0: the lowest free one). */
-int emu_bed_plug(const struct emu_model *m, unsigned port, struct emu_dev **out);
+/*
+ * Plugs a device of model m on `port` of the first bus (0: the lowest free
+ * port of the first bus with a free devnum).  `copy` as for emu_dev_new().
+ */
+int emu_bed_plug(const struct emu_model *m, unsigned port, unsigned copy, struct emu_dev **out);
 /* Unplugs the device `sysname` (1-3): URBs fail, node dead, uevent, sysfs gone. */
 int emu_bed_unplug(const char *sysname);
 /* After the testbed is unreferenced (its worker stopped): frees every device. */

@@ -54,7 +54,7 @@ static int get_descriptor(struct emu_dev *dev, const struct emu_setup *s, uint8_
 		return reply(data, s->length, dev->desc + EMU_DESC_DEVICE_LEN,
 			     dev->desc_len - EMU_DESC_DEVICE_LEN);
 	case USB_DT_STRING:
-		n = emu_desc_string(dev->model, index, buf, sizeof(buf));
+		n = emu_desc_string(dev, index, buf, sizeof(buf));
 		return n < 0 ? -EPIPE : reply(data, s->length, buf, (size_t)n);
 	case USB_DT_DEVICE_QUALIFIER:
 		/* A high-speed device describes its full-speed self: same fields. */

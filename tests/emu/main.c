@@ -1,7 +1,7 @@
 /*
  * plugfs-emu: runs a command in a world with emulated USB devices.
  *
- *     plugfs-emu [-v] [--model NAME ...] [--bus N] [--control PATH] -- COMMAND [ARGS...]
+ *     plugfs-emu [-v] [--model NAME[:COUNT] ...] [--bus N] [--control PATH] -- COMMAND [ARGS...]
  *
  * Example:
  *     $ build/plugfs-emu --model loopback -- ls /dev/bus/usb/001/
@@ -10,7 +10,11 @@
  *     1209
  *
  * Bus N (default 1) gets a root hub as devnum 1, then the models in the
- * order given as devnums 2, 3, ... on ports N-1, N-2, ...  COMMAND and
+ * order given as devnums 2, 3, ... on ports N-1, N-2, ...  NAME:COUNT plugs
+ * COUNT devices of one model, told apart by their serial numbers (the
+ * model's, then the model's + "-1", "-2"...); past 126 devices on bus N
+ * the rest go to bus N+1 (`--model loopback:127` is a full bus and one
+ * more).  COMMAND and
  * everything it starts see them through umockdev's preload library
  * (LD_PRELOAD and UMOCKDEV_DIR are inherited).  SIGINT and SIGTERM are
  * passed on to COMMAND; plugfs-emu exits with COMMAND's status, or 128 +
@@ -41,8 +45,12 @@
 
 extern char **environ;
 
+/* A bus has 127 addresses, its root hub takes one. */
+#define EMU_MAX_COUNT (EMU_MAX_BUSES * 126)
+
 struct options {
 	const struct emu_model *models[EMU_MAX_MODELS];
+	unsigned counts[EMU_MAX_MODELS];
 	unsigned nmodels;
 	unsigned busnum;
 	const char *control;
@@ -51,11 +59,37 @@ struct options {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: plugfs-emu [-v] [--model NAME ...] [--bus N] [--control PATH] -- COMMAND [ARGS...]\n"
-		"models:\n");
+	fprintf(f, "usage: plugfs-emu [-v] [--model NAME[:COUNT] ...] [--bus N] [--control PATH] -- COMMAND "
+		   "[ARGS...]\n"
+		   "models:\n");
 	for (unsigned i = 0; emu_models[i] != NULL; i++)
 		fprintf(f, "  %-15s %s\n", emu_models[i]->name, emu_models[i]->summary);
+}
+
+/* NAME or NAME:COUNT; 0, or -EINVAL after saying why. */
+static int parse_model(const char *arg, const struct emu_model **m, unsigned *count)
+{
+	const char *colon = strchr(arg, ':');
+	char name[64];
+
+	*count = 1;
+	if (colon != NULL) {
+		char *end;
+		unsigned long v = strtoul(colon + 1, &end, 10);
+
+		if (colon[1] == '\0' || *end != '\0' || v < 1 || v > EMU_MAX_COUNT) {
+			emu_err("--model %s: COUNT wants 1..%d", arg, EMU_MAX_COUNT);
+			return -EINVAL;
+		}
+		*count = (unsigned)v;
+	}
+	snprintf(name, sizeof(name), "%.*s", colon != NULL ? (int)(colon - arg) : (int)strlen(arg), arg);
+	if ((*m = emu_model_find(name)) == NULL) {
+		emu_err("unknown model '%s'", name);
+		usage(stderr);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* 0, or -EINVAL after saying why. */
@@ -78,11 +112,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 				emu_err("at most %d models", EMU_MAX_MODELS);
 				return -EINVAL;
 			}
-			if ((o->models[o->nmodels] = emu_model_find(optarg)) == NULL) {
-				emu_err("unknown model '%s'", optarg);
-				usage(stderr);
+			if (parse_model(optarg, &o->models[o->nmodels], &o->counts[o->nmodels]) < 0)
 				return -EINVAL;
-			}
 			o->nmodels++;
 			break;
 		case 'b': {
@@ -209,7 +240,7 @@ int main(int argc, char **argv)
 	sigset_t set;
 	char *root = NULL;
 	pid_t pid;
-	int rc = 1;
+	int r, rc = 1;
 
 	if (parse_args(argc, argv, &o) < 0)
 		return 2;
@@ -230,8 +261,12 @@ int main(int argc, char **argv)
 	if (emu_bed_init(tb, o.busnum) < 0)
 		goto out;
 	for (unsigned i = 0; i < o.nmodels; i++)
-		if (emu_bed_plug(o.models[i], 0, NULL) < 0)
-			goto out;
+		for (unsigned c = 0; c < o.counts[i]; c++)
+			if ((r = emu_bed_plug(o.models[i], 0, c, NULL)) < 0) {
+				emu_err("cannot plug %s number %u: %s", o.models[i]->name, c + 1,
+					strerror(-r));
+				goto out;
+			}
 	if (o.control != NULL && emu_control_start(o.control) < 0)
 		goto out;
 	if (spawn_command(o.command, &pid) < 0) {

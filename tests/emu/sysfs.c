@@ -131,12 +131,12 @@ static void add_id_props(GString *s, const struct emu_dev *dev)
 
 		udev_safe(vendor, sizeof(vendor), m->manufacturer ? m->manufacturer : "");
 		udev_safe(model, sizeof(model), m->product ? m->product : "");
-		udev_safe(serial, sizeof(serial), m->serial ? m->serial : "");
-		if (m->serial)
+		udev_safe(serial, sizeof(serial), dev->serial ? dev->serial : "");
+		if (dev->serial)
 			prop(s, "ID_SERIAL", "%s_%s_%s", vendor, model, serial);
 		else
 			prop(s, "ID_SERIAL", "%s_%s", vendor, model);
-		if (m->serial)
+		if (dev->serial)
 			prop(s, "ID_SERIAL_SHORT", "%s", serial);
 	}
 	prop(s, "ID_BUS", "usb");
@@ -199,8 +199,8 @@ static void add_device_text(GString *s, UMockdevTestbed *tb, const struct emu_de
 		attr(s, "manufacturer", "%s", m->manufacturer);
 	if (m->product)
 		attr(s, "product", "%s", m->product);
-	if (m->serial)
-		attr(s, "serial", "%s", m->serial);
+	if (dev->serial)
+		attr(s, "serial", "%s", dev->serial);
 	g_string_append(s, "H: descriptors=");
 	for (size_t i = 0; i < dev->desc_len; i++)
 		g_string_append_printf(s, "%02X", dev->desc[i]);
