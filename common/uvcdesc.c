@@ -265,10 +265,18 @@ static int streaming_desc(const uint8_t *d, uint8_t dlen, void *arg, const char 
 	case VS_FRAME_UNCOMPRESSED:
 	case VS_FRAME_MJPEG:
 		return frame_desc(w, d, dlen, why);
+	case 0x0a: /* MPEG-2 TS */
+	case 0x0c: /* DV */
+	case 0x10: /* frame based (H.264 in UVC 1.1) */
+	case 0x12: /* stream based */
+	case 0x13: /* H.264 (UVC 1.5) */
+	case 0x15: /* H.264 simulcast */
+	case 0x16: /* VP8 */
+	case 0x18: /* VP8 simulcast */
+		/* Formats not served: the frames that follow are theirs. */
+		w->cur = NULL;
+		return 0;
 	default:
-		/* Other formats: their frames are not ours either. */
-		if (d[2] >= 0x04 && d[2] != 0x0d && (d[2] & 1) == 0)
-			w->cur = NULL;
 		return 0;
 	}
 }

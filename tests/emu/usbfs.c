@@ -39,6 +39,18 @@
 
 /* ---- connections ---- */
 
+/*
+ * Lets an interface go.  As the kernel's usb_unbind_interface(), an
+ * interface left in another altsetting goes back to 0 (a webcam stops
+ * streaming when the process that streamed dies).
+ */
+static void release(struct emu_dev *dev, unsigned ifnum)
+{
+	dev->claimed_by[ifnum] = NULL;
+	if (!dev->gone && dev->alt[ifnum] != 0)
+		emu_dev_set_alt(dev, ifnum, 0);
+}
+
 /* Drops everything a client left behind: its URBs, its claims. */
 static void conn_free(gpointer p)
 {
@@ -63,7 +75,7 @@ static void conn_free(gpointer p)
 		emu_urb_free(urb);
 	for (unsigned i = 0; i < EMU_MAX_IFACES; i++)
 		if (dev->claimed_by[i] == c)
-			dev->claimed_by[i] = NULL;
+			release(dev, i);
 	emu_log("%s: client closed", dev->sysname);
 	/* The client went away inside a blocking REAPURB: drop the reference parking took. */
 	if (c->reap_waiting)
@@ -176,7 +188,7 @@ static int do_release(struct emu_conn *c, UMockdevIoctlClient *client, UMockdevI
 		return r;
 	if (ifnum >= EMU_MAX_IFACES || c->dev->claimed_by[ifnum] != c)
 		return -EINVAL;
-	c->dev->claimed_by[ifnum] = NULL;
+	release(c->dev, ifnum);
 	return 0;
 }
 
