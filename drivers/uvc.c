@@ -728,6 +728,10 @@ static void stream_start(struct cam *cam)
 	cam->state = ST_PROBING;
 	cam->active = true;
 	cam->error = 0;
+	/* A frame of the last stream may be of another format: never serve it. */
+	free(cam->latest);
+	cam->latest = NULL;
+	cam->latest_len = 0;
 	cam->probe_step = 0;
 	cam->probe_len = uvc_probe_len(cam->vc.bcd_uvc);
 	uvc_probe_encode(&p, cam->probe_buf, cam->probe_len);
