@@ -565,6 +565,13 @@ static void xfer_done(struct drv_xfer *x)
 	struct libusb_transfer *t = x->t;
 	int r = drv_xfer_errno(t->status);
 
+	/* A payload longer than the transfer: that frame is lost, the stream goes on. */
+	if (cam->state == ST_RUNNING && r == -EOVERFLOW && t->type == LIBUSB_TRANSFER_TYPE_BULK) {
+		if (cam->asm_active)
+			cam->asm_bad = true;
+		if ((r = drv_xfer_submit(x)) == 0)
+			return;
+	}
 	if (cam->state == ST_RUNNING && r == 0) {
 		if (t->type == LIBUSB_TRANSFER_TYPE_ISOCHRONOUS) {
 			for (int i = 0; i < t->num_iso_packets; i++) {
@@ -752,13 +759,16 @@ static int view_open(struct drv_handle *h, uint32_t flags)
 	if ((v = calloc(1, sizeof(*v))) == NULL)
 		return -ENOMEM;
 	h->priv = v;
-	if (cam->users++ == 0) {
-		/* A failed stream nobody reads any more: a new reader starts it again. */
-		if (cam->state == ST_FAILED)
-			cam->state = cam->active ? ST_STOPPING : ST_IDLE;
-		if (cam->state == ST_IDLE)
-			stream_start(cam);
-	}
+	cam->users++;
+	/*
+	 * A new reader starts a failed stream again (handles that saw the
+	 * error wait for frames with it); a stopping one restarts once its
+	 * transfers are back.
+	 */
+	if (cam->state == ST_FAILED)
+		cam->state = cam->active ? ST_STOPPING : ST_IDLE;
+	if (cam->state == ST_IDLE)
+		stream_start(cam);
 	return 0;
 }
 
@@ -938,7 +948,7 @@ static int ctl_check(const struct cam_control *ctl, int32_t v)
 		return v != 0 && (v & (v - 1)) == 0 && (v & ~ctl->res) == 0 ? 0 : -EINVAL;
 	if (v < ctl->min || v > ctl->max)
 		return -ERANGE;
-	if (ctl->res > 1 && (int64_t)(v - ctl->min) % ctl->res != 0)
+	if (ctl->res > 1 && ((int64_t)v - ctl->min) % ctl->res != 0)
 		return -EINVAL;
 	return 0;
 }
