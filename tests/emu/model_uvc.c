@@ -21,9 +21,13 @@
  * grey ramp (YUY2: Y = 16 + 219 x / (w - 1), U = V = 128) or a colour
  * ramp (MJPEG, which also carries "plugfs-emu frame N" in a COM marker).
  * Every frame whose counter is a multiple of UVC_EMU_DAMAGED has the
- * error bit set in one payload header halfway through: a driver must
- * drop it.  Payload headers are 12 bytes (PTS and SCR), FID toggles per
- * frame, EOF marks the last payload; idle isochronous packets are empty.
+ * error bit set in one payload header halfway through, and on the
+ * isochronous camera every multiple of UVC_EMU_LOST loses a packet
+ * halfway through (status -EXDEV, as a missed microframe): a driver must
+ * drop both.  Payload headers are 12 bytes (PTS and SCR), FID toggles
+ * per frame, EOF marks the last payload except on multiples of
+ * UVC_EMU_NO_EOF, which end only when the next frame's FID toggles (as
+ * UVC allows); idle isochronous packets are empty.
  *
  * With PLUGFS_EMU_DIR set, $PLUGFS_EMU_DIR/SYSNAME.uvc holds one line,
  * rewritten at every change: "alt A streaming S format F frame R
@@ -42,6 +46,8 @@
 #include "util.h"
 
 #define UVC_EMU_DAMAGED 5
+#define UVC_EMU_LOST	7 /* isochronous only */
+#define UVC_EMU_NO_EOF	3
 #define PAYLOAD_HDR	12
 #define MICROFRAME_US	125
 
@@ -313,7 +319,7 @@ struct cam {
 	/* The stream: the frame being sent and when the next one is due. */
 	uint8_t *frame;
 	size_t frame_len, frame_off, frame_cap;
-	bool in_frame, damaged;
+	bool in_frame, damaged, lose;
 	uint8_t fid;
 	uint32_t counter;
 	uint64_t next_frame_us;
@@ -507,6 +513,7 @@ static void next_frame(struct cam *c)
 	c->frame_off = 0;
 	c->in_frame = true;
 	c->damaged = c->counter % UVC_EMU_DAMAGED == 0;
+	c->lose = !c->v->bulk && c->counter % UVC_EMU_LOST == 0;
 	c->fid ^= 1;
 }
 
@@ -541,7 +548,8 @@ static size_t gen_payload(struct cam *c, uint64_t t, uint8_t *out, size_t room)
 	memcpy(out + PAYLOAD_HDR, c->frame + c->frame_off, n);
 	c->frame_off += n;
 	if (c->frame_off == c->frame_len) {
-		info |= 0x02;
+		if (c->counter % UVC_EMU_NO_EOF != 0)
+			info |= 0x02;
 		c->in_frame = false;
 	}
 	out[0] = PAYLOAD_HDR;
@@ -575,6 +583,13 @@ static void finish_iso(struct cam *c, struct emu_urb *urb, uint64_t start_us)
 			       : 0;
 		p->actual = (uint32_t)n;
 		p->status = 0;
+		/* A microframe lost on the bus: its data never arrives. */
+		if (n > 0 && c->lose && c->frame_off >= c->frame_len / 2) {
+			c->lose = false;
+			p->actual = 0;
+			p->status = -EXDEV;
+			n = 0;
+		}
 		total += (uint32_t)n;
 		off += p->length;
 	}
