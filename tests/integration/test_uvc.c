@@ -560,6 +560,27 @@ START_TEST(test_uvc_kill)
 }
 END_TEST
 
+START_TEST(test_uvc_unplug)
+{
+	int fd = open(mpath(&m, "webcam0/stream"), O_RDONLY);
+	char buf[64];
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_gt(read_part(fd), 0);
+	/* Unplugged while streaming: the reader gets ENODEV, the directory goes. */
+	ck_assert_int_eq(emu_unplug(&m, "1-1"), 0);
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), -1);
+	ck_assert_int_eq(errno, ENODEV);
+	ck_assert_int_eq(wait_function(&m, "webcam0", 0, 2000), 0);
+	close(fd);
+	/* Plugged back: the same name, and it streams. */
+	ck_assert_int_eq(emu_plug(&m, "c270", 1), 0);
+	ck_assert_int_eq(wait_function(&m, "webcam0", 1, 5000), 0);
+	ck_assert_int_eq(wait_state(&m, "webcam0", "running", 5000), 0);
+	ck_assert_uint_gt(grab_jpeg(640, 480), 0);
+}
+END_TEST
+
 Suite *uvc_suite(void)
 {
 	Suite *s = suite_create("uvc");
@@ -576,6 +597,7 @@ Suite *uvc_suite(void)
 	tcase_add_test(tc, test_uvc_stream_poll);
 	tcase_add_test(tc, test_uvc_controls);
 	tcase_add_test(tc, test_uvc_kill);
+	tcase_add_test(tc, test_uvc_unplug);
 	suite_add_tcase(s, tc);
 	return s;
 }
