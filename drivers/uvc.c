@@ -596,7 +596,10 @@ static void xfer_done(struct drv_xfer *x)
 			cam->xfers[i] = NULL;
 	cam->live--;
 	drv_xfer_free(x);
-	if (cam->state == ST_RUNNING)
+	/* Cancelled while running: the host is exiting and stops every transfer. */
+	if (cam->state == ST_RUNNING && r == -EINTR)
+		cam->state = ST_STOPPING;
+	else if (cam->state == ST_RUNNING)
 		stream_fail(cam, r == -ENODEV ? -ENODEV : -EIO);
 	maybe_finished(cam);
 }
@@ -616,9 +619,19 @@ static int stream_submit(struct cam *cam)
 	size_t len;
 	int r;
 
-	cam->asm_cap = is_mjpeg(cam) ? cam->probe.max_frame_size : frame_bytes(cam);
-	if (cam->asm_cap == 0 || cam->asm_cap > UVC_MAX_FRAME)
-		cam->asm_cap = cam->asm_cap == 0 ? frame_bytes(cam) : UVC_MAX_FRAME;
+	/*
+	 * MJPEG frames vary: the most the camera announced (some announce too
+	 * little in the probe answer), at least width x height x 2.
+	 */
+	cam->asm_cap = frame_bytes(cam);
+	if (is_mjpeg(cam)) {
+		if (cam->probe.max_frame_size > cam->asm_cap)
+			cam->asm_cap = cam->probe.max_frame_size;
+		if (cam->frame->max_frame_size > cam->asm_cap)
+			cam->asm_cap = cam->frame->max_frame_size;
+	}
+	if (cam->asm_cap > UVC_MAX_FRAME)
+		cam->asm_cap = UVC_MAX_FRAME;
 	free(cam->asm_buf);
 	if ((cam->asm_buf = malloc(cam->asm_cap)) == NULL)
 		return -ENOMEM;
