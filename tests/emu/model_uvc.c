@@ -208,33 +208,13 @@ static const uint8_t bulkcam_vc[] = {13, 0x24, 0x01, W16(0x0110), W16(BULKCAM_VC
 _Static_assert(sizeof(bulkcam_vc) == BULKCAM_VC_LEN, "bulkcam VC length");
 
 #define BULKCAM_VS_LEN (14 + 27 + 2 * 38)
-static const uint8_t bulkcam_vs[] = {14,
-				     0x24,
-				     0x01,
-				     1,
-				     W16(BULKCAM_VS_LEN),
-				     0x82,
-				     0,
-				     3,
-				     0,
-				     0,
-				     0,
-				     1,
-				     0,
-				     27,
-				     0x24,
-				     0x04,
-				     1,
-				     2,
-				     YUY2_GUID,
-				     16,
-				     1,
-				     0,
-				     0,
-				     0,
-				     0,
-				     FRAME(VS_FRAME_UNCOMPRESSED, 1, 320, 240),
-				     FRAME(VS_FRAME_UNCOMPRESSED, 2, 160, 120)};
+static const uint8_t bulkcam_vs[] = {
+    /* Input header: one format, endpoint 0x82, terminal link 3. */
+    14, 0x24, 0x01, 1, W16(BULKCAM_VS_LEN), 0x82, 0, 3, 0, 0, 0, 1, 0,
+    /* Format 1: YUY2, default frame 1. */
+    27, 0x24, 0x04, 1, 2, YUY2_GUID, 16, 1, 0, 0, 0, 0,
+    /* Frames. */
+    FRAME(VS_FRAME_UNCOMPRESSED, 1, 320, 240), FRAME(VS_FRAME_UNCOMPRESSED, 2, 160, 120)};
 _Static_assert(sizeof(bulkcam_vs) == BULKCAM_VS_LEN, "bulkcam VS length");
 
 static const struct cam_control bulkcam_controls[] = {
