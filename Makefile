@@ -23,8 +23,10 @@ ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS)
 
 PKG_DAEMON = fuse3 libudev
 PKG_DRIVER = libusb-1.0 libseccomp
-PKG_EMU    = umockdev-1.0 glib-2.0 gobject-2.0
+PKG_EMU    = umockdev-1.0 glib-2.0 gobject-2.0 libjpeg
 PKG_CHECK  = check
+# The webcam tests decode the frames they read.
+PKG_JPEG   = libjpeg
 
 pkg_cflags = $(shell pkg-config --cflags $(1))
 pkg_libs   = $(shell pkg-config --libs $(1))
@@ -84,7 +86,7 @@ $(call obj,$(DRIVER_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER))
 $(call obj,$(ATTACK_SRC)): OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER)) -Idrivers
 $(call obj,$(EMU_SRC)):    OBJ_CFLAGS = $(call pkg_cflags,$(PKG_EMU) $(PKG_DRIVER))
 $(call obj,$(UNIT_SRC)):   OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK) $(PKG_DAEMON)) -Ifs -Isupervisor -DFUSE_USE_VERSION=34
-$(call obj,$(INTEG_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK))
+$(call obj,$(INTEG_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK) $(PKG_JPEG))
 $(call obj,$(BENCH_SRC) $(FAULT_SRC)):  OBJ_CFLAGS = $(call pkg_cflags,$(PKG_CHECK)) -Itests/integration
 
 # The installed paths, compiled in; rewritten only when they change, so that
@@ -121,7 +123,7 @@ $(B)/test-unit: $(call obj,$(UNIT_SRC) $(COMMON_SRC)) $(DAEMON_LIB_OBJ)
 
 $(B)/test-integration: $(call obj,$(INTEG_SRC) $(COMMON_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_JPEG))
 
 # Test only: a driver host that breaks the protocol (the `hostile` suite).
 $(B)/plugfs-evil-driver: $(B)/tests/evil/evil_driver.o $(call obj,$(COMMON_SRC))

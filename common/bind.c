@@ -69,9 +69,20 @@ static const struct bind_id serial_ids[] = {
     {0},
 };
 
+/* USB Video Class: the VideoControl interface, with the VideoStreaming interfaces its header lists. */
+static const struct bind_id uvc_ids[] = {
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS, .cls = 0x0e, .subclass = 1, .flags = BIND_TAKES_UNION},
+    {0},
+};
+
 static const struct bind_driver drivers[] = {
-    {"printer", "printer", printer_ids}, {"hid", "hid", hid_ids},     {"disk", "disk", disk_ids},
-    {"serial", "serial", serial_ids},	 {"usb", "usb", generic_ids}, {NULL, NULL, NULL},
+    {"printer", "printer", printer_ids},
+    {"hid", "hid", hid_ids},
+    {"disk", "disk", disk_ids},
+    {"serial", "serial", serial_ids},
+    {"uvc", "webcam", uvc_ids},
+    {"usb", "usb", generic_ids},
+    {NULL, NULL, NULL},
 };
 
 static int id_matches(const struct bind_id *id, const struct usbdesc_device *dev,

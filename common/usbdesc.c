@@ -72,7 +72,15 @@ static int walk_config(const uint8_t *buf, size_t len, uint8_t *config_value, if
 				ep->max_packet = get_le16(buf + off + 4) & 0x7ff;
 				ep->interval = buf[off + 6];
 			}
-		} else if (dtype == USB_DT_CS_INTERFACE && have && dlen >= 5 &&
+		} else if (dtype == USB_DT_CS_INTERFACE && have && cur.cls == USB_CLASS_VIDEO &&
+			   cur.subclass == 1 && dlen >= 12 && buf[off + 2] == 0x01) {
+			/* UVC VideoControl header: bInCollection, then its VideoStreaming interfaces. */
+			for (size_t i = off + 12; i < off + dlen && i < off + 12u + buf[off + 11] &&
+						  cur.num_slaves < USBDESC_MAX_SLAVES;
+			     i++)
+				if (buf[i] != cur.number)
+					cur.slaves[cur.num_slaves++] = buf[i];
+		} else if (dtype == USB_DT_CS_INTERFACE && have && cur.cls != USB_CLASS_VIDEO && dlen >= 5 &&
 			   buf[off + 2] == USB_CDC_SUBTYPE_UNION && buf[off + 3] == cur.number) {
 			/* bLength 4 + n: bMasterInterface, then n >= 1 bSlaveInterface bytes. */
 			for (size_t i = off + 4; i < off + dlen && cur.num_slaves < USBDESC_MAX_SLAVES; i++)

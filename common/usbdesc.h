@@ -28,6 +28,9 @@ enum {
 /* CDC 1.2 section 5.2.3: functional descriptor subtypes plugfs reads. */
 enum { USB_CDC_SUBTYPE_ACM = 0x02, USB_CDC_SUBTYPE_UNION = 0x06 };
 
+/* Interface class of UVC: its class-specific subtypes are not CDC's. */
+#define USB_CLASS_VIDEO 0x0e
+
 enum usb_xfer_type { USB_XFER_CONTROL = 0, USB_XFER_ISOC = 1, USB_XFER_BULK = 2, USB_XFER_INTR = 3 };
 
 struct usbdesc_ep {
@@ -47,7 +50,9 @@ struct usbdesc_iface {
 	 * A CDC Union functional descriptor (0x24/0x06) after this interface
 	 * naming it bMasterInterface: the slave interfaces it lists (CDC data
 	 * interfaces), which belong to this interface's function.  A union
-	 * whose master is another interface is ignored.
+	 * whose master is another interface is ignored.  For a UVC
+	 * VideoControl interface: the VideoStreaming interfaces its header
+	 * lists (baInterfaceNr).
 	 */
 	uint8_t num_slaves;
 	uint8_t slaves[USBDESC_MAX_SLAVES];

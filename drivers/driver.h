@@ -141,6 +141,7 @@ extern const struct driver_ops printer_driver;
 extern const struct driver_ops hid_driver;
 extern const struct driver_ops disk_driver;
 extern const struct driver_ops serial_driver;
+extern const struct driver_ops uvc_driver;
 
 /* Logs to the daemon (syslog priority) and, with -v, to stderr. */
 void drv_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -170,6 +171,8 @@ void drv_file_changed(struct drv_file *file);
 
 /* Transfers.  drv_xfer_new allocates a `len`-byte buffer. */
 struct drv_xfer *drv_xfer_new(size_t len, void (*done)(struct drv_xfer *x), void *arg);
+/* The same with room for `packets` isochronous packet descriptors. */
+struct drv_xfer *drv_xfer_new_iso(size_t len, int packets, void (*done)(struct drv_xfer *x), void *arg);
 int drv_xfer_submit(struct drv_xfer *x);
 void drv_xfer_cancel(struct drv_xfer *x);
 void drv_xfer_free(struct drv_xfer *x);

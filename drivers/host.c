@@ -34,7 +34,7 @@
 
 /* The driver table: adding a class driver is one line here. */
 static const struct driver_ops *const drivers[] = {
-    &usb_driver, &printer_driver, &hid_driver, &disk_driver, &serial_driver,
+    &usb_driver, &printer_driver, &hid_driver, &disk_driver, &serial_driver, &uvc_driver,
 };
 
 #define MAX_FUNCTIONS USBDESC_MAX_IFACES
@@ -308,11 +308,16 @@ static void LIBUSB_CALL xfer_complete(struct libusb_transfer *t)
 
 struct drv_xfer *drv_xfer_new(size_t len, void (*done)(struct drv_xfer *x), void *arg)
 {
+	return drv_xfer_new_iso(len, 0, done, arg);
+}
+
+struct drv_xfer *drv_xfer_new_iso(size_t len, int packets, void (*done)(struct drv_xfer *x), void *arg)
+{
 	struct drv_xfer *x = calloc(1, sizeof(*x));
 
 	if (x == NULL)
 		return NULL;
-	x->t = libusb_alloc_transfer(0);
+	x->t = libusb_alloc_transfer(packets);
 	/* malloc(0) may return NULL; a zero-length packet still needs a buffer pointer. */
 	if (x->t == NULL || (x->t->buffer = malloc(len > 0 ? len : 1)) == NULL) {
 		libusb_free_transfer(x->t);

@@ -36,9 +36,48 @@ static size_t config_len(const struct emu_model *m)
 {
 	size_t len = 9;
 
-	for (unsigned i = 0; i < m->num_ifaces; i++)
-		len += 9 + m->ifaces[i].extra_len + 7u * m->ifaces[i].num_eps;
+	for (unsigned i = 0; i < m->num_ifaces; i++) {
+		const struct emu_iface_spec *ifc = &m->ifaces[i];
+
+		len += ifc->pre_len + 9 + ifc->extra_len + 7u * ifc->num_eps;
+		for (unsigned a = 0; a < ifc->num_alts; a++)
+			len += 9 + 7u * ifc->alts[a].num_eps;
+	}
 	return len;
+}
+
+static size_t put_iface(const struct emu_iface_spec *ifc, unsigned number, unsigned alt, unsigned num_eps,
+			uint8_t *p)
+{
+	p[0] = 9;
+	p[1] = USB_DT_INTERFACE;
+	p[2] = (uint8_t)number;
+	p[3] = (uint8_t)alt;
+	p[4] = (uint8_t)num_eps;
+	p[5] = ifc->cls;
+	p[6] = ifc->subclass;
+	p[7] = ifc->protocol;
+	p[8] = 0;
+	return 9;
+}
+
+static size_t put_endpoints(const struct emu_ep_spec *eps, unsigned num_eps, uint8_t *p)
+{
+	size_t n = 0;
+
+	for (unsigned e = 0; e < num_eps; e++) {
+		const struct emu_ep_spec *ep = &eps[e];
+
+		p[n++] = 7;
+		p[n++] = USB_DT_ENDPOINT;
+		p[n++] = ep->address;
+		/* Isochronous endpoints are asynchronous (bits 2-3 = 01), as webcams' are. */
+		p[n++] = ep->type == 1 ? 0x05 : ep->type;
+		put_le16(p + n, ep->max_packet);
+		n += 2;
+		p[n++] = ep->interval;
+	}
+	return n;
 }
 
 static size_t put_config(const struct emu_model *m, uint8_t *p)
@@ -57,29 +96,19 @@ static size_t put_config(const struct emu_model *m, uint8_t *p)
 	for (unsigned i = 0; i < m->num_ifaces; i++) {
 		const struct emu_iface_spec *ifc = &m->ifaces[i];
 
-		p[n++] = 9;
-		p[n++] = USB_DT_INTERFACE;
-		p[n++] = (uint8_t)i;
-		p[n++] = 0;
-		p[n++] = ifc->num_eps;
-		p[n++] = ifc->cls;
-		p[n++] = ifc->subclass;
-		p[n++] = ifc->protocol;
-		p[n++] = 0;
+		if (ifc->pre_len > 0) {
+			memcpy(p + n, ifc->pre, ifc->pre_len);
+			n += ifc->pre_len;
+		}
+		n += put_iface(ifc, i, 0, ifc->num_eps, p + n);
 		if (ifc->extra_len > 0) {
 			memcpy(p + n, ifc->extra, ifc->extra_len);
 			n += ifc->extra_len;
 		}
-		for (unsigned e = 0; e < ifc->num_eps; e++) {
-			const struct emu_ep_spec *ep = &ifc->eps[e];
-
-			p[n++] = 7;
-			p[n++] = USB_DT_ENDPOINT;
-			p[n++] = ep->address;
-			p[n++] = ep->type;
-			put_le16(p + n, ep->max_packet);
-			n += 2;
-			p[n++] = ep->interval;
+		n += put_endpoints(ifc->eps, ifc->num_eps, p + n);
+		for (unsigned a = 0; a < ifc->num_alts; a++) {
+			n += put_iface(ifc, i, a + 1, ifc->alts[a].num_eps, p + n);
+			n += put_endpoints(ifc->alts[a].eps, ifc->alts[a].num_eps, p + n);
 		}
 	}
 	return n;
@@ -127,14 +156,35 @@ int emu_desc_string(const struct emu_dev *dev, uint8_t index, uint8_t *buf, size
 	return (int)(2 + 2 * n);
 }
 
+const struct emu_ep_spec *emu_model_alt_endpoint(const struct emu_model *m, unsigned iface, unsigned alt,
+						 uint8_t ep)
+{
+	const struct emu_iface_spec *ifc;
+	const struct emu_ep_spec *eps;
+	unsigned num_eps;
+
+	if (iface >= m->num_ifaces || alt > m->ifaces[iface].num_alts)
+		return NULL;
+	ifc = &m->ifaces[iface];
+	eps = alt == 0 ? ifc->eps : ifc->alts[alt - 1].eps;
+	num_eps = alt == 0 ? ifc->num_eps : ifc->alts[alt - 1].num_eps;
+	for (unsigned e = 0; e < num_eps; e++)
+		if (eps[e].address == ep)
+			return &eps[e];
+	return NULL;
+}
+
 const struct emu_ep_spec *emu_model_endpoint(const struct emu_model *m, uint8_t ep, int *iface)
 {
 	for (unsigned i = 0; i < m->num_ifaces; i++)
-		for (unsigned e = 0; e < m->ifaces[i].num_eps; e++)
-			if (m->ifaces[i].eps[e].address == ep) {
+		for (unsigned a = 0; a <= m->ifaces[i].num_alts; a++) {
+			const struct emu_ep_spec *e = emu_model_alt_endpoint(m, i, a, ep);
+
+			if (e != NULL) {
 				if (iface)
 					*iface = (int)i;
-				return &m->ifaces[i].eps[e];
+				return e;
 			}
+		}
 	return NULL;
 }

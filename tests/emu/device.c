@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <linux/usbdevice_fs.h>
+
 struct emu_dev *emu_dev_new(const struct emu_model *m, unsigned busnum, unsigned devnum, unsigned port,
 			    unsigned copy)
 {
@@ -57,4 +59,33 @@ void emu_dev_free(struct emu_dev *dev)
 	if (dev->handler != NULL)
 		g_object_unref(dev->handler);
 	free(dev);
+}
+
+int emu_dev_set_alt(struct emu_dev *dev, unsigned ifnum, unsigned alt)
+{
+	bool again = true;
+
+	if (ifnum >= dev->model->num_ifaces || alt > dev->model->ifaces[ifnum].num_alts)
+		return -EINVAL;
+	while (again) {
+		again = false;
+		for (GList *l = dev->pending.head; l != NULL; l = l->next) {
+			struct emu_urb *urb = l->data;
+			int owner = -1;
+
+			if (urb->type == USBDEVFS_URB_TYPE_CONTROL ||
+			    emu_model_endpoint(dev->model, urb->endpoint, &owner) == NULL ||
+			    owner != (int)ifnum)
+				continue;
+			emu_urb_cancel(urb);
+			emu_urb_complete(urb, -ESHUTDOWN, 0);
+			again = true;
+			break;
+		}
+	}
+	dev->alt[ifnum] = (uint8_t)alt;
+	emu_log("%s: interface %u: altsetting %u", dev->sysname, ifnum, alt);
+	if (dev->model->ops && dev->model->ops->set_alt)
+		dev->model->ops->set_alt(dev, (uint8_t)ifnum, (uint8_t)alt);
+	return 0;
 }

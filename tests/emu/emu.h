@@ -31,7 +31,7 @@
 
 #define EMU_MAX_IFACES 4
 #define EMU_MAX_EPS    4
-#define EMU_MAX_DESC   512
+#define EMU_MAX_DESC   4096
 
 /* ---- log.c ---- */
 
@@ -45,10 +45,16 @@ void emu_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* ---- models.c: what a model is ---- */
 
 struct emu_ep_spec {
-	uint8_t address; /* bit 7 set: IN */
-	uint8_t type;	 /* 2 bulk, 3 interrupt */
-	uint16_t max_packet;
+	uint8_t address;     /* bit 7 set: IN */
+	uint8_t type;	     /* 1 isochronous, 2 bulk, 3 interrupt */
+	uint16_t max_packet; /* wMaxPacketSize: bits 11-12 are extra transactions per microframe */
 	uint8_t interval;
+};
+
+/* Alternate setting 1, 2... of an interface: same class, its own endpoints. */
+struct emu_alt_spec {
+	uint8_t num_eps;
+	struct emu_ep_spec eps[EMU_MAX_EPS];
 };
 
 struct emu_iface_spec {
@@ -62,7 +68,13 @@ struct emu_iface_spec {
 	 * right after the interface descriptor as real devices do.
 	 */
 	const uint8_t *extra;
-	uint8_t extra_len;
+	uint16_t extra_len;
+	/* Descriptors put before the interface descriptor: an Interface Association (0x0b). */
+	const uint8_t *pre;
+	uint8_t pre_len;
+	/* Alternate settings 1..num_alts, after altsetting 0 (this spec). */
+	uint8_t num_alts;
+	const struct emu_alt_spec *alts;
 };
 
 struct emu_dev;
@@ -97,6 +109,8 @@ struct emu_model_ops {
 	void (*clear_halt)(struct emu_dev *dev, uint8_t ep);
 	/* A pending URB left (discarded, or its client went away). */
 	void (*cancelled)(struct emu_dev *dev, struct emu_urb *urb);
+	/* SET_INTERFACE: interface `ifnum` is now in altsetting `alt` (its old URBs are gone). */
+	void (*set_alt)(struct emu_dev *dev, uint8_t ifnum, uint8_t alt);
 };
 
 /* A hook's "not finished yet": the URB stays pending. */
@@ -144,6 +158,7 @@ extern const struct emu_model emu_model_disk, emu_model_disk_4k, emu_model_disk_
     emu_model_disk_phase, emu_model_disk_nomedium, emu_model_disk_ro, emu_model_disk_bad;
 extern const struct emu_model emu_model_acm, emu_model_ft232r;
 extern const struct emu_model emu_model_twin;
+extern const struct emu_model emu_model_c270, emu_model_bulkcam;
 /* Not selectable: every bus gets one, as devnum 1. */
 extern const struct emu_model emu_model_roothub;
 
@@ -162,8 +177,14 @@ struct emu_dev;
 /* String descriptor `index` (0: language IDs) of a device into buf; length or -ENOENT. */
 int emu_desc_string(const struct emu_dev *dev, uint8_t index, uint8_t *buf, size_t cap);
 
-/* The endpoint spec for address `ep` and the interface holding it, or NULL. */
+/*
+ * The endpoint spec for address `ep` in any altsetting and the interface
+ * holding it, or NULL.
+ */
 const struct emu_ep_spec *emu_model_endpoint(const struct emu_model *m, uint8_t ep, int *iface);
+/* The same in altsetting `alt` of interface `iface` only. */
+const struct emu_ep_spec *emu_model_alt_endpoint(const struct emu_model *m, unsigned iface, unsigned alt,
+						 uint8_t ep);
 
 /* ---- device.c: one emulated device ---- */
 
@@ -181,6 +202,8 @@ struct emu_dev {
 	const char *kernel_driver[EMU_MAX_IFACES];
 	/* Which client connection claimed each interface (NULL: free). */
 	void *claimed_by[EMU_MAX_IFACES];
+	/* Current altsetting of each interface (SET_INTERFACE). */
+	uint8_t alt[EMU_MAX_IFACES];
 	/* Endpoints that stalled and were not cleared since: bit (ep & 15) + 16 for IN. */
 	uint32_t halted;
 	/* Every submitted URB not yet completed, oldest first. */
@@ -199,6 +222,12 @@ struct emu_dev {
 struct emu_dev *emu_dev_new(const struct emu_model *m, unsigned busnum, unsigned devnum, unsigned port,
 			    unsigned copy);
 void emu_dev_free(struct emu_dev *dev);
+/*
+ * SET_INTERFACE, from the ioctl or a control request: as the kernel does,
+ * the URBs pending on the interface's endpoints fail with -ESHUTDOWN, then
+ * the model hears of the new altsetting.  0 or -EINVAL.
+ */
+int emu_dev_set_alt(struct emu_dev *dev, unsigned ifnum, unsigned alt);
 
 /* ---- sysfs.c: the device as sysfs and udev show it ---- */
 
@@ -250,6 +279,13 @@ void emu_control_stop(void);
 
 struct emu_conn;
 
+/* One packet of an isochronous URB, laid out as usbfs's struct usbdevfs_iso_packet_desc. */
+struct emu_iso_packet {
+	uint32_t length; /* room for it in the buffer; packets follow each other there */
+	uint32_t actual; /* set by the model */
+	int32_t status;	 /* 0 or -errno, set by the model */
+};
+
 struct emu_urb {
 	struct emu_dev *dev;
 	struct emu_conn *conn;
@@ -259,6 +295,9 @@ struct emu_urb {
 	uint8_t *data;	  /* transfer data (control: after the setup packet) */
 	uint32_t length;  /* bytes at data */
 	struct emu_setup setup;
+	/* Isochronous: the packets, in the client's URB (written back at reap). */
+	unsigned num_iso;
+	struct emu_iso_packet *iso;
 	/* Result, set by emu_urb_complete(). */
 	int status;
 	uint32_t actual;

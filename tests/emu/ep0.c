@@ -79,7 +79,7 @@ static void clear_halt(struct emu_dev *dev, uint8_t ep)
 static int standard_request(struct emu_dev *dev, const struct emu_setup *s, uint8_t *data)
 {
 	uint8_t recip = s->request_type & 0x1f;
-	uint8_t zero = 0, one = 1;
+	uint8_t one = 1;
 	uint8_t status[2] = {0, 0};
 
 	switch (s->request) {
@@ -100,9 +100,11 @@ static int standard_request(struct emu_dev *dev, const struct emu_setup *s, uint
 	case REQ_SET_CONFIGURATION:
 		return s->value <= 1 ? 0 : -EPIPE;
 	case REQ_GET_INTERFACE:
-		return reply(data, s->length, &zero, 1);
+		if (s->index >= dev->model->num_ifaces)
+			return -EPIPE;
+		return reply(data, s->length, &dev->alt[s->index], 1);
 	case REQ_SET_INTERFACE:
-		return s->value == 0 && s->index < dev->model->num_ifaces ? 0 : -EPIPE;
+		return emu_dev_set_alt(dev, s->index, s->value) == 0 ? 0 : -EPIPE;
 	}
 	return -EPIPE;
 }

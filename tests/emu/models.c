@@ -36,6 +36,9 @@ const struct emu_model *const emu_models[] = {
     /* Serial: model_serial.c. */
     &emu_model_acm,
     &emu_model_ft232r,
+    /* Webcams: model_uvc.c. */
+    &emu_model_c270,
+    &emu_model_bulkcam,
     NULL,
 };
 

@@ -39,6 +39,18 @@
 
 /* ---- connections ---- */
 
+/*
+ * Lets an interface go.  As the kernel's usb_unbind_interface(), an
+ * interface left in another altsetting goes back to 0 (a webcam stops
+ * streaming when the process that streamed dies).
+ */
+static void release(struct emu_dev *dev, unsigned ifnum)
+{
+	dev->claimed_by[ifnum] = NULL;
+	if (!dev->gone && dev->alt[ifnum] != 0)
+		emu_dev_set_alt(dev, ifnum, 0);
+}
+
 /* Drops everything a client left behind: its URBs, its claims. */
 static void conn_free(gpointer p)
 {
@@ -63,7 +75,7 @@ static void conn_free(gpointer p)
 		emu_urb_free(urb);
 	for (unsigned i = 0; i < EMU_MAX_IFACES; i++)
 		if (dev->claimed_by[i] == c)
-			dev->claimed_by[i] = NULL;
+			release(dev, i);
 	emu_log("%s: client closed", dev->sysname);
 	/* The client went away inside a blocking REAPURB: drop the reference parking took. */
 	if (c->reap_waiting)
@@ -176,7 +188,7 @@ static int do_release(struct emu_conn *c, UMockdevIoctlClient *client, UMockdevI
 		return r;
 	if (ifnum >= EMU_MAX_IFACES || c->dev->claimed_by[ifnum] != c)
 		return -EINVAL;
-	c->dev->claimed_by[ifnum] = NULL;
+	release(c->dev, ifnum);
 	return 0;
 }
 
@@ -281,9 +293,7 @@ static int do_setinterface(struct emu_conn *c, UMockdevIoctlClient *client, UMoc
 		return err;
 	memcpy(&si, d->data, sizeof(si));
 	umockdev_ioctl_data_unref(d);
-	if (si.interface >= c->dev->model->num_ifaces || si.altsetting != 0)
-		return -EINVAL;
-	return 0;
+	return emu_dev_set_alt(c->dev, si.interface, si.altsetting);
 }
 
 static int do_setconfiguration(struct emu_conn *c, UMockdevIoctlClient *client, UMockdevIoctlData *arg)
@@ -375,17 +385,21 @@ static int urb_start(struct emu_conn *c, struct emu_urb *urb)
 
 	if (urb->type == USBDEVFS_URB_TYPE_CONTROL) {
 		urb->endpoint = 0;
-	} else if (urb->type == USBDEVFS_URB_TYPE_BULK || urb->type == USBDEVFS_URB_TYPE_INTERRUPT) {
+	} else {
+		const struct emu_ep_spec *ep;
 		int ifnum, r;
 
 		if (emu_model_endpoint(dev->model, urb->endpoint, &ifnum) == NULL)
 			return -ENOENT;
+		/* As usbfs: only the endpoints of the interface's current altsetting exist. */
+		ep = emu_model_alt_endpoint(dev->model, (unsigned)ifnum, dev->alt[ifnum], urb->endpoint);
+		if (ep == NULL)
+			return -ENOENT;
+		if ((urb->type == USBDEVFS_URB_TYPE_ISO) != (ep->type == 1))
+			return -EINVAL;
 		/* Like the kernel, a transfer on an unclaimed interface claims it. */
 		if ((r = claim(c, (unsigned)ifnum)) < 0)
 			return r;
-	} else {
-		emu_log("%s: isochronous URBs are not emulated", dev->sysname);
-		return -EINVAL;
 	}
 	if (urb->length > 0 && urb->data == NULL)
 		return -EFAULT;
@@ -409,6 +423,53 @@ static void setup_decode(struct emu_setup *s, const uint8_t *p)
 	s->length = get_le16(p + 6);
 }
 
+/* Packets per isochronous URB: usbfs refuses more. */
+#define EMU_MAX_ISO_PACKETS 128
+
+_Static_assert(sizeof(struct emu_iso_packet) == sizeof(struct usbdevfs_iso_packet_desc),
+	       "emu_iso_packet mirrors usbdevfs_iso_packet_desc");
+
+/*
+ * An isochronous URB carries its packet descriptors right after struct
+ * usbdevfs_urb, and only number_of_packets, inside the struct, says how
+ * many.  umockdev resolves a pointer once, with the length asked the first
+ * time, so the copy of the struct is grown in place and loaded again from
+ * the client: it then holds the descriptors too, and writes them back
+ * with the struct at reap.  0 or -errno.
+ */
+static int resolve_iso(struct emu_urb *urb)
+{
+	UMockdevIoctlData *d = urb->urb_data;
+	struct usbdevfs_urb *u = (struct usbdevfs_urb *)d->data;
+	GError *e = NULL;
+	size_t len;
+
+	if (u->number_of_packets <= 0 || u->number_of_packets > EMU_MAX_ISO_PACKETS)
+		return -EINVAL;
+	len = sizeof(*u) + (size_t)u->number_of_packets * sizeof(struct usbdevfs_iso_packet_desc);
+	d->data = g_realloc(d->data, len);
+	d->data_len = (gint)len;
+	if (!umockdev_ioctl_data_reload(d, &e)) {
+		emu_err("cannot reach an isochronous URB's packets: %s", e != NULL ? e->message : "?");
+		if (e != NULL)
+			g_error_free(e);
+		return -EFAULT;
+	}
+	u = (struct usbdevfs_urb *)d->data;
+	if ((size_t)u->number_of_packets * sizeof(struct usbdevfs_iso_packet_desc) != len - sizeof(*u))
+		return -EINVAL;
+	urb->num_iso = (unsigned)u->number_of_packets;
+	urb->iso = (struct emu_iso_packet *)(void *)u->iso_frame_desc;
+	/* As usbfs: the packets must fit the buffer, one after the other. */
+	len = 0;
+	for (unsigned i = 0; i < urb->num_iso; i++) {
+		urb->iso[i].actual = 0;
+		urb->iso[i].status = 0;
+		len += urb->iso[i].length;
+	}
+	return len > (size_t)u->buffer_length ? -EINVAL : 0;
+}
+
 static int do_submiturb(struct emu_conn *c, UMockdevIoctlClient *client, UMockdevIoctlData *arg)
 {
 	struct usbdevfs_urb *u;
@@ -421,6 +482,11 @@ static int do_submiturb(struct emu_conn *c, UMockdevIoctlClient *client, UMockde
 	if ((urb->urb_data = resolve(arg, 0, sizeof(*u), &err)) == NULL)
 		goto fail;
 	u = (struct usbdevfs_urb *)urb->urb_data->data;
+	if (u->type == USBDEVFS_URB_TYPE_ISO) {
+		if ((err = resolve_iso(urb)) < 0)
+			goto fail;
+		u = (struct usbdevfs_urb *)urb->urb_data->data;
+	}
 	if (u->buffer_length < 0) {
 		err = -EINVAL;
 		goto fail;
@@ -452,6 +518,7 @@ static int do_submiturb(struct emu_conn *c, UMockdevIoctlClient *client, UMockde
 	emu_log("%s: SUBMITURB %s ep %02x len %u", c->dev->sysname,
 		urb->type == USBDEVFS_URB_TYPE_CONTROL ? "control"
 		: urb->type == USBDEVFS_URB_TYPE_BULK  ? "bulk"
+		: urb->type == USBDEVFS_URB_TYPE_ISO   ? "iso"
 						       : "interrupt",
 		urb->endpoint, urb->length);
 	if ((err = urb_start(c, urb)) < 0)
@@ -475,6 +542,9 @@ static int reap_one(struct emu_conn *c, UMockdevIoctlClient *client)
 	u->status = urb->status;
 	u->actual_length = (int)urb->actual;
 	u->error_count = 0;
+	for (unsigned i = 0; i < urb->num_iso; i++)
+		if (urb->iso[i].status != 0)
+			u->error_count++;
 	if ((ptr = resolve(arg, 0, sizeof(void *), &err)) == NULL) {
 		emu_urb_free(urb);
 		return err;

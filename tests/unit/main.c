@@ -20,6 +20,7 @@ static Suite *(*const suite_ctors[])(void) = {
     printer_suite,
     hidparse_suite,
     serial_line_suite,
+    uvcdesc_suite,
 };
 
 int main(void)

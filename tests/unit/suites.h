@@ -17,5 +17,6 @@ Suite *tree_suite(void);
 Suite *printer_suite(void);
 Suite *hidparse_suite(void);
 Suite *serial_line_suite(void);
+Suite *uvcdesc_suite(void);
 
 #endif
