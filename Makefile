@@ -115,14 +115,17 @@ $(B)/plugfs-evil-driver: $(B)/tests/evil/evil_driver.o $(call obj,$(COMMON_SRC))
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS)
 
-$(B)/bench-restart: $(B)/tests/bench/restart.o $(B)/tests/integration/harness.o
+# Every benchmark reports through tests/bench/report.c.
+BENCH_LIB = $(B)/tests/bench/report.o $(B)/tests/integration/harness.o
+
+$(B)/bench-restart: $(B)/tests/bench/restart.o $(BENCH_LIB)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK)) -lm
 
 $(B)/tests/bench/disk.o: OBJ_CFLAGS += $(call pkg_cflags,$(PKG_DRIVER))
-$(B)/bench-disk: $(B)/tests/bench/disk.o $(B)/tests/integration/harness.o
+$(B)/bench-disk: $(B)/tests/bench/disk.o $(BENCH_LIB)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DRIVER))
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DRIVER)) -lm
 
 $(B)/fault-%: $(B)/tests/faults/%.o $(B)/tests/integration/harness.o
 	@$(if $(Q),echo "  LD      $@")
@@ -236,10 +239,13 @@ check-fuzz: fuzz-build
 	@mkdir -p build-fuzz/check-corpus
 	build-fuzz/fuzz-proto $(FUZZ_FLAGS) -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_CHECK_SECONDS) -seed=1 -print_final_stats=1 build-fuzz/check-corpus tests/fuzz/corpus
 
-# Benchmarks print numbers; they never fail for being slow.
+# Benchmarks print numbers; they never fail for being slow.  Each figure is
+# a table row on stdout and a JSON line appended to PLUGFS_BENCH_RESULTS.
+PLUGFS_BENCH_RESULTS ?= $(CURDIR)/$(B)/bench-results.jsonl
+BENCH_ENV = PLUGFS_BUILD=$(CURDIR)/$(B) PLUGFS_BENCH_RESULTS=$(PLUGFS_BENCH_RESULTS)
 bench: all
-	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-restart $(BENCH_ROUNDS)
-	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-disk
+	$(BENCH_ENV) $(B)/bench-restart $(BENCH_ROUNDS)
+	$(BENCH_ENV) $(B)/bench-disk
 
 demo: deps
 	$(MAKE) all
