@@ -50,7 +50,8 @@ obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
 TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk \
-	    $(B)/fault-campaign $(B)/fault-memcheck $(B)/plugfs-evil-driver $(B)/plugfs-sandbox-attacker
+	    $(B)/fault-campaign $(B)/fault-memcheck $(B)/plugfs-evil-driver $(B)/plugfs-sandbox-attacker \
+	    $(B)/plugfs-bench-driver $(B)/bench-io
 
 all: $(PROGS) $(TESTPROGS)
 
@@ -121,6 +122,24 @@ BENCH_LIB = $(B)/tests/bench/report.o $(B)/tests/integration/harness.o
 $(B)/bench-restart: $(B)/tests/bench/restart.o $(BENCH_LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK)) -lm
+
+# Test only: the driver host with the null driver (tests/bench/null_driver.c)
+# for the emulated `null` model; the daemon runs it through PLUGFS_DRIVER.
+$(B)/tests/bench/host-test.o: drivers/host.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $< (PLUGFS_TEST_HOST)")
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(call pkg_cflags,$(PKG_DRIVER)) -Idrivers -DPLUGFS_TEST_HOST -MMD -MP -c -o $@ $<
+$(B)/tests/bench/null_driver.o: OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER)) -Idrivers
+$(B)/plugfs-bench-driver: $(B)/tests/bench/host-test.o $(B)/tests/bench/null_driver.o \
+			  $(call obj,$(filter-out drivers/host.c,$(DRIVER_SRC)) $(COMMON_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DRIVER))
+
+# The in-process FUSE null filesystem the isolation benchmark compares with.
+$(B)/tests/bench/nullfs.o: OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DAEMON)) -DFUSE_USE_VERSION=34
+$(B)/bench-io: $(B)/tests/bench/io.o $(B)/tests/bench/nullfs.o $(BENCH_LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DAEMON)) -lm -lpthread
 
 $(B)/tests/bench/disk.o: OBJ_CFLAGS += $(call pkg_cflags,$(PKG_DRIVER))
 $(B)/bench-disk: $(B)/tests/bench/disk.o $(BENCH_LIB)

@@ -37,6 +37,17 @@ static const struct driver_ops *const drivers[] = {
     &usb_driver, &printer_driver, &hid_driver, &disk_driver, &serial_driver,
 };
 
+#ifdef PLUGFS_TEST_HOST
+/*
+ * build/plugfs-bench-driver only: the null driver (tests/bench/null_driver.c)
+ * takes the emulated `null` model's interfaces, which the daemon gives the
+ * generic driver.  The installed plugfs-driver has no null driver at all.
+ */
+extern const struct driver_ops null_driver;
+#define TEST_NULL_VID 0x1209
+#define TEST_NULL_PID 0x00b0
+#endif
+
 #define MAX_FUNCTIONS USBDESC_MAX_IFACES
 /* Extra units (LUNs) of all functions together. */
 #define MAX_UNITS   32
@@ -1068,6 +1079,12 @@ int main(int argc, char **argv)
 	drv_log(LOG_INFO, "%s: %04x:%04x, %u interfaces", opt.devnode, device.info.vendor_id,
 		device.info.product_id, device.info.num_ifaces);
 
+#ifdef PLUGFS_TEST_HOST
+	for (unsigned i = 0; i < nfunctions; i++)
+		if (device.info.vendor_id == TEST_NULL_VID && device.info.product_id == TEST_NULL_PID &&
+		    functions[i].ops == &usb_driver)
+			functions[i].ops = &null_driver;
+#endif
 	for (unsigned i = 0; i < nfunctions; i++) {
 		r = bind_function(&functions[i]);
 		if (r == -ENODEV) {
