@@ -69,8 +69,9 @@ static double run_sample(const char *path, int write_side, size_t bs, unsigned c
 		double c0 = bench_now_ms();
 		ssize_t n = write_side ? write(fd, buf, bs) : read(fd, buf, bs);
 		if (n != (ssize_t)bs) {
-			fprintf(stderr, "bench-io: %s of %zu bytes on %s: %zd (%s)\n", write_side ? "write" : "read",
-				bs, path, n, n < 0 ? strerror(errno) : "short");
+			fprintf(stderr, "bench-io: %s of %zu bytes on %s: %zd (%s)\n",
+				write_side ? "write" : "read", bs, path, n,
+				n < 0 ? strerror(errno) : "short");
 			close(fd);
 			return -1;
 		}
@@ -172,7 +173,8 @@ static int inside(int rounds)
 					/* Alternate which side goes first. */
 					int i = (round + k) % NSIDES;
 					struct series *ss = &s[z][w][i];
-					double v = run_sample(path[i][w], w, sizes[z].bs, sizes[z].calls, buf, ss);
+					double v =
+					    run_sample(path[i][w], w, sizes[z].bs, sizes[z].calls, buf, ss);
 					if (v < 0)
 						goto out;
 					ss->mibs[ss->nmibs++] = v;
@@ -184,7 +186,8 @@ static int inside(int rounds)
 			for (int i = 0; i < NSIDES; i++) {
 				snprintf(fig, sizeof(fig), "%s %s %s", op, sizes[z].name, side_names[i]);
 				bench_report("io", fig, "MiB/s", s[z][w][i].mibs, s[z][w][i].nmibs);
-				snprintf(fig, sizeof(fig), "%s %s %s latency", op, sizes[z].name, side_names[i]);
+				snprintf(fig, sizeof(fig), "%s %s %s latency", op, sizes[z].name,
+					 side_names[i]);
 				bench_report("io", fig, "us", s[z][w][i].lat, s[z][w][i].nlat);
 			}
 			double p = bench_median(s[z][w][PLUGFS].mibs, s[z][w][PLUGFS].nmibs);
