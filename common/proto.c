@@ -126,7 +126,7 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
 	uint32_t plen = h->len - PROTO_HDR_LEN;
 	if (plen < payload_rules[h->type].min || plen > payload_rules[h->type].max)
 		return fail(why, "payload length wrong for the message type");
-	if (h->type == PROTO_READ && h->size > PROTO_MAX_IO)
+	if (h->type == PROTO_READ && h->size > (h->flags & PROTO_F_SHM ? PROTO_SHM_SLOT : PROTO_MAX_IO))
 		return fail(why, "read size too large");
 	if (h->type == PROTO_REPLY && plen > 0 && (h->status < 0 || (uint32_t)h->status != plen))
 		return fail(why, "reply payload does not match its status");

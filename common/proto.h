@@ -69,7 +69,7 @@
 #define PROTO_DRIVER_FD 3
 #define PROTO_SHM_FD	4
 #define PROTO_HDR_LEN	40
-/* Largest READ/WRITE payload; FUSE max_read/max_write are set to this. */
+/* Largest READ/WRITE payload inside a message (a packet must fit the socket buffer). */
 #define PROTO_MAX_IO	(128u * 1024)
 #define PROTO_MAX_MSG	(PROTO_HDR_LEN + PROTO_MAX_IO)
 #define PROTO_MAX_FILES 512
@@ -77,9 +77,14 @@
 #define PROTO_MAX_LOG	512
 #define PROTO_MAX_CTL	256
 /* The shared buffer: one slot per request, as large as the largest READ/WRITE. */
-#define PROTO_SHM_SLOT	PROTO_MAX_IO
+#define PROTO_SHM_SLOT	(1024u * 1024)
 #define PROTO_SHM_SLOTS 16
 #define PROTO_SHM_SIZE	(PROTO_SHM_SLOT * PROTO_SHM_SLOTS)
+/*
+ * Largest READ/WRITE, through a slot; FUSE max_read/max_write are set to
+ * this.  A request that finds no free slot goes inline, cut to PROTO_MAX_IO.
+ */
+#define PROTO_MAX_REQ PROTO_SHM_SLOT
 
 enum proto_type {
 	/* Driver to daemon. */

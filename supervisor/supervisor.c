@@ -1179,6 +1179,11 @@ static int forward(struct drv *d, fuse_req_t req, struct proto_hdr *h, const voi
 			h->size = (uint32_t)plen;
 			plen = 0;
 		}
+	} else if (h->type == PROTO_READ && size > PROTO_MAX_IO) {
+		/* No slot: what fits in a message; the reader gets a short read. */
+		h->size = r->size = PROTO_MAX_IO;
+	} else if (h->type == PROTO_WRITE && plen > PROTO_MAX_IO) {
+		plen = r->size = PROTO_MAX_IO;
 	}
 	if (drv_send(d, h, payload, plen) < 0)
 		return 0; /* drv_fail() answered it */
@@ -1216,8 +1221,8 @@ void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonb
 
 	if (err)
 		return (void)fuse_reply_err(req, err);
-	if (size > PROTO_MAX_IO)
-		size = PROTO_MAX_IO;
+	if (size > PROTO_MAX_REQ)
+		size = PROTO_MAX_REQ;
 	struct proto_hdr m = {.type = PROTO_READ,
 			      .handle = h->id,
 			      .file = handle_file(h)->id,
@@ -1234,8 +1239,8 @@ void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, o
 
 	if (err)
 		return (void)fuse_reply_err(req, err);
-	if (size > PROTO_MAX_IO)
-		size = PROTO_MAX_IO;
+	if (size > PROTO_MAX_REQ)
+		size = PROTO_MAX_REQ;
 	struct proto_hdr m = {.type = PROTO_WRITE,
 			      .handle = h->id,
 			      .file = handle_file(h)->id,

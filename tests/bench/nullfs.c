@@ -3,7 +3,7 @@
  * plugfs against.  It serves the null driver's two files itself -- `zero`
  * (a 1 TiB block file of zeros, 0444) and `sink` (a write-only stream that
  * takes everything) -- with plugfs's libfuse settings: the low-level API,
- * direct_io on every open, max_read = max_write = PROTO_MAX_IO, no
+ * direct_io on every open, max_read = max_write = PROTO_MAX_REQ, no
  * readahead, no writeback cache, default_permissions, and one thread
  * running an epoll loop over the non-blocking FUSE fd that receives and
  * processes requests as fs/main.c does.  The difference between the two is
@@ -30,7 +30,7 @@
 
 enum { INO_ZERO = 2, INO_SINK = 3 };
 
-static const char zeros[PROTO_MAX_IO];
+static const char zeros[PROTO_MAX_REQ];
 static volatile sig_atomic_t stop;
 
 static int fill_stat(fuse_ino_t ino, struct stat *st)
@@ -106,8 +106,8 @@ static void nf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	(void)fi;
 	if (ino != INO_ZERO)
 		return (void)fuse_reply_err(req, EBADF);
-	if (size > PROTO_MAX_IO)
-		size = PROTO_MAX_IO;
+	if (size > PROTO_MAX_REQ)
+		size = PROTO_MAX_REQ;
 	if ((uint64_t)off < NULLFS_SIZE)
 		n = NULLFS_SIZE - (uint64_t)off < size ? (size_t)(NULLFS_SIZE - (uint64_t)off) : size;
 	fuse_reply_buf(req, zeros, n);
@@ -149,8 +149,8 @@ static void nf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 static void nf_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	conn->max_write = PROTO_MAX_IO;
-	conn->max_read = PROTO_MAX_IO;
+	conn->max_write = PROTO_MAX_REQ;
+	conn->max_read = PROTO_MAX_REQ;
 	conn->max_readahead = 0;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 }
@@ -217,7 +217,7 @@ int nullfs_main(const char *mnt)
 	struct sigaction sa = {.sa_handler = on_term};
 	int r = 1;
 
-	snprintf(max_read, sizeof(max_read), "-omax_read=%u", PROTO_MAX_IO);
+	snprintf(max_read, sizeof(max_read), "-omax_read=%u", PROTO_MAX_REQ);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	struct fuse_session *se = fuse_session_new(&args, &nullfs_ops, sizeof(nullfs_ops), NULL);
