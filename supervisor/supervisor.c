@@ -748,8 +748,7 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 	if (plen > 0 && r->type != PROTO_READ)
 		return drv_fail(d, "protocol error: data in a %s reply", proto_type_name(r->type));
 	if (h->flags & PROTO_F_SHM) {
-		/* Its own slot only: [shm, shm + status) within it (the codec checked the buffer's bounds).
-		 */
+		/* Its own slot only (the codec checked the buffer's bounds). */
 		uint64_t start = (uint64_t)r->slot * PROTO_SHM_SLOT;
 		if (r->type != PROTO_READ || r->slot < 0 || h->shm < start ||
 		    (uint64_t)h->shm + (uint64_t)h->status > start + PROTO_SHM_SLOT)
