@@ -5,6 +5,7 @@
 #   make demo       install missing packages, build, tour a mount over emulated devices
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make fuzz       FUZZ_SECONDS=60: libFuzzer over the daemon's message handling
+#   make bench      the benchmarks: a table, and JSON lines in build/bench-results.jsonl
 #
 # Every library comes through pkg-config.  `make check` and `make demo`
 # install the Debian packages first (scripts/install-deps), then re-enter
@@ -259,12 +260,16 @@ check-fuzz: fuzz-build
 	build-fuzz/fuzz-proto $(FUZZ_FLAGS) -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_CHECK_SECONDS) -seed=1 -print_final_stats=1 build-fuzz/check-corpus tests/fuzz/corpus
 
 # Benchmarks print numbers; they never fail for being slow.  Each figure is
-# a table row on stdout and a JSON line appended to PLUGFS_BENCH_RESULTS.
+# a table row on stdout and a JSON line appended to PLUGFS_BENCH_RESULTS
+# (tests/bench/report.h).  Rounds: BENCH_IO_ROUNDS (isolation cost, default
+# 5), BENCH_DISK_ROUNDS (plugfs against libusb, default 3), BENCH_ROUNDS
+# (restarts, default 50).
 PLUGFS_BENCH_RESULTS ?= $(CURDIR)/$(B)/bench-results.jsonl
 BENCH_ENV = PLUGFS_BUILD=$(CURDIR)/$(B) PLUGFS_BENCH_RESULTS=$(PLUGFS_BENCH_RESULTS)
 bench: all
+	$(BENCH_ENV) $(B)/bench-io $(BENCH_IO_ROUNDS)
+	$(BENCH_ENV) $(B)/bench-disk $(BENCH_DISK_ROUNDS)
 	$(BENCH_ENV) $(B)/bench-restart $(BENCH_ROUNDS)
-	$(BENCH_ENV) $(B)/bench-disk
 
 demo: deps
 	$(MAKE) all
