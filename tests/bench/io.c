@@ -60,6 +60,9 @@ static double run_sample(const char *path, int write_side, size_t bs, unsigned c
 {
 	int fd = open(path, write_side ? O_WRONLY : O_RDONLY);
 
+	/* Writes send this pattern; reads must overwrite it with zeros. */
+	memset(buf, 0xa5, bs);
+
 	if (fd < 0) {
 		fprintf(stderr, "bench-io: %s: %s\n", path, strerror(errno));
 		return -1;
@@ -79,6 +82,12 @@ static double run_sample(const char *path, int write_side, size_t bs, unsigned c
 	}
 	double ms = bench_now_ms() - t0;
 	close(fd);
+	/* What was measured must have been the file: the last block read is all zeros. */
+	for (size_t i = 0; !write_side && i < bs; i++)
+		if (buf[i] != 0) {
+			fprintf(stderr, "bench-io: %s: byte %zu of a read is %#x, not 0\n", path, i, buf[i]);
+			return -1;
+		}
 	return ms > 0 ? (double)bs * calls / MIB / (ms / 1000) : 0;
 }
 
