@@ -1023,13 +1023,17 @@ static int bind_function(struct drv_function *fn)
 /*
  * Maps the buffer the daemon shares on PROTO_SHM_FD, then closes the fd:
  * the mapping is all the driver needs.  Without it (run by hand, or a
- * buffer of the wrong size) everything travels inline.
+ * buffer of the wrong size or unsealed) everything travels inline.
  */
 static void shm_map(void)
 {
 	struct stat st;
 
 	if (fstat(PROTO_SHM_FD, &st) < 0)
+		return;
+	/* The daemon's memfd, sealed at its size; any other fd 4 (run by hand) is left alone. */
+	int seals = fcntl(PROTO_SHM_FD, F_GET_SEALS);
+	if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
 		return;
 	if (st.st_size == PROTO_SHM_SIZE) {
 		void *p = mmap(NULL, PROTO_SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, PROTO_SHM_FD, 0);
