@@ -5,6 +5,7 @@
 #   make demo       install missing packages, build, tour a mount over emulated devices
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make fuzz       FUZZ_SECONDS=60: libFuzzer over the daemon's message handling
+#   make bench      the benchmarks: a table, and JSON lines in build/bench-results.jsonl
 #
 # Every library comes through pkg-config.  `make check` and `make demo`
 # install the Debian packages first (scripts/install-deps), then re-enter
@@ -65,7 +66,8 @@ obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 PROGS = $(B)/plugfs $(B)/plugfs-driver
 TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-restart $(B)/bench-disk $(B)/bench-scale \
-	    $(B)/fault-campaign $(B)/fault-memcheck $(B)/plugfs-evil-driver $(B)/plugfs-sandbox-attacker
+	    $(B)/fault-campaign $(B)/fault-memcheck $(B)/plugfs-evil-driver $(B)/plugfs-sandbox-attacker \
+	    $(B)/plugfs-bench-driver $(B)/bench-io
 
 all: $(PROGS) $(TESTPROGS)
 
@@ -130,18 +132,39 @@ $(B)/plugfs-evil-driver: $(B)/tests/evil/evil_driver.o $(call obj,$(COMMON_SRC))
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS)
 
-$(B)/bench-restart: $(B)/tests/bench/restart.o $(B)/tests/bench/report.o $(B)/tests/integration/harness.o
-	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK))
+# Every benchmark reports through tests/bench/report.c.
+BENCH_LIB = $(B)/tests/bench/report.o $(B)/tests/integration/harness.o
 
-$(B)/bench-scale: $(B)/tests/bench/scale.o $(B)/tests/bench/report.o $(B)/tests/integration/harness.o
+$(B)/bench-restart: $(B)/tests/bench/restart.o $(BENCH_LIB)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK)) -lpthread
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK)) -lm
+
+# Test only: the driver host with the null driver (tests/bench/null_driver.c)
+# for the emulated `null` model; the daemon runs it through PLUGFS_DRIVER.
+$(B)/tests/bench/host-test.o: drivers/host.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $< (PLUGFS_TEST_HOST)")
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(call pkg_cflags,$(PKG_DRIVER)) -Idrivers -DPLUGFS_TEST_HOST -MMD -MP -c -o $@ $<
+$(B)/tests/bench/null_driver.o: OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DRIVER)) -Idrivers
+$(B)/plugfs-bench-driver: $(B)/tests/bench/host-test.o $(B)/tests/bench/null_driver.o \
+			  $(call obj,$(filter-out drivers/host.c,$(DRIVER_SRC)) $(COMMON_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_DRIVER))
+
+# The in-process FUSE null filesystem the isolation benchmark compares with.
+$(B)/tests/bench/nullfs.o: OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DAEMON)) -DFUSE_USE_VERSION=34
+$(B)/bench-io: $(B)/tests/bench/io.o $(B)/tests/bench/nullfs.o $(BENCH_LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DAEMON)) -lm -lpthread
+
+$(B)/bench-scale: $(B)/tests/bench/scale.o $(BENCH_LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK)) -lm -lpthread
 
 $(B)/tests/bench/disk.o: OBJ_CFLAGS += $(call pkg_cflags,$(PKG_DRIVER))
-$(B)/bench-disk: $(B)/tests/bench/disk.o $(B)/tests/integration/harness.o
+$(B)/bench-disk: $(B)/tests/bench/disk.o $(BENCH_LIB)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DRIVER))
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(call pkg_libs,$(PKG_CHECK) $(PKG_DRIVER)) -lm
 
 $(B)/fault-%: $(B)/tests/faults/%.o $(B)/tests/integration/harness.o
 	@$(if $(Q),echo "  LD      $@")
@@ -255,11 +278,18 @@ check-fuzz: fuzz-build
 	@mkdir -p build-fuzz/check-corpus
 	build-fuzz/fuzz-proto $(FUZZ_FLAGS) -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_CHECK_SECONDS) -seed=1 -print_final_stats=1 build-fuzz/check-corpus tests/fuzz/corpus
 
-# Benchmarks print numbers; they never fail for being slow.
+# Benchmarks print numbers; they never fail for being slow.  Each figure is
+# a table row on stdout and a JSON line appended to PLUGFS_BENCH_RESULTS
+# (tests/bench/report.h).  Rounds: BENCH_IO_ROUNDS (isolation cost, default
+# 5), BENCH_DISK_ROUNDS (plugfs against libusb, default 3), BENCH_ROUNDS
+# (restarts, default 50).
+PLUGFS_BENCH_RESULTS ?= $(CURDIR)/$(B)/bench-results.jsonl
+BENCH_ENV = PLUGFS_BUILD=$(CURDIR)/$(B) PLUGFS_BENCH_RESULTS=$(PLUGFS_BENCH_RESULTS)
 bench: all
-	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-restart $(BENCH_ROUNDS)
-	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-disk
-	PLUGFS_BUILD=$(CURDIR)/$(B) $(B)/bench-scale
+	$(BENCH_ENV) $(B)/bench-io $(BENCH_IO_ROUNDS)
+	$(BENCH_ENV) $(B)/bench-disk $(BENCH_DISK_ROUNDS)
+	$(BENCH_ENV) $(B)/bench-restart $(BENCH_ROUNDS)
+	$(BENCH_ENV) $(B)/bench-scale
 
 demo: deps
 	$(MAKE) all

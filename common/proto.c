@@ -33,7 +33,7 @@ void proto_encode_hdr(uint8_t *buf, const struct proto_hdr *h)
 	put_le32(buf + 20, h->size);
 	put_le64(buf + 24, h->offset);
 	put_le32(buf + 32, (uint32_t)h->status);
-	put_le32(buf + 36, 0);
+	put_le32(buf + 36, h->shm);
 }
 
 size_t proto_build(uint8_t *buf, struct proto_hdr *h, const void *payload, size_t plen)
@@ -72,6 +72,35 @@ static int fail(const char **why, const char *reason)
 	return -EPROTO;
 }
 
+/* The shared-buffer fields (see proto.h); the daemon checks that a REPLY's data is in its request's slot. */
+static int check_shm(const struct proto_hdr *h, uint32_t plen, const char **why)
+{
+	if (!(h->flags & PROTO_F_SHM))
+		return h->shm == 0 ? 0 : fail(why, "shm field set without PROTO_F_SHM");
+	switch (h->type) {
+	case PROTO_HELLO:
+		return h->shm == 0 ? 0 : fail(why, "HELLO with a shm offset");
+	case PROTO_READ:
+	case PROTO_WRITE:
+		if (plen != 0)
+			return fail(why, "shared-buffer request with a payload");
+		if (h->shm % PROTO_SHM_SLOT != 0 || h->shm >= PROTO_SHM_SIZE)
+			return fail(why, "shared-buffer request not at a slot");
+		if (h->type == PROTO_WRITE && h->size > PROTO_SHM_SLOT)
+			return fail(why, "shared-buffer write larger than a slot");
+		return 0;
+	case PROTO_REPLY:
+		if (plen != 0)
+			return fail(why, "shared-buffer reply with a payload");
+		if (h->status < 0 || (uint64_t)h->shm + (uint64_t)h->status > PROTO_SHM_SIZE ||
+		    (uint32_t)h->status > PROTO_SHM_SLOT)
+			return fail(why, "shared-buffer reply outside the buffer");
+		return 0;
+	default:
+		return fail(why, "PROTO_F_SHM on a message that carries no data");
+	}
+}
+
 int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const char **why)
 {
 	if (n < PROTO_HDR_LEN)
@@ -87,10 +116,9 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
 	h->size = get_le32(buf + 20);
 	h->offset = get_le64(buf + 24);
 	h->status = (int32_t)get_le32(buf + 32);
+	h->shm = get_le32(buf + 36);
 	if (h->len != n)
 		return fail(why, "length field does not match the message");
-	if (get_le32(buf + 36) != 0)
-		return fail(why, "reserved field not zero");
 	if (h->flags & ~PROTO_F_ALL)
 		return fail(why, "unknown flags");
 	if (h->type >= sizeof(payload_rules) / sizeof(payload_rules[0]) || type_names[h->type] == NULL)
@@ -98,11 +126,11 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
 	uint32_t plen = h->len - PROTO_HDR_LEN;
 	if (plen < payload_rules[h->type].min || plen > payload_rules[h->type].max)
 		return fail(why, "payload length wrong for the message type");
-	if (h->type == PROTO_READ && h->size > PROTO_MAX_IO)
+	if (h->type == PROTO_READ && h->size > (h->flags & PROTO_F_SHM ? PROTO_SHM_SLOT : PROTO_MAX_IO))
 		return fail(why, "read size too large");
 	if (h->type == PROTO_REPLY && plen > 0 && (h->status < 0 || (uint32_t)h->status != plen))
 		return fail(why, "reply payload does not match its status");
-	return 0;
+	return check_shm(h, plen, why);
 }
 
 /* Per file entry: id(4) function(1) unit(1) kind(1) mode(2) size(8) namelen(1). */

@@ -22,7 +22,29 @@
  *    24    8 offset   READ/WRITE: file offset
  *    32    4 status   REPLY: >= 0 result, < 0 a negative errno;
  *                     POLL_READY: revents; LOG: syslog priority
- *    36    4 reserved must be 0
+ *    36    4 shm      PROTO_F_SHM: where the data is in the shared
+ *                     buffer (below); else must be 0
+ *
+ * The shared buffer.  Copying a 128 KiB payload into
+ * a socket and out again costs as much as the FUSE hop itself, so READ and
+ * WRITE data may travel through a memfd of PROTO_SHM_SIZE bytes instead,
+ * cut into PROTO_SHM_SLOTS slots of PROTO_SHM_SLOT bytes.  The daemon
+ * creates it at every spawn (sealed against shrinking and growing, so that
+ * the driver cannot make the daemon's mapping fault), hands it to the
+ * driver as fd PROTO_SHM_FD, and the driver maps it and says so with
+ * PROTO_F_SHM on its HELLO.  From then on the daemon may give a READ or a
+ * WRITE a slot of its own, for the life of the request:
+ *   - WRITE with PROTO_F_SHM: the data is at `shm` (the slot's start),
+ *     `size` bytes, and the message has no payload;
+ *   - READ with PROTO_F_SHM: `shm` is the request's slot; the driver may
+ *     answer with a REPLY with PROTO_F_SHM, no payload, `status` bytes at
+ *     `shm`, which must lie within that request's slot (else a protocol
+ *     violation, handled like a crash), or inline as always.
+ * The daemon hands the data to FUSE straight from the mapping.  What a
+ * driver can scribble on in the buffer is its own requests' data only
+ * (each driver has its own buffer, replaced at every spawn): the daemon
+ * reads nothing else from it and never trusts its content beyond passing
+ * it to the reader, exactly as with inline data.
  *
  * Life of a connection: the driver sends HELLO (version and the files it
  * serves) once it has opened and claimed its device.  The daemon then sends
@@ -45,8 +67,9 @@
 
 #define PROTO_VERSION	2
 #define PROTO_DRIVER_FD 3
+#define PROTO_SHM_FD	4
 #define PROTO_HDR_LEN	40
-/* Largest READ/WRITE payload; FUSE max_read/max_write are set to this. */
+/* Largest READ/WRITE payload inside a message (a packet must fit the socket buffer). */
 #define PROTO_MAX_IO	(128u * 1024)
 #define PROTO_MAX_MSG	(PROTO_HDR_LEN + PROTO_MAX_IO)
 #define PROTO_MAX_FILES 512
@@ -55,6 +78,15 @@
 #define PROTO_MAX_DEPTH 4
 #define PROTO_MAX_LOG	512
 #define PROTO_MAX_CTL	256
+/* The shared buffer: one slot per request, as large as the largest READ/WRITE. */
+#define PROTO_SHM_SLOT	(1024u * 1024)
+#define PROTO_SHM_SLOTS 16
+#define PROTO_SHM_SIZE	(PROTO_SHM_SLOT * PROTO_SHM_SLOTS)
+/*
+ * Largest READ/WRITE, through a slot; FUSE max_read/max_write are set to
+ * this.  A request that finds no free slot goes inline, cut to PROTO_MAX_IO.
+ */
+#define PROTO_MAX_REQ PROTO_SHM_SLOT
 
 enum proto_type {
 	/* Driver to daemon. */
@@ -80,7 +112,8 @@ enum proto_type {
 
 /* Header flags. */
 #define PROTO_F_NONBLOCK 0x0001 /* READ/WRITE: the handle is O_NONBLOCK now */
-#define PROTO_F_ALL	 0x0001
+#define PROTO_F_SHM	 0x0002 /* HELLO: the shared buffer is mapped; READ/WRITE/REPLY: data at `shm` */
+#define PROTO_F_ALL	 0x0003
 
 /* File kinds, announced in HELLO. */
 enum proto_kind {
@@ -103,6 +136,7 @@ struct proto_hdr {
 	uint32_t size;
 	uint64_t offset;
 	int32_t status;
+	uint32_t shm;
 };
 
 /*
@@ -135,8 +169,11 @@ void proto_encode_hdr(uint8_t *buf, const struct proto_hdr *h);
 
 /*
  * Decodes and checks a header from a received packet of `n` bytes: the
- * length must equal n, the type must be known, flags and reserved bits
- * clear, and the payload size must suit the type.  Returns 0 or -EPROTO;
+ * length must equal n, the type must be known, flags known, and the
+ * payload size must suit the type; with PROTO_F_SHM, the message must be
+ * a HELLO, READ, WRITE or REPLY without payload (HELLO: with its payload),
+ * a READ's or WRITE's `shm` a slot's start and a WRITE's size at most a
+ * slot, a REPLY's data within the buffer; without it `shm` must be 0.  Returns 0 or -EPROTO;
  * on -EPROTO, *why (if not NULL) says what was wrong.
  */
 int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const char **why);

@@ -96,6 +96,13 @@ struct drv_req {
 	uint16_t flags; /* PROTO_F_* */
 	uint32_t size;	/* READ: bytes wanted */
 	uint64_t offset;
+	/*
+	 * READ: the request's slot of the buffer shared with the daemon
+	 * (req->size bytes), or NULL.  drv_reply() copies the data there; a
+	 * driver that produces the data in place (data pointing into buf)
+	 * saves that copy too.
+	 */
+	uint8_t *buf;
 	struct drv_handle *h;
 	struct drv_xfer *xfer;		     /* the transfer answering it, cancelled by CANCEL */
 	void (*cancel)(struct drv_req *req); /* or: how to cancel it when no transfer is its own */

@@ -23,8 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -36,6 +38,17 @@
 static const struct driver_ops *const drivers[] = {
     &usb_driver, &printer_driver, &hid_driver, &disk_driver, &serial_driver, &uvc_driver,
 };
+
+#ifdef PLUGFS_TEST_HOST
+/*
+ * build/plugfs-bench-driver only: the null driver (tests/bench/null_driver.c)
+ * takes the emulated `null` model's interfaces, which the daemon gives the
+ * generic driver.  The installed plugfs-driver has no null driver at all.
+ */
+extern const struct driver_ops null_driver;
+#define TEST_NULL_VID 0x1209
+#define TEST_NULL_PID 0x00b0
+#endif
 
 #define MAX_FUNCTIONS USBDESC_MAX_IFACES
 /* Extra units (LUNs) of all functions together. */
@@ -74,6 +87,8 @@ static uint64_t usb_backoff_us;
 static uint64_t usb_resume_at_us; /* 0: libusb's fds are polled */
 
 static uint8_t rxbuf[PROTO_MAX_MSG];
+/* The buffer shared with the daemon (proto.h), or NULL: everything inline. */
+static uint8_t *shm;
 
 /* --detach: interfaces bound to a kernel driver may be taken from it. */
 static bool detach_allowed;
@@ -249,6 +264,18 @@ void drv_reply(struct drv_req *req, int32_t status, const void *data, size_t len
 		status = (int32_t)len;
 	if (drv_verbose)
 		drv_log(LOG_DEBUG, "req %u %s -> %d", req->id, proto_type_name(req->type), status);
+	if (req->buf != NULL && len > 0) {
+		/* Data the driver made in its slot stays where it is. */
+		const uint8_t *p = data;
+		uintptr_t at = (uintptr_t)data, slot = (uintptr_t)req->buf;
+		if (at < slot || at + len > slot + req->size) {
+			memmove(req->buf, data, len);
+			p = req->buf;
+		}
+		h.flags = PROTO_F_SHM;
+		h.shm = (uint32_t)(p - shm);
+		len = 0;
+	}
 	send_msg(&h, data, len);
 	TAILQ_REMOVE(&requests, req, link);
 	handle_put(req->h);
@@ -566,6 +593,7 @@ static struct drv_req *request_new(const struct proto_hdr *m, struct drv_handle 
 	req->flags = m->flags;
 	req->size = m->size;
 	req->offset = m->offset;
+	req->buf = m->type == PROTO_READ && (m->flags & PROTO_F_SHM) ? shm + m->shm : NULL;
 	req->h = h;
 	h->refs++;
 	TAILQ_INSERT_TAIL(&requests, req, link);
@@ -716,7 +744,16 @@ static int read_messages(void)
 				proto_type_name(m.type));
 			return 1;
 		}
-		msg_handlers[m.type](&m, rxbuf + PROTO_HDR_LEN, m.len - PROTO_HDR_LEN);
+		if ((m.flags & PROTO_F_SHM) && shm == NULL) {
+			drv_log(LOG_ERR, "daemon sent %s in a shared buffer this driver has not mapped",
+				proto_type_name(m.type));
+			return 1;
+		}
+		/* The codec checked that a WRITE's data lies within the buffer. */
+		if (m.type == PROTO_WRITE && (m.flags & PROTO_F_SHM))
+			msg_handlers[m.type](&m, shm + m.shm, m.size);
+		else
+			msg_handlers[m.type](&m, rxbuf + PROTO_HDR_LEN, m.len - PROTO_HDR_LEN);
 	}
 	return -1;
 }
@@ -989,6 +1026,34 @@ static int bind_function(struct drv_function *fn)
 	return 0;
 }
 
+/*
+ * Maps the buffer the daemon shares on PROTO_SHM_FD, then closes the fd:
+ * the mapping is all the driver needs.  Without it (run by hand, or a
+ * buffer of the wrong size or unsealed) everything travels inline.
+ */
+static void shm_map(void)
+{
+	struct stat st;
+
+	if (fstat(PROTO_SHM_FD, &st) < 0)
+		return;
+	/* The daemon's memfd, sealed at its size; any other fd 4 (run by hand) is left alone. */
+	int seals = fcntl(PROTO_SHM_FD, F_GET_SEALS);
+	if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+		return;
+	if (st.st_size == PROTO_SHM_SIZE) {
+		void *p = mmap(NULL, PROTO_SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, PROTO_SHM_FD, 0);
+		if (p != MAP_FAILED)
+			shm = p;
+		else
+			drv_log(LOG_WARNING, "mapping the shared buffer: %s", strerror(errno));
+	} else {
+		drv_log(LOG_WARNING, "shared buffer of %lld bytes, not %u: not used", (long long)st.st_size,
+			PROTO_SHM_SIZE);
+	}
+	close(PROTO_SHM_FD);
+}
+
 static int send_hello(void)
 {
 	static struct proto_hello hello;
@@ -1015,7 +1080,7 @@ static int send_hello(void)
 	int n = proto_encode_hello(payload, sizeof(payload), &hello);
 	if (n < 0)
 		return n;
-	struct proto_hdr h = {.type = PROTO_HELLO};
+	struct proto_hdr h = {.type = PROTO_HELLO, .flags = shm != NULL ? PROTO_F_SHM : 0};
 	return send_msg(&h, payload, (size_t)n);
 }
 
@@ -1046,6 +1111,7 @@ int main(int argc, char **argv)
 	}
 	fcntl(PROTO_DRIVER_FD, F_SETFL, fl & ~O_NONBLOCK);
 	fcntl(PROTO_DRIVER_FD, F_SETFD, FD_CLOEXEC);
+	shm_map();
 	fd = open(opt.devnode, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		drv_log(LOG_ERR, "%s: %s", opt.devnode, strerror(errno));
@@ -1074,6 +1140,12 @@ int main(int argc, char **argv)
 	drv_log(LOG_INFO, "%s: %04x:%04x, %u interfaces", opt.devnode, device.info.vendor_id,
 		device.info.product_id, device.info.num_ifaces);
 
+#ifdef PLUGFS_TEST_HOST
+	for (unsigned i = 0; i < nfunctions; i++)
+		if (device.info.vendor_id == TEST_NULL_VID && device.info.product_id == TEST_NULL_PID &&
+		    functions[i].ops == &usb_driver)
+			functions[i].ops = &null_driver;
+#endif
 	for (unsigned i = 0; i < nfunctions; i++) {
 		r = bind_function(&functions[i]);
 		if (r == -ENODEV) {

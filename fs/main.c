@@ -171,7 +171,9 @@ static int run_mounted(struct fuse_args *args)
 	fuse_opt_add_arg(args, "-odefault_permissions");
 	fuse_opt_add_arg(args, "-ofsname=plugfs");
 	fuse_opt_add_arg(args, "-osubtype=plugfs");
-	fuse_opt_add_arg(args, "-omax_read=131072");
+	char max_read[32];
+	snprintf(max_read, sizeof(max_read), "-omax_read=%u", PROTO_MAX_REQ);
+	fuse_opt_add_arg(args, max_read);
 
 	clear_stale_mount(opts.mountpoint);
 	se = fuse_session_new(args, &plugfs_ops, sizeof(plugfs_ops), NULL);

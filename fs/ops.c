@@ -858,8 +858,8 @@ static void pl_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
 	mount_time = time(NULL);
-	conn->max_write = PROTO_MAX_IO;
-	conn->max_read = PROTO_MAX_IO;
+	conn->max_write = PROTO_MAX_REQ;
+	conn->max_read = PROTO_MAX_REQ;
 	conn->max_readahead = 0;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;

@@ -54,6 +54,7 @@ struct request {
 	int cancelled;		/* CANCEL sent; the driver's REPLY is still owed */
 	int interrupted;	/* FUSE interrupt seen, EINTR and CANCEL not sent yet */
 	struct handle *opening; /* OPEN: the handle to hand out on success */
+	int slot;		/* READ/WRITE: its slot of the shared buffer, or -1 */
 	TAILQ_ENTRY(request) link;
 };
 
@@ -92,6 +93,10 @@ struct drv {
 	struct handle_list handles;
 	struct outmsg_queue outq;
 	size_t outq_bytes;
+	/* The shared buffer (proto.h) of the current process: NULL when there is none. */
+	uint8_t *shm;
+	int shm_mapped;	   /* its HELLO said it mapped the buffer: slots may be given */
+	uint32_t shm_busy; /* bit i: slot i belongs to a request in flight */
 };
 
 /* Pure policy, unit-tested: backoff and restart intensity. */
@@ -131,6 +136,13 @@ void sup_free(struct drv *d);
  * bytes enter the daemon; the fuzz target (tests/fuzz) calls it directly.
  */
 int sup_on_message(struct drv *d, const uint8_t *buf, size_t n);
+/*
+ * Creates d's shared buffer: a sealed memfd of PROTO_SHM_SIZE bytes mapped
+ * at d->shm.  Returns the memfd, for the caller to hand to the driver and
+ * close, or -errno (the driver then goes without).  Unmapped when the
+ * driver's socket is closed.
+ */
+int sup_shm_create(struct drv *d);
 
 /* Forwarding FUSE requests. Each sends exactly one FUSE reply, now or later. */
 void sup_open(fuse_req_t req, struct function *fn, unsigned slot, struct fuse_file_info *fi);

@@ -1,18 +1,57 @@
 /*
- * Benchmark results (see report.h).  Percentiles are nearest-rank over the
- * sorted samples; the median of an even count is the mean of the middle two.
+ * The benchmark framework (report.h): statistics over samples, one table
+ * row on stdout and one JSON line in the results file per figure.
+ *
+ *     PLUGFS_BENCH_RESULTS=/tmp/r.jsonl PLUGFS_COMMIT=test build/bench-disk
+ *
+ * The p99 is the nearest-rank percentile: with fewer than 100 samples it
+ * is the maximum, which is what a reader of a small run should see.
  */
-#include "report.h"
-
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "report.h"
+
+struct stats {
+	double median, p99, min, max;
+};
 
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
+
 	return x < y ? -1 : x > y;
+}
+
+/* Sorts a copy; 0, or -1 when there is nothing to sort or no memory. */
+static int stats_of(const double *samples, size_t n, struct stats *s)
+{
+	double *v;
+
+	if (n == 0 || (v = malloc(n * sizeof(*v))) == NULL)
+		return -1;
+	memcpy(v, samples, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), cmp_double);
+	s->median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	size_t rank = (size_t)ceil(0.99 * (double)n);
+	s->p99 = v[rank > 0 ? rank - 1 : 0];
+	s->min = v[0];
+	s->max = v[n - 1];
+	free(v);
+	return 0;
+}
+
+double bench_median(const double *samples, size_t n)
+{
+	struct stats s;
+
+	return stats_of(samples, n, &s) == 0 ? s.median : 0;
 }
 
 double bench_now_ms(void)
@@ -23,85 +62,117 @@ double bench_now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* The commit measured: $PLUGFS_BENCH_COMMIT, else git's HEAD, else "unknown". */
-static const char *commit_id(void)
+/* PLUGFS_COMMIT, else `git describe`, asked once per process. */
+static const char *commit(void)
 {
-	static char id[64];
-	const char *env = getenv("PLUGFS_BENCH_COMMIT");
+	static char id[128];
+	const char *env = getenv("PLUGFS_COMMIT");
 
+	if (env != NULL && env[0] != '\0')
+		return env;
 	if (id[0] != '\0')
 		return id;
-	if (env != NULL && env[0] != '\0') {
-		snprintf(id, sizeof(id), "%s", env);
-		return id;
-	}
-	FILE *p = popen("git rev-parse --short HEAD 2>/dev/null", "r");
+	snprintf(id, sizeof(id), "unknown");
+	FILE *p = popen("git describe --always --dirty 2>/dev/null", "r");
 	if (p != NULL) {
-		if (fgets(id, sizeof(id), p) == NULL)
-			id[0] = '\0';
+		char line[sizeof(id)];
+		if (fgets(line, sizeof(line), p) != NULL && line[0] != '\n') {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(id, sizeof(id), "%s", line);
+		}
 		pclose(p);
 	}
-	id[strcspn(id, "\n")] = '\0';
-	if (id[0] == '\0')
-		snprintf(id, sizeof(id), "unknown");
 	return id;
 }
 
-/* Names are ours, not the user's: only quotes and backslashes need escaping. */
+/* A JSON string: quotes, backslashes and control characters escaped. */
 static void json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; *s != '\0'; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', f);
-		fputc(*s, f);
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
 	}
 	fputc('"', f);
 }
 
+/* JSON has no NaN or infinity: those are written as null. */
+static void json_number(FILE *f, const char *key, double v)
+{
+	if (isfinite(v))
+		fprintf(f, ",\"%s\":%.9g", key, v);
+	else
+		fprintf(f, ",\"%s\":null", key);
+}
+
+/* One line, written by one write() to an O_APPEND file, so that concurrent benchmarks do not interleave. */
+static void append_json(const char *bench, const char *figure, const char *unit, size_t n,
+			const struct stats *s)
+{
+	const char *path = getenv("PLUGFS_BENCH_RESULTS");
+	char stamp[32], *line = NULL;
+	size_t len = 0;
+	time_t t = time(NULL);
+	struct tm tm;
+
+	if (path == NULL || path[0] == '\0')
+		path = "build/bench-results.jsonl";
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+	FILE *m = open_memstream(&line, &len);
+	if (m == NULL)
+		return;
+	fprintf(m, "{\"time\":\"%s\",\"commit\":", stamp);
+	json_string(m, commit());
+	fputs(",\"bench\":", m);
+	json_string(m, bench);
+	fputs(",\"figure\":", m);
+	json_string(m, figure);
+	fputs(",\"unit\":", m);
+	json_string(m, unit);
+	fprintf(m, ",\"n\":%zu", n);
+	json_number(m, "median", s != NULL ? s->median : NAN);
+	json_number(m, "p99", s != NULL ? s->p99 : NAN);
+	json_number(m, "min", s != NULL ? s->min : NAN);
+	json_number(m, "max", s != NULL ? s->max : NAN);
+	fputs("}\n", m);
+	fclose(m);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, line, len) != (ssize_t)len)
+		fprintf(stderr, "bench: cannot append to %s: %s\n", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	free(line);
+}
+
+static void row(const char *bench, const char *figure, const char *unit, size_t n, const struct stats *s)
+{
+	static int header;
+
+	if (!header) {
+		printf("%-14s %-40s %-6s %5s %12s %12s %12s %12s\n", "bench", "figure", "unit", "n", "median",
+		       "p99", "min", "max");
+		header = 1;
+	}
+	if (s == NULL)
+		printf("%-14s %-40s %-6s %5zu %12s\n", bench, figure, unit, n, "(no samples)");
+	else
+		printf("%-14s %-40s %-6s %5zu %12.4g %12.4g %12.4g %12.4g\n", bench, figure, unit, n,
+		       s->median, s->p99, s->min, s->max);
+	fflush(stdout);
+}
+
 void bench_report(const char *bench, const char *figure, const char *unit, const double *samples, size_t n)
 {
-	double *s = n > 0 ? malloc(n * sizeof(*s)) : NULL;
-	double median, p99, min, max;
+	struct stats s;
+	const struct stats *sp = stats_of(samples, n, &s) == 0 ? &s : NULL;
 
-	if (s == NULL) {
-		printf("%-14s %-40s n=0\n", bench, figure);
-		return;
-	}
-	memcpy(s, samples, n * sizeof(*s));
-	qsort(s, n, sizeof(*s), cmp_double);
-	median = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-	size_t rank = (99 * n + 99) / 100; /* ceil(0.99 n) */
-	p99 = s[rank > 0 ? rank - 1 : 0];
-	min = s[0];
-	max = s[n - 1];
-	free(s);
-
-	printf("%-14s %-44s n=%-4zu median %10.3f  p99 %10.3f  min %10.3f  max %10.3f  %s\n", bench, figure,
-	       n, median, p99, min, max, unit);
-	fflush(stdout);
-
-	const char *path = getenv("PLUGFS_BENCH_RESULTS");
-	FILE *f = fopen(path != NULL && path[0] != '\0' ? path : "build/bench-results.jsonl", "ae");
-	if (f == NULL)
-		return;
-	char when[32];
-	struct timespec ts;
-	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(f, "{\"time\":\"%s\",\"commit\":", when);
-	json_string(f, commit_id());
-	fputs(",\"bench\":", f);
-	json_string(f, bench);
-	fputs(",\"figure\":", f);
-	json_string(f, figure);
-	fputs(",\"unit\":", f);
-	json_string(f, unit);
-	fprintf(f, ",\"n\":%zu,\"median\":%.6g,\"p99\":%.6g,\"min\":%.6g,\"max\":%.6g}\n", n, median, p99,
-		min, max);
-	fclose(f);
+	row(bench, figure, unit, n, sp);
+	append_json(bench, figure, unit, n, sp);
 }
 
 void bench_report_value(const char *bench, const char *figure, const char *unit, double value)

@@ -159,6 +159,7 @@ extern const struct emu_model emu_model_disk, emu_model_disk_4k, emu_model_disk_
 extern const struct emu_model emu_model_acm, emu_model_ft232r;
 extern const struct emu_model emu_model_twin;
 extern const struct emu_model emu_model_c270, emu_model_bulkcam;
+extern const struct emu_model emu_model_null;
 /* Not selectable: every bus gets one, as devnum 1. */
 extern const struct emu_model emu_model_roothub;
 

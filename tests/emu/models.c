@@ -12,6 +12,7 @@ const struct emu_model *const emu_models[] = {
     &emu_model_hang,
     &emu_model_kbound,
     &emu_model_twin,
+    &emu_model_null,
     /* Printers: model_printer.c. */
     &emu_model_printer_zh380,
     &emu_model_printer_slow,

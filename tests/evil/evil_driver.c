@@ -16,7 +16,10 @@
  * Modes: garbage, oversized, truncated, before-hello, hello-twice,
  * unknown-reply, dup-reply, wrong-direction, bad-hello, mute (HELLO, then
  * never reads its socket), poll-ready-flood and log-flood (HELLO, then
- * answers the heartbeat while flooding).
+ * answers the heartbeat while flooding), shm-outside and shm-foreign (HELLO
+ * saying it maps the shared buffer, then the first READ given a slot is
+ * answered with data said to be past the buffer's end, or in the next
+ * request's slot).
  */
 #include <errno.h>
 #include <limits.h>
@@ -52,7 +55,7 @@ static void send_msg(struct proto_hdr *h, const void *payload, size_t plen)
 	send_raw(buf, proto_build(buf, h, payload, plen));
 }
 
-static void hello(void)
+static void hello_flags(uint16_t flags)
 {
 	static struct proto_hello hi = {
 	    .version = PROTO_VERSION,
@@ -62,11 +65,16 @@ static void hello(void)
 	};
 	uint8_t payload[256];
 	int n = proto_encode_hello(payload, sizeof(payload), &hi);
-	struct proto_hdr h = {.type = PROTO_HELLO};
+	struct proto_hdr h = {.type = PROTO_HELLO, .flags = flags};
 
 	if (n < 0)
 		exit(1);
 	send_msg(&h, payload, (size_t)n);
+}
+
+static void hello(void)
+{
+	hello_flags(0);
 }
 
 /* Waits for the next request from the daemon; exits on EOF. */
@@ -179,6 +187,17 @@ static int misbehave(const char *mode)
 		h.req = 1;
 		h.size = 1;
 		send_msg(&h, NULL, 0);
+	} else if (strcmp(mode, "shm-outside") == 0 || strcmp(mode, "shm-foreign") == 0) {
+		/* It never maps the buffer: the daemon has only its word, and checks every offset. */
+		hello_flags(PROTO_F_SHM);
+		for (next_request(&h); h.type != PROTO_READ || !(h.flags & PROTO_F_SHM); next_request(&h))
+			reply(h.req, h.type == PROTO_READ || h.type == PROTO_WRITE ? -EAGAIN : 0);
+		struct proto_hdr r = {.type = PROTO_REPLY, .req = h.req, .flags = PROTO_F_SHM, .status = 16};
+		if (strcmp(mode, "shm-outside") == 0)
+			r.shm = PROTO_SHM_SIZE - 8; /* 8 of its 16 bytes past the end */
+		else
+			r.shm = (h.shm + PROTO_SHM_SLOT) % PROTO_SHM_SIZE; /* another request's slot */
+		send_msg(&r, NULL, 0);
 	} else if (strcmp(mode, "mute") == 0) {
 		hello();
 	} else if (strcmp(mode, "poll-ready-flood") == 0) {

@@ -17,6 +17,10 @@
  *                handle), CTL, and a heartbeat PING.
  *   bit 1 set:   then every timed request times out (EINTR to the user,
  *                CANCEL to the driver), so replies come for answered requests.
+ *   bit 2 set:   the driver has a shared buffer (sup_shm_create) and its
+ *                HELLO says it maps it: after the PING, a READ of 8192 bytes
+ *                (slot 0) and a WRITE of 4096 (slot 1) go through it.
+ *                Without it those two travel inline.
  * Request ids and handle ids are the daemon's: a message's req field of
  * 1..16 (handle field 1..16) is replaced by the daemon's Nth request
  * (handle) id, as read off the daemon's end of the socket, so short inputs
@@ -41,7 +45,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define NREQ 8
+#define NREQ 10
 #define NPH  2
 
 /* Stand-ins for fuse_req_t and fuse_pollhandle: never dereferenced. */
@@ -210,7 +214,7 @@ static void send_to_daemon(struct proto_hdr *h, const void *payload, size_t plen
 	sup_on_message(drv, buf, n);
 }
 
-static void canned_hello(void)
+static void canned_hello(uint16_t flags)
 {
 	static struct proto_hello hello = {
 	    .version = PROTO_VERSION,
@@ -225,7 +229,7 @@ static void canned_hello(void)
 	};
 	static uint8_t payload[256];
 	int plen = proto_encode_hello(payload, sizeof(payload), &hello);
-	struct proto_hdr h = {.type = PROTO_HELLO};
+	struct proto_hdr h = {.type = PROTO_HELLO, .flags = flags};
 
 	if (plen < 0)
 		abort();
@@ -264,6 +268,10 @@ static void requests_in_flight(void)
 	sup_poll((fuse_req_t)&fake_req[6], b, (struct fuse_pollhandle *)&fake_ph[1]);
 	/* The heartbeat is due half a timeout after HELLO; no request is late yet. */
 	sup_tick(drv->next_ping_ms);
+	/* Big enough for a slot of the shared buffer, if there is one. */
+	static char page[4096];
+	sup_read((fuse_req_t)&fake_req[7], b, 8192, 0, 0);
+	sup_write((fuse_req_t)&fake_req[8], a, page, sizeof(page), 0, 0);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -302,8 +310,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nreq_ids = nhandle_ids = 0;
 	device_new();
 	uint8_t setting = data[0];
+	if (setting & 4) {
+		int fd = sup_shm_create(drv);
+		if (fd < 0)
+			abort();
+		close(fd);
+	}
 	if (setting & 1) {
-		canned_hello();
+		canned_hello(setting & 4 ? PROTO_F_SHM : 0);
 		requests_in_flight();
 		if (setting & 2)
 			sup_tick(now_ms() + opts.timeout_ms + 1);
@@ -334,7 +348,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (replies[i] > 1)
 			abort();
 	/* Every request made was answered exactly once. */
-	unsigned made = (setting & 1) ? 7 : 0;
+	unsigned made = (setting & 1) ? 9 : 0;
 	for (unsigned i = 0; i < made; i++)
 		if (replies[i] != 1) {
 			fprintf(stderr, "fuzz: request %u never answered\n", i);

@@ -2,20 +2,24 @@
 """Writes the seed corpus of fuzz_proto.c into tests/fuzz/corpus/.
 
 Each seed: a setting byte, then messages as u16 length + bytes (see
-fuzz_proto.c).  With setting bit 0, req 1..8 name the requests in flight:
-1 OPEN, 2 READ 64, 3 WRITE 16, 4 POLL, 5 CTL, 6 READ 512, 7 POLL, 8 PING;
-handle 1 is the OPEN's, 2 and 3 the two open handles.
+fuzz_proto.c).  With setting bit 0, req 1..10 name the requests in flight:
+1 OPEN, 2 READ 64, 3 WRITE 16, 4 POLL, 5 CTL, 6 READ 512, 7 POLL, 8 PING,
+9 READ 8192, 10 WRITE 4096; handle 1 is the OPEN's, 2 and 3 the two open
+handles.  With setting bit 2, requests 9 and 10 have slots 0 and 1 of the
+shared buffer.
 """
 import os
 import struct
 import sys
 
 HELLO, REPLY, POLL_READY, LOG = 1, 2, 3, 4
+F_SHM = 2
+SLOT, SLOTS = 1 << 20, 16
 
 
-def msg(type_, payload=b"", req=0, handle=0, file=0, size=0, offset=0, status=0, flags=0, length=None):
+def msg(type_, payload=b"", req=0, handle=0, file=0, size=0, offset=0, status=0, flags=0, length=None, shm=0):
     n = 40 + len(payload) if length is None else length
-    return struct.pack("<IHHIIIIQiI", n, type_, flags, req, handle, file, size, offset, status, 0) + payload
+    return struct.pack("<IHHIIIIQiI", n, type_, flags, req, handle, file, size, offset, status, shm) + payload
 
 
 def hello(files, version=2):
@@ -65,6 +69,15 @@ seeds = {
     "tick-then-replies": seed(1, b"", msg(REPLY, req=2, status=-4), msg(REPLY, b"ab", req=6, status=2), b"",
                               msg(REPLY, req=3, status=16)),
     "bad-status": seed(1, msg(REPLY, req=1, status=-100000)),
+    "shm-replies": seed(5, msg(REPLY, req=9, status=100, flags=F_SHM), msg(REPLY, req=10, status=4096)),
+    "shm-at-end-of-slot": seed(5, msg(REPLY, req=9, status=16, flags=F_SHM, shm=SLOT - 16)),
+    "shm-inline": seed(5, msg(REPLY, b"i" * 100, req=9, status=100), msg(REPLY, req=10, status=-5)),
+    "shm-foreign": seed(5, msg(REPLY, req=9, status=16, flags=F_SHM, shm=SLOT)),
+    "shm-outside": seed(5, msg(REPLY, req=9, status=16, flags=F_SHM, shm=SLOTS * SLOT - 8)),
+    "shm-no-slot": seed(5, msg(REPLY, req=2, status=10, flags=F_SHM)),
+    "shm-write-reply": seed(5, msg(REPLY, req=10, status=16, flags=F_SHM, shm=SLOT)),
+    "shm-unmapped": seed(1, msg(REPLY, req=9, status=16, flags=F_SHM)),
+    "shm-timeouts": seed(7, msg(REPLY, req=9, status=8, flags=F_SHM), b"", msg(REPLY, req=10, status=4096)),
 }
 
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")

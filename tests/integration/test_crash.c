@@ -159,6 +159,94 @@ START_TEST(stopped_driver_times_out_and_is_replaced)
 END_TEST
 
 /*
+ * Data through the shared buffer (common/proto.h) across a crash: more
+ * blocked reads than it has slots (the rest travel inline), a driver killed
+ * while a 4 KiB read holds a slot, and its successor's fresh buffer
+ * carrying 1 MiB both ways, byte for byte.
+ */
+static void setup_shm(void)
+{
+	ck_assert_int_eq(mnt_start(&m, one_loopback, "timeout=10000", 1), 0);
+}
+
+#define NREADERS 20 /* more than PROTO_SHM_SLOTS */
+
+/* Writes all of buf[0..len) to usb0/ep02; reads len bytes back from ep81 in reads of up to `chunk`. */
+static void round_trip(const uint8_t *buf, uint8_t *back, size_t len, size_t chunk)
+{
+	int w = open(mpath(&m, "usb0/ep02"), O_WRONLY), r = open(mpath(&m, "usb0/ep81"), O_RDONLY);
+	size_t got = 0;
+
+	ck_assert_msg(w >= 0 && r >= 0, "open: %s", strerror(errno));
+	for (size_t off = 0; off < len;) {
+		ssize_t n = write(w, buf + off, len - off);
+		ck_assert_msg(n > 0, "write at %zu: %s", off, strerror(errno));
+		off += (size_t)n;
+	}
+	while (got < len) {
+		ssize_t n = read(r, back + got, len - got < chunk ? len - got : chunk);
+		ck_assert_msg(n > 0, "read at %zu: %s", got, n < 0 ? strerror(errno) : "EOF");
+		got += (size_t)n;
+	}
+	ck_assert_int_eq(memcmp(buf, back, len), 0);
+	close(w);
+	close(r);
+}
+
+START_TEST(shared_buffer_across_a_crash)
+{
+	static struct bg_read readers[NREADERS];
+	static uint8_t out[1 << 20], back[1 << 20];
+	int fds[NREADERS];
+
+	/* NREADERS blocked 4 KiB reads: the first ones take every slot, the others go inline. */
+	for (int i = 0; i < NREADERS; i++) {
+		fds[i] = open(mpath(&m, "usb0/ep81"), O_RDONLY);
+		ck_assert_int_ge(fds[i], 0);
+		bg_read_start(&readers[i], fds[i], 4096);
+	}
+	/* One write with every slot taken (inline): each reader gets one 4 KiB block of it, whole. */
+	for (int i = 0; i < NREADERS; i++)
+		memset(out + i * 4096, i + 1, 4096);
+	int w = open(mpath(&m, "usb0/ep02"), O_WRONLY);
+	ck_assert_int_ge(w, 0);
+	ck_assert_int_eq(write(w, out, NREADERS * 4096), NREADERS * 4096);
+	close(w);
+	unsigned seen = 0;
+	for (int i = 0; i < NREADERS; i++) {
+		ck_assert_int_eq(bg_read_join(&readers[i], 10000), 0);
+		ck_assert_int_eq(readers[i].ret, 4096);
+		uint8_t v = (uint8_t)readers[i].buf[0];
+		ck_assert_msg(v >= 1 && v <= NREADERS && !(seen & (1u << v)), "block %u twice or unknown", v);
+		seen |= 1u << v;
+		for (int k = 0; k < 4096; k++)
+			ck_assert_int_eq((uint8_t)readers[i].buf[k], v);
+		close(fds[i]);
+	}
+
+	/* Killed while a 4 KiB read holds a slot: the reader gets EIO. */
+	struct bg_read big;
+	pid_t pid = fn_pid(&m, "usb0");
+	int fd = open(mpath(&m, "usb0/ep81"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	bg_read_start(&big, fd, 4096);
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_eq(bg_read_join(&big, 5000), 0);
+	ck_assert_int_eq(big.ret, -1);
+	ck_assert_int_eq(big.err, EIO);
+	close(fd);
+	ck_assert_int_gt(wait_new_pid(&m, "usb0", pid, 10000), 0);
+
+	/* The new driver's buffer: 1 MiB in one write, back in 1 MiB and 64 KiB reads. */
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i * 7 + i / 4096);
+	round_trip(out, back, sizeof(out), sizeof(back));
+	memset(back, 0, sizeof(back));
+	round_trip(out, back, sizeof(out), 64 * 1024);
+}
+END_TEST
+
+/*
  * A driver host that breaks the protocol: its first message is 7 bytes of
  * text.  The daemon must treat it exactly like a crash, and give up on it
  * after restart_max, while the mount lives on.
@@ -218,6 +306,12 @@ Suite *crash_suite(void)
 	tcase_add_unchecked_fixture(tc, setup_sigstop, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, stopped_driver_times_out_and_is_replaced);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("shm");
+	tcase_add_unchecked_fixture(tc, setup_shm, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, shared_buffer_across_a_crash);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("liar");

@@ -305,6 +305,48 @@ START_TEST(wrong_direction)
 END_TEST
 
 /*
+ * Replies through the shared buffer (common/proto.h) that point outside it,
+ * or into another request's slot.  A reader keeps asking usb1/ep81 for
+ * 8 KiB (enough for a slot) until the driver has failed for good; it only
+ * ever gets an error, never bytes from wherever the offset pointed.
+ */
+static void shm_violation(const char *mode, const char *reason)
+{
+	struct attack a;
+	char buf[8192];
+	uint64_t deadline;
+
+	attack_start(&a, mode);
+	deadline = mono_ms() + 20000;
+	while (strcmp(read_line(mpath(&m, "usb1/state")), "failed") != 0 && mono_ms() < deadline) {
+		int fd = open(mpath(&m, "usb1/ep81"), O_RDONLY);
+		if (fd >= 0) {
+			ssize_t n = read(fd, buf, sizeof(buf));
+			ck_assert_msg(n < 0, "read %zd bytes from a driver that lied about them", n);
+			close(fd);
+		} else {
+			/* Between two instances: wait for the next one without spinning. */
+			wait_state(&m, "usb1", "running", 100);
+		}
+	}
+	ck_assert_int_eq(wait_event_or_dump("usb1 crash protocol error", reason, 1000), 0);
+	attack_end(&a, 3);
+	ck_assert_uint_eq(log_lines_with("usb1 crash protocol error"), 3);
+}
+
+START_TEST(shm_outside)
+{
+	shm_violation("shm-outside", "shared-buffer reply outside the buffer");
+}
+END_TEST
+
+START_TEST(shm_foreign)
+{
+	shm_violation("shm-foreign", "outside its slot");
+}
+END_TEST
+
+/*
  * Floods of unsolicited messages: beyond 10000 a second the driver is
  * killed; before that, its LOG lines past 50 a second are dropped, so the
  * log holds at most 50 per instance (three instances here).
@@ -370,6 +412,8 @@ Suite *hostile_suite(void)
 	add_case(s, "duplicated_reply", setup, duplicated_reply);
 	add_case(s, "wrong_direction", setup, wrong_direction);
 	add_case(s, "never_reads", setup, never_reads);
+	add_case(s, "shm_outside", setup, shm_outside);
+	add_case(s, "shm_foreign", setup, shm_foreign);
 	add_case(s, "log_flood", setup, log_flood);
 	add_case(s, "poll_ready_flood", setup, poll_ready_flood);
 	return s;

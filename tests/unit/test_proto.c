@@ -110,7 +110,7 @@ START_TEST(test_hdr_layout)
 	    0x00,
 	    0x00,
 	    0x00,
-	    0x00, /* reserved */
+	    0x00, /* shm */
 	};
 	uint8_t buf[PROTO_HDR_LEN];
 
@@ -291,16 +291,76 @@ START_TEST(test_hdr_reserved)
 	for (int byte = 36; byte < 40; byte++) {
 		size_t n = build_msg(&h, 0);
 		msg[byte] = 0x01;
-		assert_hdr_rejected(n, "reserved");
+		assert_hdr_rejected(n, "shm field set without PROTO_F_SHM");
 		msg[byte] = 0x80;
-		assert_hdr_rejected(n, "reserved");
+		assert_hdr_rejected(n, "shm field set without PROTO_F_SHM");
+	}
+}
+END_TEST
+
+/* PROTO_F_SHM: which messages may carry it, and the bounds of `shm`. */
+START_TEST(test_hdr_shm)
+{
+	struct proto_hdr h = make_hdr(PROTO_READ);
+
+	h.flags = PROTO_F_SHM;
+	h.size = 4096;
+	for (uint32_t slot = 0; slot < PROTO_SHM_SLOTS; slot++) {
+		h.shm = slot * PROTO_SHM_SLOT;
+		assert_hdr_accepted(build_msg(&h, 0));
+	}
+	h.shm = PROTO_SHM_SIZE;
+	assert_hdr_rejected(build_msg(&h, 0), "not at a slot");
+	h.shm = PROTO_SHM_SLOT + 1;
+	assert_hdr_rejected(build_msg(&h, 0), "not at a slot");
+
+	h = make_hdr(PROTO_WRITE);
+	h.flags = PROTO_F_SHM;
+	h.shm = PROTO_SHM_SLOT;
+	h.size = PROTO_SHM_SLOT;
+	assert_hdr_accepted(build_msg(&h, 0));
+	h.size = PROTO_SHM_SLOT + 1;
+	assert_hdr_rejected(build_msg(&h, 0), "larger than a slot");
+	h.size = 16;
+	assert_hdr_rejected(build_msg(&h, 16), "with a payload");
+
+	h = make_hdr(PROTO_REPLY);
+	h.flags = PROTO_F_SHM;
+	h.shm = PROTO_SHM_SIZE - 100;
+	h.status = 100;
+	assert_hdr_accepted(build_msg(&h, 0));
+	h.status = 101;
+	assert_hdr_rejected(build_msg(&h, 0), "outside the buffer");
+	h.shm = UINT32_MAX;
+	h.status = 1;
+	assert_hdr_rejected(build_msg(&h, 0), "outside the buffer");
+	h.shm = 0;
+	h.status = (int32_t)PROTO_SHM_SLOT + 1;
+	assert_hdr_rejected(build_msg(&h, 0), "outside the buffer");
+	h.status = -EIO;
+	assert_hdr_rejected(build_msg(&h, 0), "outside the buffer");
+	h.status = 4;
+	assert_hdr_rejected(build_msg(&h, 4), "with a payload");
+
+	h = make_hdr(PROTO_HELLO);
+	h.flags = PROTO_F_SHM;
+	assert_hdr_accepted(build_msg(&h, 4));
+	h.shm = PROTO_SHM_SLOT;
+	assert_hdr_rejected(build_msg(&h, 4), "HELLO with a shm offset");
+
+	static const uint16_t no_data[] = {PROTO_POLL_READY, PROTO_OPEN,   PROTO_POLL,
+					   PROTO_RELEASE,    PROTO_CANCEL, PROTO_PING};
+	for (size_t i = 0; i < sizeof(no_data) / sizeof(no_data[0]); i++) {
+		h = make_hdr(no_data[i]);
+		h.flags = PROTO_F_SHM;
+		assert_hdr_rejected(build_msg(&h, 0), "carries no data");
 	}
 }
 END_TEST
 
 START_TEST(test_hdr_flags)
 {
-	static const uint16_t bad[] = {0x0002, 0x0004, 0x0100, 0x8000, 0xfffe, 0xffff, 0x0003};
+	static const uint16_t bad[] = {0x0004, 0x0100, 0x8000, 0xfffe, 0xffff, 0x0007};
 	struct proto_hdr h = make_hdr(PROTO_READ);
 
 	h.flags = PROTO_F_NONBLOCK;
@@ -1052,7 +1112,7 @@ static size_t fuzz_valid_msg(uint8_t *buf)
 	uint8_t payload[600];
 	size_t plen = 0;
 
-	h.flags = (uint16_t)(rng() & PROTO_F_ALL);
+	h.flags = (uint16_t)(rng() & PROTO_F_NONBLOCK);
 	h.req = (uint32_t)rng();
 	h.handle = (uint32_t)rng();
 	h.file = (uint32_t)rng();
@@ -1242,6 +1302,7 @@ Suite *proto_suite(void)
 	tcase_add_test(tc, test_hdr_long);
 	tcase_add_test(tc, test_hdr_len_mismatch);
 	tcase_add_test(tc, test_hdr_reserved);
+	tcase_add_test(tc, test_hdr_shm);
 	tcase_add_test(tc, test_hdr_flags);
 	tcase_add_test(tc, test_hdr_unknown_type);
 	tcase_add_loop_test(tc, test_hdr_payload_bounds, 0,
