@@ -36,6 +36,10 @@ const struct emu_model *const emu_models[] = {
     /* Serial: model_serial.c. */
     &emu_model_acm,
     &emu_model_ft232r,
+    /* Instruments: model_usbtmc.c. */
+    &emu_model_tmc_ds1054z,
+    &emu_model_tmc_pm16,
+    &emu_model_tmc_liar,
     NULL,
 };
 
