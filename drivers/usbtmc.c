@@ -118,7 +118,7 @@ struct cmd_handle;
 
 enum op_kind { OP_WRITE, OP_READ };
 /* Where an operation is: a transfer in flight, or waiting for the recovery. */
-enum op_phase { PH_QUEUED, PH_OUT, PH_REQUEST, PH_IN, PH_RECOVER };
+enum op_phase { PH_QUEUED, PH_OUT, PH_IN, PH_RECOVER };
 enum abort_dir { ABORT_NONE, ABORT_OUT, ABORT_IN };
 
 /* One queued bulk operation: a message to send, or an answer to fetch. */
@@ -130,10 +130,12 @@ struct tmc_op {
 	enum op_phase phase;
 	uint8_t *data; /* OP_WRITE: the message, data[done..len) still to send */
 	size_t len, done, chunk;
-	uint8_t tag;	    /* bTag of the transfer in flight */
-	int error;	    /* why it is being stopped (-ETIMEDOUT...), 0 while fine */
-	enum abort_dir dir; /* PH_RECOVER: which abort to run */
-	unsigned empty;	    /* OP_READ: empty non-EOM transfers in a row */
+	uint8_t tag;	     /* bTag of the transfer in flight */
+	int error;	     /* why it is being stopped (-ETIMEDOUT...), 0 while fine */
+	enum abort_dir dir;  /* PH_RECOVER: which abort to run */
+	unsigned empty;	     /* OP_READ: empty non-EOM transfers in a row */
+	int request_error;   /* OP_READ: how its REQUEST_DEV_DEP_MSG_IN went, 1 while in flight */
+	struct drv_xfer *in; /* OP_READ: the IN transfer done, waiting for the REQUEST's callback */
 	TAILQ_ENTRY(tmc_op) link;
 };
 
@@ -175,10 +177,11 @@ struct tmc {
 	/* The bulk queue: `active` runs, the rest wait. */
 	struct tmc_op_queue ops;
 	struct tmc_op *active;
-	struct drv_xfer *xfer;	  /* the active op's transfer in flight */
-	struct drv_timer timer;	  /* the active op's USBTMC timeout */
-	struct drv_timer recover; /* runs the abort outside the transfer callback */
-	uint64_t seq_deadline;	  /* of the synchronous sequence running */
+	struct drv_xfer *xfer;	   /* the active op's transfer in flight (a read: the IN one) */
+	struct drv_xfer *req_xfer; /* a read's REQUEST_DEV_DEP_MSG_IN, in flight with the IN one */
+	struct drv_timer timer;	   /* the active op's USBTMC timeout */
+	struct drv_timer recover;  /* runs the abort outside the transfer callback */
+	uint64_t seq_deadline;	   /* of the synchronous sequence running */
 
 	/* stb reads: one at a time, the rest wait. */
 	struct drv_req_queue stb_waiters;
@@ -522,6 +525,12 @@ static int op_abort(struct tmc *t, struct tmc_op *op)
 	int r = 0;
 
 	seq_begin(t);
+	/* A stalled endpoint must be cleared before it carries anything again, the abort's reads included. */
+	if (op->error == -EPIPE && op->dir != ABORT_NONE) {
+		uint8_t ep = op->dir == ABORT_IN ? t->ep_in : t->ep_out;
+		if ((r = drv_usb_errno(libusb_clear_halt(t->fn->dev->usb, ep))) < 0)
+			drv_log(LOG_WARNING, "usbtmc: clearing the halt of %02x: %s", ep, strerror(-r));
+	}
 	if (op->dir == ABORT_IN)
 		r = abort_bulk_in(t, op->tag);
 	else if (op->dir == ABORT_OUT)
@@ -578,7 +587,20 @@ static void xfer_ended(struct tmc *t, struct tmc_op *op)
 	t->xfer = NULL;
 	if (op->req != NULL)
 		op->req->xfer = NULL;
-	drv_timer_disarm(&t->timer);
+}
+
+/* Stops every transfer of the active op; their callbacks still come. */
+static void cancel_xfers(struct tmc *t)
+{
+	if (t->xfer != NULL)
+		drv_xfer_cancel(t->xfer);
+	if (t->req_xfer != NULL)
+		drv_xfer_cancel(t->req_xfer);
+}
+
+static bool xfers_idle(const struct tmc *t)
+{
+	return t->xfer == NULL && t->req_xfer == NULL;
 }
 
 static int submit_bulk(struct tmc *t, struct tmc_op *op, struct drv_xfer *x, uint8_t ep)
@@ -631,9 +653,10 @@ static void out_done(struct drv_xfer *x)
 		r = -EIO;
 	drv_xfer_free(x);
 	xfer_ended(t, op);
+	drv_timer_disarm(&t->timer);
 	if (r < 0 || op->error != 0) {
 		int err = op_failure(op, r);
-		if (err != -EINTR && err != -ECANCELED)
+		if (err != -EINTR && err != -ECANCELED && err != -ETIMEDOUT)
 			drv_log(LOG_WARNING, "usbtmc: DEV_DEP_MSG_OUT bTag %u: %s", op->tag, strerror(-err));
 		return recover_later(op, err, abort_for(err, ABORT_OUT));
 	}
@@ -644,21 +667,50 @@ static void out_done(struct drv_xfer *x)
 		op_end(op, r);
 }
 
-/* REQUEST_DEV_DEP_MSG_IN: asks for the next IN_CHUNK bytes of the answer. */
+static void read_join(struct tmc_op *op);
+
+/*
+ * REQUEST_DEV_DEP_MSG_IN for the next IN_CHUNK bytes of the answer, and
+ * the IN transfer that receives them, submitted together: the device
+ * NAKs the IN until it has the answer, and a query costs one USB round
+ * trip less than sending the request first.  The op goes on once both
+ * callbacks came (read_join).
+ */
 static int send_request(struct tmc *t, struct tmc_op *op)
 {
-	struct drv_xfer *x = drv_xfer_new(TMC_HDR_LEN, request_done, op);
+	struct drv_xfer *rx = drv_xfer_new(TMC_HDR_LEN, request_done, op);
+	/* Room for the header, IN_CHUNK bytes and the alignment, in whole packets: the device ends short. */
+	struct drv_xfer *ix = drv_xfer_new(round_up(TMC_HDR_LEN + IN_CHUNK + 3, t->in_packet), in_done, op);
+	int r;
 
-	if (x == NULL)
+	if (rx == NULL || ix == NULL) {
+		drv_xfer_free(rx);
+		drv_xfer_free(ix);
 		return -ENOMEM;
+	}
 	op->tag = take_tag(t);
 	t->last_out_tag = op->tag;
 	t->last_in_tag = op->tag;
-	put_bulk_header(x->t->buffer, MSG_REQUEST_DEV_DEP_MSG_IN, op->tag, IN_CHUNK,
+	put_bulk_header(rx->t->buffer, MSG_REQUEST_DEV_DEP_MSG_IN, op->tag, IN_CHUNK,
 			t->termchar >= 0 ? TMC_ATTR_TERMCHAR_EN : 0,
 			t->termchar >= 0 ? (uint8_t)t->termchar : 0);
-	op->phase = PH_REQUEST;
-	return submit_bulk(t, op, x, t->ep_out);
+	op->phase = PH_IN;
+	libusb_fill_bulk_transfer(rx->t, t->fn->dev->usb, t->ep_out, rx->t->buffer, rx->t->length, NULL, NULL,
+				  0);
+	if ((r = drv_xfer_submit(rx)) < 0) {
+		drv_xfer_free(rx);
+		drv_xfer_free(ix);
+		return r;
+	}
+	t->req_xfer = rx;
+	op->request_error = 1;
+	if ((r = submit_bulk(t, op, ix, t->ep_in)) < 0) {
+		/* The request is out already: stop it, and let its callback end the op. */
+		op->error = r;
+		drv_xfer_cancel(rx);
+		drv_timer_arm(&t->timer, t->timeout_ms);
+	}
+	return 0;
 }
 
 static void request_done(struct drv_xfer *x)
@@ -666,26 +718,30 @@ static void request_done(struct drv_xfer *x)
 	struct tmc_op *op = x->arg;
 	struct tmc *t = op->t;
 	int r = drv_xfer_errno(x->t->status);
-	struct drv_xfer *in;
 
 	if (r == 0 && x->t->actual_length != x->t->length)
 		r = -EIO;
 	drv_xfer_free(x);
+	t->req_xfer = NULL;
+	op->request_error = r;
+	/* The answer to a request the device did not get will not come. */
+	if (r < 0 && t->xfer != NULL)
+		drv_xfer_cancel(t->xfer);
+	if (t->xfer == NULL)
+		read_join(op);
+}
+
+static void in_done(struct drv_xfer *x)
+{
+	struct tmc_op *op = x->arg;
+	struct tmc *t = op->t;
+
 	xfer_ended(t, op);
-	if (r < 0 || op->error != 0) {
-		int err = op_failure(op, r);
-		if (err != -EINTR && err != -ECANCELED)
-			drv_log(LOG_WARNING, "usbtmc: REQUEST_DEV_DEP_MSG_IN bTag %u: %s", op->tag,
-				strerror(-err));
-		return recover_later(op, err, abort_for(err, ABORT_OUT));
-	}
-	/* Room for the header, IN_CHUNK bytes and the alignment, in whole packets: the device ends short. */
-	in = drv_xfer_new(round_up(TMC_HDR_LEN + IN_CHUNK + 3, t->in_packet), in_done, op);
-	if (in == NULL)
-		return recover_later(op, -ENOMEM, ABORT_IN);
-	op->phase = PH_IN;
-	if ((r = submit_bulk(t, op, in, t->ep_in)) < 0)
-		recover_later(op, r, abort_for(r, ABORT_IN));
+	op->in = x;
+	if (x->t->status != LIBUSB_TRANSFER_COMPLETED && t->req_xfer != NULL)
+		drv_xfer_cancel(t->req_xfer);
+	if (t->req_xfer == NULL)
+		read_join(op);
 }
 
 /* Checks a DEV_DEP_MSG_IN header: the data length, or -EIO with the reason logged. */
@@ -720,20 +776,26 @@ static int check_in_header(const struct tmc_op *op, const uint8_t *p, size_t got
 	return (int)size;
 }
 
-static void in_done(struct drv_xfer *x)
+/* Both transfers of a read came back: deliver the answer, or find out which abort it needs. */
+static void read_join(struct tmc_op *op)
 {
-	struct tmc_op *op = x->arg;
 	struct tmc *t = op->t;
 	struct cmd_handle *ch = op->ch;
-	int r = drv_xfer_errno(x->t->status);
+	struct drv_xfer *x = op->in;
+	int r = x != NULL ? drv_xfer_errno(x->t->status) : -EIO;
 
-	xfer_ended(t, op);
-	if (r < 0 || op->error != 0) {
+	op->in = NULL;
+	drv_timer_disarm(&t->timer);
+	if (op->request_error != 0 || r < 0 || op->error != 0) {
+		bool request_sent = op->request_error == 0;
+		int err = op_failure(op, op->request_error < 0 ? op->request_error : r);
 		drv_xfer_free(x);
-		int err = op_failure(op, r);
 		if (err != -EINTR && err != -ECANCELED && err != -ETIMEDOUT)
-			drv_log(LOG_WARNING, "usbtmc: DEV_DEP_MSG_IN bTag %u: %s", op->tag, strerror(-err));
-		return recover_later(op, err, abort_for(err, ABORT_IN));
+			drv_log(LOG_WARNING, "usbtmc: %s bTag %u: %s",
+				request_sent ? "DEV_DEP_MSG_IN" : "REQUEST_DEV_DEP_MSG_IN", op->tag,
+				strerror(-err));
+		/* Not sent: the device may be stuck receiving it; sent: it may be sending the answer. */
+		return recover_later(op, err, abort_for(err, request_sent ? ABORT_IN : ABORT_OUT));
 	}
 	int size = check_in_header(op, x->t->buffer, (size_t)x->t->actual_length);
 	if (size < 0) {
@@ -769,12 +831,12 @@ static void timeout_fire(struct drv_timer *timer)
 	struct tmc *t = timer->arg;
 	struct tmc_op *op = t->active;
 
-	if (op == NULL || t->xfer == NULL || op->error != 0)
+	if (op == NULL || xfers_idle(t) || op->error != 0)
 		return;
 	drv_log(LOG_WARNING, "usbtmc: no %s bTag %u within %u ms: aborting",
 		op->phase == PH_IN ? "answer to" : "room for", op->tag, t->timeout_ms);
 	op->error = -ETIMEDOUT;
-	drv_xfer_cancel(t->xfer);
+	cancel_xfers(t);
 }
 
 static void op_start(struct tmc *t, struct tmc_op *op)
@@ -783,11 +845,12 @@ static void op_start(struct tmc *t, struct tmc_op *op)
 	int r;
 
 	t->active = op;
-	if (op->kind == OP_READ && ch != NULL && op->req != NULL && (ch_buffered(ch) > 0 || ch->eom)) {
-		/* A read-ahead before it brought the answer. */
-		return op_end(op, 0);
-	}
-	if (op->kind == OP_READ && ch == NULL)
+	/*
+	 * Nothing to fetch: an earlier read of the handle brought more than it
+	 * took, or the whole answer, or the handle is gone.  Asking again would
+	 * replace bytes nobody read yet.
+	 */
+	if (op->kind == OP_READ && (ch == NULL || ch_buffered(ch) > 0 || ch->eom))
 		return op_end(op, 0);
 	r = op->kind == OP_WRITE ? send_chunk(t, op) : send_request(t, op);
 	if (r < 0)
@@ -876,9 +939,9 @@ static void cmd_release(struct drv_handle *h)
 		op_free(op);
 	} else if (op != NULL) {
 		op->ch = NULL;
-		if (t->xfer != NULL && op->error == 0) {
+		if (!xfers_idle(t) && op->error == 0) {
 			op->error = -EINTR;
-			drv_xfer_cancel(t->xfer);
+			cancel_xfers(t);
 		}
 	}
 	LIST_REMOVE(ch, link);
@@ -1280,15 +1343,15 @@ static int quiesce(struct tmc *t, struct tmc_op *op, int err)
 		return 0;
 	if (op->error == 0)
 		op->error = err;
-	if (t->xfer == NULL)
+	if (xfers_idle(t))
 		return 0;
-	drv_xfer_cancel(t->xfer);
+	cancel_xfers(t);
 	uint64_t deadline = now_ms() + SEQ_MAX_MS;
-	while (t->xfer != NULL && now_ms() < deadline) {
+	while (!xfers_idle(t) && now_ms() < deadline) {
 		struct timeval tv = {0, 10000};
 		libusb_handle_events_timeout_completed(NULL, &tv, NULL);
 	}
-	if (t->xfer != NULL) {
+	if (!xfers_idle(t)) {
 		drv_log(LOG_ERR, "usbtmc: a cancelled transfer did not come back");
 		return -ETIMEDOUT;
 	}
@@ -1308,11 +1371,12 @@ static int ctl_abort(struct tmc *t)
 		op_end(op, op->error);
 		return r;
 	}
-	/* Nothing running here: the last transfers, in case the instrument is still at them. */
+	/* Nothing running here: the last transfers, in case the instrument is still at them (bTag 0: none
+	 * yet). */
 	seq_begin(t);
-	if ((r = abort_bulk_in(t, t->last_in_tag)) < 0)
+	if (t->last_in_tag != 0 && (r = abort_bulk_in(t, t->last_in_tag)) < 0)
 		return r;
-	return abort_bulk_out(t, t->last_out_tag);
+	return t->last_out_tag != 0 ? abort_bulk_out(t, t->last_out_tag) : 0;
 }
 
 static int ctl_clear(struct tmc *t)
