@@ -322,6 +322,8 @@ START_TEST(ctl_abort_and_clear_inflight)
 		struct bg_read b;
 		send_cmd(fd, "CAL:ZERO?\n");
 		bg_read_start(&b, fd, 64);
+		/* The status byte comes on the control pipe while the bulk read waits. */
+		ck_assert_str_eq(text_of(METER "stb"), "0\n");
 		ck_assert_int_eq(ctl(METER, cmds[i]), 0);
 		ck_assert_int_eq(bg_read_join(&b, 5000), 0);
 		ck_assert_int_eq(b.ret, -1);
@@ -334,6 +336,54 @@ START_TEST(ctl_abort_and_clear_inflight)
 		query_ok(fd, "*IDN?\n", meter_idn);
 		close(fd);
 	}
+}
+END_TEST
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+}
+
+/* A signal frees a reader waiting for an answer: EINTR, and the abort keeps the meter in step. */
+START_TEST(signal_interrupts_query)
+{
+	int pipefd[2];
+	unsigned before = model_count("1-2", "aborts_in");
+
+	ck_assert_int_eq(pipe(pipefd), 0);
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		/* No SA_RESTART: the interrupted read returns EINTR. */
+		struct sigaction sa = {.sa_handler = on_sigint};
+		char b[64];
+		sigaction(SIGINT, &sa, NULL);
+		int fd = open(mpath(&m, METER "cmd"), O_RDWR);
+		if (fd < 0 || write(fd, "CAL:ZERO?\n", 10) != 10)
+			_exit(2);
+		ssize_t r = read(fd, b, sizeof(b));
+		int err = errno;
+		if (write(pipefd[1], &err, sizeof(err)) < 0)
+			_exit(4);
+		_exit(r == -1 ? 0 : 3);
+	}
+	ck_assert_int_eq(wait_blocked_in_read(child, 5000), 0);
+	ck_assert_int_eq(kill(child, SIGINT), 0);
+	int st, err = 0;
+	ck_assert_int_eq(waitpid(child, &st, 0), child);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+	ck_assert_int_eq(read(pipefd[0], &err, sizeof(err)), (ssize_t)sizeof(err));
+	ck_assert_int_eq(err, EINTR);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	/*
+	 * The daemon answered EINTR at once and sent CANCEL; the driver aborts
+	 * before it serves anything else, so the next query finds the meter in step.
+	 */
+	fresh_idn(METER, meter_idn);
+	ck_assert_uint_eq(model_count("1-2", "aborts_in"), before + 1);
+	ck_assert_str_eq(read_line(mpath(&m, "instrument1/restarts")), "0");
 }
 END_TEST
 
@@ -534,6 +584,7 @@ Suite *usbtmc_suite(void)
 	tcase_add_test(tc, read_timeout_aborts);
 	tcase_add_test(tc, write_timeout_aborts);
 	tcase_add_test(tc, ctl_abort_and_clear_inflight);
+	tcase_add_test(tc, signal_interrupts_query);
 	tcase_add_test(tc, ctl_clear_idle);
 	tcase_add_test(tc, ctl_remote_local);
 	tcase_add_test(tc, timeout_file);
