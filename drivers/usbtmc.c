@@ -280,7 +280,7 @@ static void pending_pause(void)
  */
 static int drain_bulk_in(struct tmc *t)
 {
-	size_t len = round_up(4096, t->in_packet);
+	size_t len = round_up(16384, t->in_packet);
 	uint8_t *buf = malloc(len);
 	int r = 0, got = 0;
 
@@ -1346,7 +1346,8 @@ static int quiesce(struct tmc *t, struct tmc_op *op, int err)
 	if (xfers_idle(t))
 		return 0;
 	cancel_xfers(t);
-	uint64_t deadline = now_ms() + SEQ_MAX_MS;
+	/* A cancelled URB comes back at once (usbfs discards it): a second is plenty. */
+	uint64_t deadline = now_ms() + 1000;
 	while (!xfers_idle(t) && now_ms() < deadline) {
 		struct timeval tv = {0, 10000};
 		libusb_handle_events_timeout_completed(NULL, &tv, NULL);
