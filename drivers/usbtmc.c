@@ -31,11 +31,13 @@
  * probe, REN/GTL/LLO -- are straight-line synchronous control transfers,
  * run from a timer, a ctl or the probe, never inside a transfer callback.
  * They block the loop, so each sequence is bounded by SEQ_MAX_MS, well
- * below the daemon's heartbeat (timeout=, 5000 ms by default).
+ * below the daemon's heartbeat (timeout=, 5000 ms by default): these are
+ * the one place where a libusb timeout is given, the time left of that
+ * bound.
  *
- * All bulk traffic of the instrument is one queue of operations (a write,
- * a read), run one at a time in arrival order: a message and its answer
- * never interleave with another handle's.
+ * All bulk traffic of the instrument is one queue of operations (a
+ * message to send, an answer to fetch), run one at a time in arrival
+ * order, so the transfers of two handles never interleave.
  *
  * Try it: build/plugfs-emu --model tmc-ds1054z -- sh -c '...' (README).
  */
