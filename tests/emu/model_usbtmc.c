@@ -17,6 +17,8 @@
  *   (the abort path); after CAL:ZERO the meter takes no bulk OUT data (it
  *   NAKs) until INITIATE_ABORT_BULK_OUT or INITIATE_CLEAR.  Its
  *   CHECK_*_STATUS answer STATUS_PENDING twice before they succeed.
+ * `tmc-plain` (1209:0041): plain USBTMC, protocol 0: *IDN? only; the USB488
+ *   requests (READ_STATUS_BYTE, REN_CONTROL...) stall.
  * `tmc-liar` (1209:0040): bulk pair only, no interrupt endpoint (the status
  *   byte comes in the control answer).  *IDN? is right; LIE:TAG?,
  *   LIE:MSGID?, LIE:SIZE? (TransferSize above what was asked) and
@@ -59,6 +61,7 @@ struct tmc_variant {
 	uint8_t dev_caps;     /* byte 5: D0 TermChar */
 	bool slow;	      /* CAL:ZERO? never answered, CAL:ZERO busies the meter */
 	bool liar;
+	bool plain; /* protocol 0: no USB488 requests at all */
 	unsigned pending_polls;
 	const char *idn;
 };
@@ -104,6 +107,11 @@ static const struct tmc_variant variants[] = {
 	.slow = true,
 	.pending_polls = 2,
 	.idn = "Thorlabs,PM16-120,P5000001,1.3.0\n",
+    },
+    {
+	.model = &emu_model_tmc_plain,
+	.plain = true,
+	.idn = "plugfs,Plain,PL0001,1.0\n",
     },
     {
 	.model = &emu_model_tmc_liar,
@@ -431,12 +439,14 @@ static int tmc_control(struct emu_dev *dev, struct emu_urb *urb, const struct em
 		a[2] = 0x00; /* bcdUSBTMC 1.00 */
 		a[3] = 0x01;
 		a[5] = s->v->dev_caps;
-		a[12] = 0x00; /* bcdUSB488 1.00 */
-		a[13] = 0x01;
-		a[14] = s->v->usb488_iface;
-		a[15] = 0x0f; /* SCPI, SR1, RL1, DT1 */
+		if (!s->v->plain) {
+			a[12] = 0x00; /* bcdUSB488 1.00 */
+			a[13] = 0x01;
+			a[14] = s->v->usb488_iface;
+			a[15] = 0x0f; /* SCPI, SR1, RL1, DT1 */
+		}
 		n = answer(data, st->length, a, 24);
-	} else if (st->request_type == 0xa1 && st->request == 128) {
+	} else if (st->request_type == 0xa1 && st->request == 128 && !s->v->plain) {
 		uint8_t tag = (uint8_t)st->value;
 		a[0] = ST_SUCCESS;
 		a[1] = tag;
@@ -578,5 +588,27 @@ const struct emu_model emu_model_tmc_liar = {
 					       {.address = 0x01, .type = 2, .max_packet = 512},
 					       {.address = 0x82, .type = 2, .max_packet = 512},
 					   })},
+    .ops = &tmc_ops,
+};
+
+const struct emu_model emu_model_tmc_plain = {
+    .name = "tmc-plain",
+    .summary = "1209:0041 plain USBTMC instrument (protocol 0): no status byte, no remote/local",
+    .vendor_id = 0x1209,
+    .product_id = 0x0041,
+    .bcd_device = 0x0100,
+    .manufacturer = "plugfs",
+    .product = "Plain",
+    .serial = "PL0001",
+    .num_ifaces = 1,
+    .ifaces = {{.cls = 0xfe,
+		.subclass = 0x03,
+		.protocol = 0x00,
+		.num_eps = 2,
+		.eps =
+		    {
+			{.address = 0x01, .type = 2, .max_packet = 512},
+			{.address = 0x81, .type = 2, .max_packet = 512},
+		    }}},
     .ops = &tmc_ops,
 };

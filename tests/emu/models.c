@@ -40,6 +40,7 @@ const struct emu_model *const emu_models[] = {
     &emu_model_tmc_ds1054z,
     &emu_model_tmc_pm16,
     &emu_model_tmc_liar,
+    &emu_model_tmc_plain,
     NULL,
 };
 

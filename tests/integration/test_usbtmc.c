@@ -22,6 +22,7 @@
 #define SCOPE "by-path/1-1:1.0/"
 #define METER "by-path/1-2:1.0/"
 #define LIAR  "by-path/1-3:1.0/"
+#define PLAIN "by-path/1-4:1.0/"
 
 static const char scope_idn[] = "RIGOL TECHNOLOGIES,DS1054Z,DS1ZA000000001,00.04.04.SP3\n";
 static const char meter_idn[] = "Thorlabs,PM16-120,P5000001,1.3.0\n";
@@ -31,8 +32,8 @@ static struct mnt m;
 
 static void setup(void)
 {
-	static const char *const models[] = {"tmc-ds1054z", "tmc-pm16", "tmc-liar", NULL};
-	ck_assert_int_eq(mnt_start(&m, models, "timeout=5000", 3), 0);
+	static const char *const models[] = {"tmc-ds1054z", "tmc-pm16", "tmc-liar", "tmc-plain", NULL};
+	ck_assert_int_eq(mnt_start(&m, models, "timeout=5000", 4), 0);
 }
 
 static void teardown(void)
@@ -427,6 +428,21 @@ START_TEST(ctl_remote_local)
 }
 END_TEST
 
+/* A plain USBTMC instrument (protocol 0) talks, clears and aborts, but has no status byte and no
+ * remote/local. */
+START_TEST(plain_usbtmc)
+{
+	fresh_idn(PLAIN, "plugfs,Plain,PL0001,1.0\n");
+	char b[16];
+	ck_assert_int_eq(read_file(mpath(&m, PLAIN "stb"), b, sizeof(b)), -EINVAL);
+	ck_assert_int_eq(ctl(PLAIN, "remote"), -EINVAL);
+	ck_assert_int_eq(ctl(PLAIN, "local"), -EINVAL);
+	ck_assert_int_eq(ctl(PLAIN, "clear"), 0);
+	ck_assert_int_eq(ctl(PLAIN, "abort"), 0);
+	fresh_idn(PLAIN, "plugfs,Plain,PL0001,1.0\n");
+}
+END_TEST
+
 /* timeout accepts 1..3600000 ms only. */
 START_TEST(timeout_file)
 {
@@ -591,6 +607,7 @@ Suite *usbtmc_suite(void)
 	tcase_add_test(tc, signal_interrupts_query);
 	tcase_add_test(tc, ctl_clear_idle);
 	tcase_add_test(tc, ctl_remote_local);
+	tcase_add_test(tc, plain_usbtmc);
 	tcase_add_test(tc, timeout_file);
 	tcase_add_test(tc, malformed_answers);
 	tcase_add_test(tc, nonblocking_poll);
