@@ -75,12 +75,26 @@ static const struct bind_id uvc_ids[] = {
     {0},
 };
 
+/* USB Test & Measurement Class: plain USBTMC (protocol 0) and USB488 (1), as the kernel's usbtmc. */
+static const struct bind_id usbtmc_ids[] = {
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL,
+     .cls = 0xfe,
+     .subclass = 3,
+     .protocol = 0},
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL,
+     .cls = 0xfe,
+     .subclass = 3,
+     .protocol = 1},
+    {0},
+};
+
 static const struct bind_driver drivers[] = {
     {"printer", "printer", printer_ids},
     {"hid", "hid", hid_ids},
     {"disk", "disk", disk_ids},
     {"serial", "serial", serial_ids},
     {"uvc", "webcam", uvc_ids},
+    {"usbtmc", "instrument", usbtmc_ids},
     {"usb", "usb", generic_ids},
     {NULL, NULL, NULL},
 };

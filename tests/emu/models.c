@@ -40,6 +40,11 @@ const struct emu_model *const emu_models[] = {
     /* Webcams: model_uvc.c. */
     &emu_model_c270,
     &emu_model_bulkcam,
+    /* Instruments: model_usbtmc.c. */
+    &emu_model_tmc_ds1054z,
+    &emu_model_tmc_pm16,
+    &emu_model_tmc_liar,
+    &emu_model_tmc_plain,
     NULL,
 };
 

@@ -25,6 +25,7 @@ static Suite *(*const suites[])(void) = {
     disk_suite,
     serial_suite,
     uvc_suite,
+    usbtmc_suite,
 };
 
 int main(int argc, char **argv)

@@ -14,6 +14,7 @@ Suite *printer_suite(void);
 Suite *hid_suite(void);
 Suite *disk_suite(void);
 Suite *serial_suite(void);
+Suite *usbtmc_suite(void);
 Suite *hotplug_suite(void);
 Suite *hostile_suite(void);
 Suite *sandbox_suite(void);
