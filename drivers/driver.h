@@ -141,6 +141,7 @@ extern const struct driver_ops printer_driver;
 extern const struct driver_ops hid_driver;
 extern const struct driver_ops disk_driver;
 extern const struct driver_ops serial_driver;
+extern const struct driver_ops ippusb_driver;
 
 /* Logs to the daemon (syslog priority) and, with -v, to stderr. */
 void drv_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

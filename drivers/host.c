@@ -34,7 +34,7 @@
 
 /* The driver table: adding a class driver is one line here. */
 static const struct driver_ops *const drivers[] = {
-    &usb_driver, &printer_driver, &hid_driver, &disk_driver, &serial_driver,
+    &usb_driver, &printer_driver, &hid_driver, &disk_driver, &serial_driver, &ippusb_driver,
 };
 
 #define MAX_FUNCTIONS USBDESC_MAX_IFACES

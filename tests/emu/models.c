@@ -36,6 +36,10 @@ const struct emu_model *const emu_models[] = {
     /* Serial: model_serial.c. */
     &emu_model_acm,
     &emu_model_ft232r,
+    /* IPP over USB, eSCL: model_escl.c. */
+    &emu_model_escl,
+    &emu_model_escl_garbage,
+    &emu_model_escl_liar,
     NULL,
 };
 
