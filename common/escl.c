@@ -186,11 +186,11 @@ static int xml_walk(const char *doc, size_t len, xml_cb cb, void *arg, const cha
 		return -ENOMEM;
 	x->p = doc;
 	x->end = doc + len;
+	if (memchr(doc, '\0', len) != NULL)
+		r = xml_fail(x, "NUL byte");
 	while (r == 0 && x->p < x->end) {
 		char c = *x->p;
-		if (c == '\0') {
-			r = xml_fail(x, "NUL byte");
-		} else if (c != '<') {
+		if (c != '<') {
 			x->p++;
 			if (c == '&')
 				r = read_entity(x);

@@ -20,6 +20,8 @@ static Suite *(*const suite_ctors[])(void) = {
     printer_suite,
     hidparse_suite,
     serial_line_suite,
+    http_suite,
+    escl_suite,
 };
 
 int main(void)

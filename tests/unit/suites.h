@@ -17,5 +17,7 @@ Suite *tree_suite(void);
 Suite *printer_suite(void);
 Suite *hidparse_suite(void);
 Suite *serial_line_suite(void);
+Suite *http_suite(void);
+Suite *escl_suite(void);
 
 #endif
