@@ -163,6 +163,7 @@ struct ipp {
 	struct scan *scan;	/* the open scan handle's state, or NULL */
 	char job[ESCL_MAX_URI]; /* path of the device's job we hold, "" if none */
 	enum escl_source job_source;
+	struct escl_settings job_settings; /* what it was started with */
 	struct drv_timer retry;
 };
 
@@ -1014,6 +1015,7 @@ static void post_done(struct exchange *ex, int err)
 		}
 		strcpy(ipp->job, path);
 		ipp->job_source = ipp->settings.source;
+		ipp->job_settings = ipp->settings;
 		drv_log(LOG_INFO, "ippusb: job %s", path);
 		return scan_fetch(ipp);
 	}
@@ -1065,9 +1067,9 @@ static void scan_continue(struct ipp *ipp)
 		return;
 	}
 	sc->busy_until_ms = now_ms() + SCAN_BUSY_MS;
-	/* The next page of the feeder job we hold. */
+	/* The next page of the feeder job we hold, unless the settings changed since it started. */
 	if (ipp->job[0] != '\0' && ipp->job_source == ESCL_SOURCE_ADF &&
-	    ipp->settings.source == ESCL_SOURCE_ADF)
+	    memcmp(&ipp->job_settings, &ipp->settings, sizeof(ipp->settings)) == 0)
 		return scan_fetch(ipp);
 	if (ipp->job[0] != '\0') {
 		delete_job(ipp, ipp->job);
