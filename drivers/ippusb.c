@@ -61,7 +61,7 @@
 #define MAX_CONNS  8
 #define HTTP_HOST  "localhost"
 /* One bulk IN transfer asks for this much (whole packets). */
-#define IN_XFER_LEN (128u * 1024)
+#define IN_XFER_LEN (512u * 1024)
 /* Bodies gathered whole (capabilities, status, job answers). */
 #define SMALL_BODY_MAX (256u * 1024)
 /* Scanned bytes buffered ahead of the reader; beyond, the device waits. */
@@ -121,6 +121,7 @@ struct conn {
 	int fail;	/* the exchange failed: waiting for the transfers to come back */
 	uint64_t drain_end_ms;
 	size_t drained;
+	bool parked; /* draining, stopped until the start-up recovery is done */
 };
 
 enum scan_state {
@@ -316,12 +317,54 @@ static void conn_go_idle(struct conn *c)
 	conn_dispatch(c->ipp);
 }
 
+static void conn_unpark_all(struct ipp *ipp);
+
 static void conn_dead(struct conn *c, const char *why)
 {
 	drv_log(LOG_ERR, "ippusb: interface %u given up: %s", c->ifnum, why);
 	c->state = CONN_DEAD;
 	drv_timer_disarm(&c->timer);
+	/* The parked ones waited for this one to serve the recovery: it will not. */
+	conn_unpark_all(c->ipp);
 	conn_dispatch(c->ipp);
+}
+
+/*
+ * At start, a connection with stale bytes is the one a dead driver was
+ * reading a page on.  It waits (the device waits with it) while another,
+ * quiet connection asks ScannerStatus and cancels that job: a real scanner
+ * then stops sending, and the job is cancelled rather than finished by
+ * our draining.  With no other connection left to do that, it drains on.
+ */
+static bool conn_may_park(struct conn *c)
+{
+	struct ipp *ipp = c->ipp;
+
+	if (!ipp->recovering)
+		return false;
+	for (unsigned i = 0; i < ipp->nconns; i++) {
+		struct conn *o = &ipp->conns[i];
+		if (o != c && o->state != CONN_DEAD && !o->parked)
+			return true;
+	}
+	return false;
+}
+
+static void conn_unpark_all(struct ipp *ipp)
+{
+	for (unsigned i = 0; i < ipp->nconns; i++) {
+		struct conn *c = &ipp->conns[i];
+		int r;
+		if (!c->parked)
+			continue;
+		c->parked = false;
+		c->drain_end_ms = now_ms() + DRAIN_MAX_MS;
+		if ((r = conn_submit_in(c)) < 0) {
+			conn_dead(c, strerror(-r));
+			continue;
+		}
+		drv_timer_arm(&c->timer, DRAIN_QUIET_MS);
+	}
 }
 
 static void conn_drain(struct conn *c)
@@ -345,6 +388,11 @@ static void drain_in_done(struct conn *c, struct drv_xfer *x, int r)
 		c->drained += got;
 		if (now_ms() > c->drain_end_ms)
 			return conn_dead(c, "the device keeps sending an answer nobody asked for");
+		if (conn_may_park(c)) {
+			c->parked = true;
+			drv_timer_disarm(&c->timer);
+			return;
+		}
 		if ((r = conn_submit_in(c)) < 0)
 			return conn_dead(c, strerror(-r));
 		drv_timer_arm(&c->timer, DRAIN_QUIET_MS);
@@ -508,7 +556,7 @@ static void conn_resume(struct conn *c)
 {
 	int r;
 
-	if (!c->paused || c->ex == NULL)
+	if (!c->paused || c->ex == NULL || !conn_has_room(c))
 		return;
 	c->paused = false;
 	if ((r = conn_submit_in(c)) < 0)
@@ -884,8 +932,8 @@ static void scan_sink(struct exchange *ex, const uint8_t *p, size_t n)
 {
 	struct scan *sc = ex->arg;
 
-	if (sc == NULL || n == 0)
-		return; /* closed early: the rest of the document goes nowhere */
+	if (sc == NULL || n == 0 || sc->state == SCAN_FAILED)
+		return; /* closed early, or failed: the rest of the document goes nowhere */
 	if (sc->off > 0 && sc->len + n > SCAN_BUF_MAX + IN_XFER_LEN) {
 		memmove(sc->buf, sc->buf + sc->off, sc->len - sc->off);
 		sc->len -= sc->off;
@@ -1180,6 +1228,7 @@ static const struct drv_file_ops scan_ops = {
 static void recover_end(struct ipp *ipp)
 {
 	ipp->recovering = false;
+	conn_unpark_all(ipp);
 	scan_continue(ipp);
 }
 

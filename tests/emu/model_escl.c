@@ -66,7 +66,7 @@ struct hconn {
 	size_t rx_len;
 	uint8_t *tx;
 	size_t tx_len, tx_off, tx_cap;
-	struct mjob *doc_job; /* a flatbed page being sent: complete at doc_end */
+	unsigned doc_job; /* id of the job whose page is being sent (0: none): sent at doc_end */
 	size_t doc_end;
 };
 
@@ -127,6 +127,15 @@ static void answer(struct hconn *hc, int status, const char *reason, const char 
 		tx_put(hc, body, len);
 }
 
+/* Jobs move in the table as old ones are forgotten: they are named by id. */
+static struct mjob *job_by_id(struct escl_model *em, unsigned id)
+{
+	for (unsigned i = 0; i < em->njobs; i++)
+		if (em->jobs[i].id == id)
+			return &em->jobs[i];
+	return NULL;
+}
+
 /* Moves queued answer bytes into pending IN URBs. */
 static void pump(struct emu_dev *dev, struct hconn *hc)
 {
@@ -141,10 +150,12 @@ static void pump(struct emu_dev *dev, struct hconn *hc)
 		hc->tx_off += n;
 		emu_urb_complete(urb, 0, (uint32_t)n);
 	}
-	if (hc->doc_job != NULL && hc->tx_off >= hc->doc_end) {
-		if (hc->doc_job->state == MJOB_PROCESSING && hc->doc_job->s.source == ESCL_SOURCE_FLATBED)
-			hc->doc_job->state = MJOB_COMPLETED;
-		hc->doc_job = NULL;
+
+	if (hc->doc_job != 0 && hc->tx_off >= hc->doc_end) {
+		struct mjob *j = job_by_id(em, hc->doc_job);
+		if (j != NULL && j->state == MJOB_PROCESSING && j->s.source == ESCL_SOURCE_FLATBED)
+			j->state = MJOB_COMPLETED;
+		hc->doc_job = 0;
 	}
 	if (hc->tx_off == hc->tx_len) {
 		hc->tx_off = hc->tx_len = 0;
@@ -155,7 +166,6 @@ static void pump(struct emu_dev *dev, struct hconn *hc)
 			hc->tx_cap = 0;
 		}
 	}
-	(void)em;
 }
 
 /* ---- The image ---- */
@@ -454,7 +464,7 @@ static void serve_document(struct escl_model *em, struct hconn *hc, struct mjob 
 	}
 	tx_put(hc, "0\r\n\r\n", 5);
 	free(png);
-	hc->doc_job = j;
+	hc->doc_job = j->id;
 	hc->doc_end = hc->tx_len;
 }
 
@@ -495,9 +505,9 @@ static void serve(struct escl_model *em, struct hconn *hc, const char *method, c
 			j->state = MJOB_CANCELED;
 		/* The scanner stops: what was not sent of the page never comes (the answer is cut short). */
 		for (unsigned i = 0; i < em->nconns; i++)
-			if (em->conns[i].doc_job == j) {
+			if (em->conns[i].doc_job == j->id) {
 				em->conns[i].tx_len = em->conns[i].tx_off;
-				em->conns[i].doc_job = NULL;
+				em->conns[i].doc_job = 0;
 			}
 		return answer(hc, 200, "OK", NULL, NULL, 0);
 	}

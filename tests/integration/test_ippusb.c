@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "util.h"
 #include "suites.h"
 
 static struct mnt m;
@@ -433,23 +434,42 @@ START_TEST(kill_mid_scan)
 }
 END_TEST
 
-/* Full page, 300 dpi colour (2550 x 3508 RGB, 26.8 MB): the rate `cat scan` gets. */
+/*
+ * Full page, 300 dpi colour (2550 x 3508 RGB, 26.8 MB): the rate `cat scan`
+ * gets, from open to EOF and from the first byte on (the model answers the
+ * job's first NextDocument 503, which costs one 200 ms retry).
+ */
 START_TEST(throughput)
 {
-	uint8_t *page;
-	size_t len;
-	int err;
+	size_t cap = 32u << 20, len = 0;
+	uint8_t *page = malloc(cap);
+	uint64_t t0, t1 = 0;
 
+	ck_assert_ptr_nonnull(page);
 	set("resolution 300\nmode color\nregion 0 0 2550 3508\n", 0);
-	uint64_t t0 = mono_ms();
-	page = scan_page(&len, &err);
-	uint64_t ms = mono_ms() - t0;
-	ck_assert_msg(page != NULL, "%s", strerror(err));
+	t0 = now_us();
+	int fd = open(sc("scan"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	for (;;) {
+		ssize_t n = read(fd, page + len, cap - len < 131072 ? cap - len : 131072);
+		ck_assert_int_ge(n, 0);
+		if (n == 0)
+			break;
+		if (len == 0)
+			t1 = now_us();
+		len += (size_t)n;
+	}
+	uint64_t t2 = now_us();
+	close(fd);
 	assert_png(page, len, 2550, 3508, 8, 2);
 	free(page);
-	fprintf(stderr,
-		"ippusb: full page %zu bytes in %llu ms: %.1f MiB/s (503 warm-up of 200 ms included)\n", len,
-		(unsigned long long)ms, (double)len / (1 << 20) / ((double)(ms > 0 ? ms : 1) / 1000.0));
+	double mib = (double)len / (1 << 20);
+	fprintf(
+	    stderr,
+	    "ippusb: full page %zu bytes: %.1f MiB/s open to EOF (%.0f ms), %.1f MiB/s from the first byte "
+	    "(%.0f ms to it)\n",
+	    len, mib / ((double)(t2 - t0) / 1e6), (double)(t2 - t0) / 1e3, mib / ((double)(t2 - t1) / 1e6),
+	    (double)(t1 - t0) / 1e3);
 }
 END_TEST
 
@@ -508,8 +528,8 @@ Suite *ippusb_suite(void)
 	tcase_add_test(tc, status_while_scanning);
 	tcase_add_test(tc, close_early_cancels);
 	tcase_add_test(tc, nonblocking_poll);
-	tcase_add_test(tc, kill_mid_scan);
 	tcase_add_test(tc, throughput);
+	tcase_add_test(tc, kill_mid_scan);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("broken");
