@@ -980,6 +980,13 @@ static void next_document_done(struct exchange *ex, int err)
 	if (sc == NULL)
 		return;
 	sc->ex = NULL;
+	/* It failed on its own (its buffer) and cancelled nothing: the job is cancelled now. */
+	if (sc->state == SCAN_FAILED) {
+		if (ipp->job[0] != '\0')
+			delete_job(ipp, ipp->job);
+		ipp->job[0] = '\0';
+		return;
+	}
 	if (err < 0) {
 		/* Where the job stands is unknown: cancel it. */
 		if (ipp->job[0] != '\0')
