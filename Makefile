@@ -265,10 +265,14 @@ $(B)/fuzz-proto: $(B)/tests/fuzz/fuzz_proto.o $(DAEMON_LIB_OBJ) $(call obj,$(COM
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(call pkg_libs,$(PKG_DAEMON))
 $(B)/tests/fuzz/fuzz_proto.o: OBJ_CFLAGS = $(call pkg_cflags,$(PKG_DAEMON)) -DFUSE_USE_VERSION=34 -Ifs -Isupervisor
+# The ippusb driver's parsers (common/http.c, common/escl.c) over what a device sends.
+$(B)/fuzz-http: $(B)/tests/fuzz/fuzz_http.o $(call obj,$(COMMON_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^
 endif
 
 fuzz-build:
-	$(MAKE) B=build-fuzz CC=clang CFLAGS="$(FUZZ_CFLAGS)" build-fuzz/fuzz-proto
+	$(MAKE) B=build-fuzz CC=clang CFLAGS="$(FUZZ_CFLAGS)" build-fuzz/fuzz-proto build-fuzz/fuzz-http
 
 fuzz: fuzz-build
 	@mkdir -p build-fuzz/corpus
@@ -277,6 +281,8 @@ fuzz: fuzz-build
 check-fuzz: fuzz-build
 	@mkdir -p build-fuzz/check-corpus
 	build-fuzz/fuzz-proto $(FUZZ_FLAGS) -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_CHECK_SECONDS) -seed=1 -print_final_stats=1 build-fuzz/check-corpus tests/fuzz/corpus
+	@mkdir -p build-fuzz/check-corpus-http
+	build-fuzz/fuzz-http $(FUZZ_FLAGS) -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_CHECK_SECONDS) -seed=1 -print_final_stats=1 build-fuzz/check-corpus-http tests/fuzz/corpus-http
 
 # Benchmarks print numbers; they never fail for being slow.  Each figure is
 # a table row on stdout and a JSON line appended to PLUGFS_BENCH_RESULTS

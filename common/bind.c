@@ -88,6 +88,16 @@ static const struct bind_id usbtmc_ids[] = {
     {0},
 };
 
+/* IPP over USB (printer class, protocol 4): the driver serves its scanner through eSCL. */
+static const struct bind_id ippusb_ids[] = {
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL,
+     .cls = 7,
+     .subclass = 1,
+     .protocol = 4,
+     .flags = BIND_TAKES_SIBLINGS},
+    {0},
+};
+
 static const struct bind_driver drivers[] = {
     {"printer", "printer", printer_ids},
     {"hid", "hid", hid_ids},
@@ -95,6 +105,7 @@ static const struct bind_driver drivers[] = {
     {"serial", "serial", serial_ids},
     {"uvc", "webcam", uvc_ids},
     {"usbtmc", "instrument", usbtmc_ids},
+    {"ippusb", "scanner", ippusb_ids},
     {"usb", "usb", generic_ids},
     {NULL, NULL, NULL},
 };
@@ -154,6 +165,21 @@ const struct usbdesc_iface *bind_union_master(const struct usbdesc_device *dev, 
 		for (unsigned s = 0; s < m->num_slaves; s++)
 			if (m->slaves[s] == ifnum)
 				return m;
+	}
+	/* Siblings: the first interface matching the same BIND_TAKES_SIBLINGS row. */
+	for (unsigned i = 0; i < dev->num_ifaces; i++) {
+		const struct bind_driver *d;
+		const struct bind_id *id;
+
+		if (dev->ifaces[i].number != ifnum)
+			continue;
+		id = lookup_id(dev, &dev->ifaces[i], &d);
+		if (id == NULL || !(id->flags & BIND_TAKES_SIBLINGS))
+			return NULL;
+		for (unsigned j = 0; j < i; j++)
+			if (lookup_id(dev, &dev->ifaces[j], &d) == id)
+				return &dev->ifaces[j];
+		return NULL;
 	}
 	return NULL;
 }

@@ -38,12 +38,19 @@
 
 /* bind_id.flags */
 #define BIND_TAKES_UNION 0x01
+/*
+ * The first interface matching the row takes every later interface that
+ * matches the same row as its slaves (IPP over USB: a device offers
+ * several identical 7/1/4 interfaces, one HTTP connection each).
+ * bind_union_master() names that first interface for the others.
+ */
+#define BIND_TAKES_SIBLINGS 0x02
 
 struct bind_id {
 	uint8_t match;
 	uint16_t vendor_id, product_id;
 	uint8_t cls, subclass, protocol;
-	uint8_t flags; /* BIND_TAKES_UNION */
+	uint8_t flags; /* BIND_TAKES_UNION, BIND_TAKES_SIBLINGS */
 };
 
 struct bind_driver {

@@ -150,6 +150,7 @@ extern const struct driver_ops disk_driver;
 extern const struct driver_ops serial_driver;
 extern const struct driver_ops uvc_driver;
 extern const struct driver_ops usbtmc_driver;
+extern const struct driver_ops ippusb_driver;
 
 /* Logs to the daemon (syslog priority) and, with -v, to stderr. */
 void drv_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

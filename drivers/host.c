@@ -37,6 +37,7 @@
 /* The driver table: adding a class driver is one line here. */
 static const struct driver_ops *const drivers[] = {
     &usb_driver, &printer_driver, &hid_driver, &disk_driver, &serial_driver, &uvc_driver, &usbtmc_driver,
+    &ippusb_driver,
 };
 
 #ifdef PLUGFS_TEST_HOST

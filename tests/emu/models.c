@@ -45,6 +45,10 @@ const struct emu_model *const emu_models[] = {
     &emu_model_tmc_pm16,
     &emu_model_tmc_liar,
     &emu_model_tmc_plain,
+    /* IPP over USB, eSCL: model_escl.c. */
+    &emu_model_escl,
+    &emu_model_escl_garbage,
+    &emu_model_escl_liar,
     NULL,
 };
 

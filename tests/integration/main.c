@@ -26,6 +26,7 @@ static Suite *(*const suites[])(void) = {
     serial_suite,
     uvc_suite,
     usbtmc_suite,
+    ippusb_suite,
 };
 
 int main(int argc, char **argv)

@@ -19,5 +19,6 @@ Suite *hotplug_suite(void);
 Suite *hostile_suite(void);
 Suite *sandbox_suite(void);
 Suite *uvc_suite(void);
+Suite *ippusb_suite(void);
 
 #endif

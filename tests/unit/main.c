@@ -21,6 +21,8 @@ static Suite *(*const suite_ctors[])(void) = {
     hidparse_suite,
     serial_line_suite,
     uvcdesc_suite,
+    http_suite,
+    escl_suite,
 };
 
 int main(void)

@@ -18,5 +18,7 @@ Suite *printer_suite(void);
 Suite *hidparse_suite(void);
 Suite *serial_line_suite(void);
 Suite *uvcdesc_suite(void);
+Suite *http_suite(void);
+Suite *escl_suite(void);
 
 #endif
