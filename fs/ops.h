@@ -31,6 +31,11 @@ void tree_driver_settled(struct usbdev *dev);
 struct function;
 void tree_function_gone(struct function *fn);
 
+/* Driver-owned trees: the inode of node `node` of fn, and its attributes. */
+struct proto_node;
+fuse_ino_t tree_node_ino(const struct function *fn, uint32_t node);
+void tree_node_stat(const struct function *fn, const struct proto_node *pn, struct stat *st);
+
 /* The content of a daemon-served file (devices, events, info files); -EINVAL for others. */
 ssize_t tree_render(fuse_ino_t ino, char *buf, size_t cap);
 

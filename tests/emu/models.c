@@ -36,6 +36,8 @@ const struct emu_model *const emu_models[] = {
     /* Serial: model_serial.c. */
     &emu_model_acm,
     &emu_model_ft232r,
+    /* Still image: model_ptp.c. */
+    &emu_model_camera,
     NULL,
 };
 
