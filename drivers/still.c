@@ -164,6 +164,8 @@ struct obj {
 /* A file created in a folder: bytes kept until it is closed. */
 struct upload {
 	bool used, sent;
+	bool released; /* its last handle is closed: freed once the send in flight ends */
+	bool sending;  /* SendObjectInfo or SendObject queued or running */
 	uint32_t parent, storage; /* parent: the folder's PTP handle (0xffffffff: storage root) */
 	uint32_t parent_node;
 	char name[PROTO_MAX_NODE_NAME + 1];
@@ -1372,8 +1374,11 @@ static void node_write(struct drv_req *req, const uint8_t *data, size_t len)
 	struct still *st = req->h->file->fn->priv;
 	struct upload *u = req->h->priv;
 
-	if (!is_upload(st, req->h) || u->sent)
+	if (!is_upload(st, req->h))
 		return drv_reply(req, -EBADF, NULL, 0);
+	/* On the device now: PTP has no writing into an object. */
+	if (u->sent || u->flush != NULL)
+		return drv_reply(req, -EPERM, NULL, 0);
 	if (req->offset > UPLOAD_MAX || len > UPLOAD_MAX - req->offset)
 		return drv_reply(req, -EFBIG, NULL, 0);
 	size_t end = (size_t)req->offset + len;
@@ -1406,6 +1411,15 @@ static uint16_t format_of(const char *name)
 	return FMT_UNDEFINED;
 }
 
+/* Frees an upload whose handle is closed and whose send (if any) has ended. */
+static void upload_end(struct upload *u)
+{
+	if (!u->released || u->sending)
+		return;
+	free(u->buf);
+	memset(u, 0, sizeof(*u));
+}
+
 static void send_object_done(struct ptp_op *op)
 {
 	struct upload *u = op->arg;
@@ -1415,6 +1429,7 @@ static void send_object_done(struct ptp_op *op)
 
 	op_free(op);
 	u->flush = NULL;
+	u->sending = false;
 	if (r == 0) {
 		u->sent = true;
 		st->dirty = true; /* the folder lists the new object */
@@ -1425,6 +1440,7 @@ static void send_object_done(struct ptp_op *op)
 		req->cancel = NULL;
 		drv_reply(req, r, NULL, 0);
 	}
+	upload_end(u);
 }
 
 static void send_info_done(struct ptp_op *op)
@@ -1450,11 +1466,13 @@ static void send_info_done(struct ptp_op *op)
 	if (r == 0)
 		r = -EINTR;
 	u->flush = NULL;
+	u->sending = false;
 	drv_log(LOG_WARNING, "upload %s: SendObjectInfo: %s", u->name, strerror(-r));
 	if (req != NULL) {
 		req->cancel = NULL;
 		drv_reply(req, r, NULL, 0);
 	}
+	upload_end(u);
 }
 
 static void flush_cancel(struct drv_req *req)
@@ -1470,17 +1488,11 @@ static void flush_cancel(struct drv_req *req)
 		return ptp_cancel(st, op);
 }
 
-/* close(2) of an upload: SendObjectInfo, then SendObject with the bytes written. */
-static void node_flush(struct drv_req *req)
+/* Starts SendObjectInfo, then SendObject with the bytes written; `req` (a FLUSH, or NULL) gets the result. */
+static int upload_send(struct still *st, struct upload *u, struct drv_req *req)
 {
-	struct still *st = req->h->file->fn->priv;
-	struct upload *u = req->h->priv;
 	size_t off = 0;
 
-	if (!is_upload(st, req->h) || u->sent)
-		return drv_reply(req, 0, NULL, 0);
-	if (u->flush != NULL)
-		return drv_reply(req, -EBUSY, NULL, 0);
 	/* ObjectInfo: storage, format, protection, size, thumb (5 fields), image (3), parent, association (3). */
 	memset(u->info, 0, sizeof(u->info));
 	put_le32(u->info + off, u->storage);
@@ -1495,15 +1507,37 @@ static void node_flush(struct drv_req *req)
 	uint32_t params[2] = {u->storage, u->parent};
 	struct ptp_op *op = op_new(st, OP_SEND_OBJECT_INFO, 2, params);
 	if (op == NULL)
-		return drv_reply(req, -ENOMEM, NULL, 0);
+		return -ENOMEM;
 	op->has_out = true;
 	op->out = u->info;
 	op->out_len = off;
 	op->done = send_info_done;
 	op->arg = u;
 	u->flush = req;
-	req->cancel = flush_cancel;
+	u->sending = true;
+	if (req != NULL)
+		req->cancel = flush_cancel;
 	ptp_queue(st, op);
+	return 0;
+}
+
+/*
+ * close(2) of an upload.  A shell's `> file` closes a descriptor before
+ * anything is written (dup2, then close): an upload without bytes waits
+ * for a later close, or for the release, which sends even an empty file.
+ */
+static void node_flush(struct drv_req *req)
+{
+	struct still *st = req->h->file->fn->priv;
+	struct upload *u = req->h->priv;
+	int r;
+
+	if (!is_upload(st, req->h) || u->sent || u->len == 0)
+		return drv_reply(req, 0, NULL, 0);
+	if (u->sending)
+		return drv_reply(req, -EBUSY, NULL, 0);
+	if ((r = upload_send(st, u, req)) < 0)
+		drv_reply(req, r, NULL, 0);
 }
 
 static void node_release(struct drv_handle *h)
@@ -1514,11 +1548,11 @@ static void node_release(struct drv_handle *h)
 		return;
 	if (is_upload(st, h)) {
 		struct upload *u = h->priv;
-		if (!u->sent && u->len > 0)
-			drv_log(LOG_WARNING, "upload %s: closed without being sent; %zu bytes dropped", u->name,
-				u->len);
-		free(u->buf);
-		memset(u, 0, sizeof(*u));
+		u->released = true;
+		/* Never flushed with bytes (`touch`, `: > file`): sent now, the result only logged. */
+		if (!u->sent && !u->sending && upload_send(st, u, NULL) < 0)
+			drv_log(LOG_WARNING, "upload %s: out of memory; not sent", u->name);
+		upload_end(u);
 		return;
 	}
 	free(h->priv);
