@@ -24,6 +24,7 @@ static Suite *(*const suites[])(void) = {
     hid_suite,
     disk_suite,
     serial_suite,
+    still_suite,
 };
 
 int main(int argc, char **argv)
