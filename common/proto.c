@@ -224,7 +224,7 @@ int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, 
 			if (strchr(f->name, '/') != NULL)
 				return fail(why, "HELLO: a driver's directory must be a single name");
 		} else if ((f->kind & PROTO_KIND_MASK) == PROTO_KIND_DIR) {
-			return fail(why, "HELLO: flags on a directory");
+			return fail(why, "HELLO: unknown file kind (flags on a directory)");
 		} else if (f->mode & ~0666u)
 			return fail(why, "HELLO: file mode beyond rw bits");
 		if ((f->kind & PROTO_KIND_MASK) != PROTO_KIND_BLOCK && f->size != 0)
