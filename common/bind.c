@@ -71,13 +71,21 @@ static const struct bind_id serial_ids[] = {
 
 /* Still Image Capture Device (PTP over USB, also MTP phones in PTP/MTP mode). */
 static const struct bind_id still_ids[] = {
-    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL, .cls = 6, .subclass = 1, .protocol = 1},
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL,
+     .cls = 6,
+     .subclass = 1,
+     .protocol = 1},
     {0},
 };
 
 static const struct bind_driver drivers[] = {
-    {"printer", "printer", printer_ids}, {"hid", "hid", hid_ids},     {"disk", "disk", disk_ids},
-    {"serial", "serial", serial_ids},	 {"still", "still", still_ids}, {"usb", "usb", generic_ids}, {NULL, NULL, NULL},
+    {"printer", "printer", printer_ids},
+    {"hid", "hid", hid_ids},
+    {"disk", "disk", disk_ids},
+    {"serial", "serial", serial_ids},
+    {"still", "still", still_ids},
+    {"usb", "usb", generic_ids},
+    {NULL, NULL, NULL},
 };
 
 static int id_matches(const struct bind_id *id, const struct usbdesc_device *dev,

@@ -9,10 +9,10 @@
 #include <string.h>
 
 static const char *const type_names[] = {
-    [PROTO_HELLO] = "HELLO",   [PROTO_REPLY] = "REPLY", [PROTO_POLL_READY] = "POLL_READY",
-    [PROTO_LOG] = "LOG",       [PROTO_OPEN] = "OPEN",	[PROTO_READ] = "READ",
-    [PROTO_WRITE] = "WRITE",   [PROTO_POLL] = "POLL",	[PROTO_RELEASE] = "RELEASE",
-    [PROTO_CANCEL] = "CANCEL", [PROTO_PING] = "PING",	[PROTO_CTL] = "CTL",
+    [PROTO_HELLO] = "HELLO",   [PROTO_REPLY] = "REPLY",	    [PROTO_POLL_READY] = "POLL_READY",
+    [PROTO_LOG] = "LOG",       [PROTO_OPEN] = "OPEN",	    [PROTO_READ] = "READ",
+    [PROTO_WRITE] = "WRITE",   [PROTO_POLL] = "POLL",	    [PROTO_RELEASE] = "RELEASE",
+    [PROTO_CANCEL] = "CANCEL", [PROTO_PING] = "PING",	    [PROTO_CTL] = "CTL",
     [PROTO_LOOKUP] = "LOOKUP", [PROTO_GETATTR] = "GETATTR", [PROTO_READDIR] = "READDIR",
     [PROTO_CREATE] = "CREATE", [PROTO_UNLINK] = "UNLINK",   [PROTO_FLUSH] = "FLUSH",
 };

@@ -90,8 +90,8 @@
 #define PROTO_MAX_DEPTH 4
 /* A node's name (driver-owned trees): NAME_MAX, any byte but NUL, '/', controls and DEL. */
 #define PROTO_MAX_NODE_NAME 255
-#define PROTO_MAX_LOG	512
-#define PROTO_MAX_CTL	256
+#define PROTO_MAX_LOG	    512
+#define PROTO_MAX_CTL	    256
 
 enum proto_type {
 	/* Driver to daemon. */

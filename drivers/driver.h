@@ -99,8 +99,8 @@ struct drv_req {
 	uint16_t flags; /* PROTO_F_* */
 	uint32_t size;	/* READ: bytes wanted; READDIR: most payload bytes */
 	uint64_t offset;
-	struct drv_handle *h; /* NULL for LOOKUP GETATTR READDIR UNLINK */
-	struct drv_function *fn; /* tree requests: the function whose tree it is */
+	struct drv_handle *h;		     /* NULL for LOOKUP GETATTR READDIR UNLINK */
+	struct drv_function *fn;	     /* tree requests: the function whose tree it is */
 	struct drv_xfer *xfer;		     /* the transfer answering it, cancelled by CANCEL */
 	void (*cancel)(struct drv_req *req); /* or: how to cancel it when no transfer is its own */
 	bool cancelled;			     /* CANCEL or RELEASE asked to stop it */

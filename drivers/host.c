@@ -853,10 +853,11 @@ static void on_ctl(const struct proto_hdr *m, const uint8_t *payload, size_t ple
 typedef void (*msg_handler)(const struct proto_hdr *m, const uint8_t *payload, size_t plen);
 
 static const msg_handler msg_handlers[] = {
-    [PROTO_OPEN] = on_open,	  [PROTO_READ] = on_io,	      [PROTO_WRITE] = on_io,  [PROTO_POLL] = on_poll,
-    [PROTO_RELEASE] = on_release, [PROTO_CANCEL] = on_cancel, [PROTO_PING] = on_ping, [PROTO_CTL] = on_ctl,
-    [PROTO_LOOKUP] = on_tree,	  [PROTO_GETATTR] = on_tree,  [PROTO_READDIR] = on_tree,
-    [PROTO_CREATE] = on_tree,	  [PROTO_UNLINK] = on_tree,   [PROTO_FLUSH] = on_flush,
+    [PROTO_OPEN] = on_open,    [PROTO_READ] = on_io,	     [PROTO_WRITE] = on_io,
+    [PROTO_POLL] = on_poll,    [PROTO_RELEASE] = on_release, [PROTO_CANCEL] = on_cancel,
+    [PROTO_PING] = on_ping,    [PROTO_CTL] = on_ctl,	     [PROTO_LOOKUP] = on_tree,
+    [PROTO_GETATTR] = on_tree, [PROTO_READDIR] = on_tree,    [PROTO_CREATE] = on_tree,
+    [PROTO_UNLINK] = on_tree,  [PROTO_FLUSH] = on_flush,
 };
 
 /*

@@ -103,19 +103,19 @@ enum ptp_event {
 
 /* ---- Limits ---- */
 
-#define SESSION_ID	 1
-#define MAX_STORAGES	 16
+#define SESSION_ID   1
+#define MAX_STORAGES 16
 /* Storage roots are nodes ROOT_NODE + index: object handles there are refused (logged). */
-#define ROOT_NODE	 0xffffff00u
+#define ROOT_NODE 0xffffff00u
 /* Files being uploaded are nodes UPLOAD_NODE + slot until they are sent. */
-#define UPLOAD_NODE	 0xfffffe00u
-#define MAX_UPLOADS	 16
-#define UPLOAD_MAX	 (64u * 1024 * 1024)
-#define MAX_HANDLES	 65536 /* per folder */
-#define META_MAX	 (4u * 1024 * 1024)
-#define RESPONSE_BUF	 512
-#define EVENT_BUF	 64
-#define MAX_OBJECTS	 (1u << 20)
+#define UPLOAD_NODE  0xfffffe00u
+#define MAX_UPLOADS  16
+#define UPLOAD_MAX   (64u * 1024 * 1024)
+#define MAX_HANDLES  65536 /* per folder */
+#define META_MAX     (4u * 1024 * 1024)
+#define RESPONSE_BUF 512
+#define EVENT_BUF    64
+#define MAX_OBJECTS  (1u << 20)
 
 enum stage { ST_IDLE, ST_COMMAND, ST_DATA_OUT, ST_DATA_IN, ST_DRAIN, ST_RESPONSE, ST_RECOVER };
 
@@ -164,8 +164,8 @@ struct obj {
 /* A file created in a folder: bytes kept until it is closed. */
 struct upload {
 	bool used, sent;
-	bool released; /* its last handle is closed: freed once the send in flight ends */
-	bool sending;  /* SendObjectInfo or SendObject queued or running */
+	bool released;		  /* its last handle is closed: freed once the send in flight ends */
+	bool sending;		  /* SendObjectInfo or SendObject queued or running */
 	uint32_t parent, storage; /* parent: the folder's PTP handle (0xffffffff: storage root) */
 	uint32_t parent_node;
 	char name[PROTO_MAX_NODE_NAME + 1];
@@ -657,7 +657,8 @@ static int ptp_run(struct still *st, struct ptp_op *op)
 		int r = libusb_handle_events_completed(NULL, &done);
 		if (r < 0 && r != LIBUSB_ERROR_INTERRUPTED) {
 			drv_log(LOG_ERR, "handling USB events: %s", libusb_strerror(r));
-			/* The op stays queued or running and will complete into `done`; never leave it dangling. */
+			/* The op stays queued or running and will complete into `done`; never leave it
+			 * dangling. */
 			continue;
 		}
 	}
@@ -827,7 +828,8 @@ static void put_string(uint8_t *buf, size_t cap, size_t *off, const char *s)
 		put_le16(buf + *off, units[i]);
 }
 
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian); timegm() would read /etc/localtime, which the sandbox forbids. */
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian); timegm() would read /etc/localtime, which the sandbox
+ * forbids. */
 static int64_t days_from_civil(int64_t y, int m, int d)
 {
 	y -= m <= 2;
@@ -1042,8 +1044,8 @@ static int list_folder(struct still *st, uint32_t node)
 			continue;
 		}
 		if (handles[k] == 0 || handles[k] >= UPLOAD_NODE) {
-			drv_log(LOG_WARNING, "folder %08x: object handle %08x is reserved here; skipped", node,
-				handles[k]);
+			drv_log(LOG_WARNING, "folder %08x: object handle %08x is reserved here; skipped",
+				node, handles[k]);
 			continue;
 		}
 		int e = fetch_info(st, handles[k], &o);
@@ -1493,7 +1495,8 @@ static int upload_send(struct still *st, struct upload *u, struct drv_req *req)
 {
 	size_t off = 0;
 
-	/* ObjectInfo: storage, format, protection, size, thumb (5 fields), image (3), parent, association (3). */
+	/* ObjectInfo: storage, format, protection, size, thumb (5 fields), image (3), parent, association
+	 * (3). */
 	memset(u->info, 0, sizeof(u->info));
 	put_le32(u->info + off, u->storage);
 	put_le16(u->info + 4, format_of(u->name));
@@ -1588,7 +1591,8 @@ static void event_done(struct drv_xfer *x)
 		drv_xfer_free(x);
 		return;
 	}
-	if (s == LIBUSB_TRANSFER_COMPLETED && n >= PTP_HDR && get_le32(p) == n && get_le16(p + 4) == PTP_EVENT) {
+	if (s == LIBUSB_TRANSFER_COMPLETED && n >= PTP_HDR && get_le32(p) == n &&
+	    get_le16(p + 4) == PTP_EVENT) {
 		uint16_t code = get_le16(p + 6);
 		uint32_t param = n >= PTP_HDR + 4 ? get_le32(p + PTP_HDR) : 0;
 		struct obj *o;
@@ -1597,13 +1601,14 @@ static void event_done(struct drv_xfer *x)
 		if (code == EV_OBJECT_REMOVED && (o = obj_find(st, param)) != NULL)
 			obj_remove(st, o);
 		if (code == EV_STORE_ADDED || code == EV_STORE_REMOVED)
-			drv_log(LOG_NOTICE, "storage %08x %s: its directory follows at the next start "
-					    "(ctl restart)",
+			drv_log(LOG_NOTICE,
+				"storage %08x %s: its directory follows at the next start "
+				"(ctl restart)",
 				param, code == EV_STORE_ADDED ? "added" : "removed");
 		st->dirty = true;
 	} else if (s == LIBUSB_TRANSFER_COMPLETED) {
-		drv_log(LOG_NOTICE, "interface %u: event of %zu bytes ignored (not an event container)", st->ifnum,
-			n);
+		drv_log(LOG_NOTICE, "interface %u: event of %zu bytes ignored (not an event container)",
+			st->ifnum, n);
 	} else if (s == LIBUSB_TRANSFER_STALL) {
 		libusb_clear_halt(st->usb, st->ep_int);
 	}
@@ -1683,7 +1688,9 @@ static int device_info(struct still *st)
 		drv_log(LOG_WARNING, "interface %u: DeviceInfo dataset truncated", st->ifnum);
 	else
 		drv_log(LOG_INFO, "%s %s: partial reads %s, delete %s, upload %s", text, model,
-			st->can_partial64 ? "64-bit" : st->can_partial ? "32-bit" : "no",
+			st->can_partial64 ? "64-bit"
+			: st->can_partial ? "32-bit"
+					  : "no",
 			st->can_delete ? "yes" : "no", st->can_send ? "yes" : "no");
 	return 0;
 }
@@ -1713,7 +1720,8 @@ static int storages(struct still *st)
 		struct storage *s = &st->storages[st->nstorages];
 		op = ptp_call(st, OP_GET_STORAGE_INFO, 1, &ids[i], META_MAX, &r);
 		if (r < 0) {
-			drv_log(LOG_WARNING, "storage %08x: GetStorageInfo: %s; skipped", ids[i], strerror(-r));
+			drv_log(LOG_WARNING, "storage %08x: GetStorageInfo: %s; skipped", ids[i],
+				strerror(-r));
 			op_free(op);
 			continue;
 		}

@@ -178,7 +178,8 @@ struct node {
 		N_NODE
 	} type;
 	struct function *fn;
-	unsigned index; /* N_INFO: info id; N_DFILE, N_SUBDIR: slot; N_LINK: SUB_BYID/SUB_BYPATH; N_NODE: node id */
+	unsigned index; /* N_INFO: info id; N_DFILE, N_SUBDIR: slot; N_LINK: SUB_BYID/SUB_BYPATH; N_NODE: node
+			   id */
 	unsigned depth; /* N_SUBDIR */
 };
 

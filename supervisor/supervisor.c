@@ -1085,8 +1085,8 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 		}
 		struct handle *h = handle_find(d, r->handle);
 		if (h != NULL && h->node != 0)
-			event_add(h->fn->name, "timeout %s node %u: no answer in %u ms", proto_type_name(r->type),
-				  h->node, opts.timeout_ms);
+			event_add(h->fn->name, "timeout %s node %u: no answer in %u ms",
+				  proto_type_name(r->type), h->node, opts.timeout_ms);
 		else if (h != NULL)
 			event_add(h->fn->name, "timeout %s %s: no answer in %u ms", proto_type_name(r->type),
 				  handle_file(h)->name, opts.timeout_ms);
@@ -1468,7 +1468,8 @@ void sup_readdir(fuse_req_t req, struct function *fn, fuse_ino_t ino, uint32_t d
 		}
 		return (void)fuse_reply_buf(req, buf, used);
 	}
-	struct proto_hdr m = {.type = PROTO_READDIR, .file = dir, .offset = (uint64_t)off - 2, .size = (uint32_t)size};
+	struct proto_hdr m = {
+	    .type = PROTO_READDIR, .file = dir, .offset = (uint64_t)off - 2, .size = (uint32_t)size};
 	forward_node(req, fn, &m, NULL, (uint32_t)size, NULL, &r);
 	if (r != NULL)
 		r->dir_off = (uint64_t)off;
@@ -1517,7 +1518,8 @@ void sup_create(fuse_req_t req, struct function *fn, uint32_t parent, const char
 	/* The node is not known yet: CREATE's reply names it. */
 	if ((h = handle_new(fn, 0)) == NULL)
 		return (void)fuse_reply_err(req, ENOMEM);
-	struct proto_hdr m = {.type = PROTO_CREATE, .handle = h->id, .file = parent, .size = (uint32_t)fi->flags};
+	struct proto_hdr m = {
+	    .type = PROTO_CREATE, .handle = h->id, .file = parent, .size = (uint32_t)fi->flags};
 	forward_node(req, fn, &m, name, 0, h, &r);
 	if (r != NULL)
 		r->open_flags = fi->flags;

@@ -56,11 +56,11 @@ struct request {
 	int interrupted;	/* FUSE interrupt seen, EINTR and CANCEL not sent yet */
 	struct handle *opening; /* OPEN, CREATE: the handle to hand out on success */
 	/* Node requests: what the reply must match and how to answer it. */
-	unsigned fn_id;	   /* the function whose tree it is (function ids are never reused) */
-	uint32_t node;	   /* GETATTR: the node asked about */
-	char *name;	   /* LOOKUP, CREATE: the name asked for */
-	uint64_t dir_off;  /* READDIR: the FUSE offset of the first driver entry */
-	int open_flags;	   /* CREATE: for the fuse_file_info */
+	unsigned fn_id;	  /* the function whose tree it is (function ids are never reused) */
+	uint32_t node;	  /* GETATTR: the node asked about */
+	char *name;	  /* LOOKUP, CREATE: the name asked for */
+	uint64_t dir_off; /* READDIR: the FUSE offset of the first driver entry */
+	int open_flags;	  /* CREATE: for the fuse_file_info */
 	TAILQ_ENTRY(request) link;
 };
 

@@ -45,9 +45,9 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define NREQ 16
+#define NREQ  16
 #define NMADE 14 /* requests_in_flight()'s, each owed one reply */
-#define NPH  2
+#define NPH   2
 
 /* Stand-ins for fuse_req_t and fuse_pollhandle: never dereferenced. */
 static char fake_req[NREQ];
@@ -246,14 +246,15 @@ static void canned_hello(void)
 	static struct proto_hello hello = {
 	    .version = PROTO_VERSION,
 	    .nfiles = 3,
-	    .files = {{.id = 1, .function = 0, .kind = PROTO_KIND_STREAM, .mode = 0666, .name = "ep81"},
-		      {.id = 2,
-		       .function = 1,
-		       .kind = PROTO_KIND_BLOCK,
-		       .mode = 0444,
-		       .size = 4096,
-		       .name = "data"},
-		      {.id = 0xffffff00u, .function = 0, .kind = PROTO_KIND_DIR, .mode = 0755, .name = "store"}},
+	    .files =
+		{{.id = 1, .function = 0, .kind = PROTO_KIND_STREAM, .mode = 0666, .name = "ep81"},
+		 {.id = 2,
+		  .function = 1,
+		  .kind = PROTO_KIND_BLOCK,
+		  .mode = 0444,
+		  .size = 4096,
+		  .name = "data"},
+		 {.id = 0xffffff00u, .function = 0, .kind = PROTO_KIND_DIR, .mode = 0755, .name = "store"}},
 	};
 	static uint8_t payload[256];
 	int plen = proto_encode_hello(payload, sizeof(payload), &hello);

@@ -256,7 +256,8 @@ START_TEST(upload_by_cp)
 	close(fd);
 	ck_assert_int_eq(got, len);
 	ck_assert_int_eq(memcmp(back, data, len), 0);
-	/* It exists now: O_EXCL says so, and a shell's `> file` (closes before writing) makes a second one. */
+	/* It exists now: O_EXCL says so, and a shell's `> file` (closes before writing) makes a second one.
+	 */
 	ck_assert_int_eq(open(path, O_WRONLY | O_CREAT | O_EXCL, 0644), -1);
 	ck_assert_int_eq(errno, EEXIST);
 	fd = open(mpath(&m, SD "/DCIM/NOTE.TXT"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -359,14 +360,10 @@ Suite *still_suite(void)
 		const char *name;
 		const TTest *test;
 	} cases[] = {
-	    {"tree", tree_sizes_and_dates},
-	    {"copy", copy_streamed_byte_identical},
-	    {"offset", reads_at_an_offset},
-	    {"rm", rm_and_read_only_storage},
-	    {"upload", upload_by_cp},
-	    {"event", capture_event_adds_a_file},
-	    {"kill", driver_killed_mid_copy},
-	    {"unplug", unplug_enodev},
+	    {"tree", tree_sizes_and_dates},   {"copy", copy_streamed_byte_identical},
+	    {"offset", reads_at_an_offset},   {"rm", rm_and_read_only_storage},
+	    {"upload", upload_by_cp},	      {"event", capture_event_adds_a_file},
+	    {"kill", driver_killed_mid_copy}, {"unplug", unplug_enodev},
 	};
 
 	/* One mount per case: rm, upload and capture change the camera. */

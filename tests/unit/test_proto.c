@@ -1294,16 +1294,47 @@ static struct proto_node node_of(uint32_t id, uint8_t kind, uint16_t mode, uint6
 START_TEST(test_node_layout)
 {
 	static const uint8_t expect[] = {
-	    0x05, 0x00, 0x00, 0x80,			    /* node */
-	    PROTO_KIND_BLOCK,				    /* kind */
-	    0xa4, 0x01,					    /* mode 0644 */
-	    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, /* size 16 MiB */
-	    0x80, 0xd0, 0x6d, 0x66, 0x00, 0x00, 0x00, 0x00, /* mtime 1718472832 */
-	    0x0c, 'M',	'V',  'I',  '_',  '0',	'0',  '0',  '3', '.', 'M', 'O', 'V',
+	    0x05,
+	    0x00,
+	    0x00,
+	    0x80,	      /* node */
+	    PROTO_KIND_BLOCK, /* kind */
+	    0xa4,
+	    0x01, /* mode 0644 */
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x01,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00, /* size 16 MiB */
+	    0x80,
+	    0xd0,
+	    0x6d,
+	    0x66,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00, /* mtime 1718472832 */
+	    0x0c,
+	    'M',
+	    'V',
+	    'I',
+	    '_',
+	    '0',
+	    '0',
+	    '0',
+	    '3',
+	    '.',
+	    'M',
+	    'O',
+	    'V',
 	};
 	uint8_t buf[128];
 	size_t off = 0;
-	struct proto_node in = node_of(0x80000005u, PROTO_KIND_BLOCK, 0644, 16u << 20, 0x666dd080, "MVI_0003.MOV"),
+	struct proto_node in = node_of(0x80000005u, PROTO_KIND_BLOCK, 0644, 16u << 20, 0x666dd080,
+				       "MVI_0003.MOV"),
 			  out;
 	const char *why = NULL;
 
