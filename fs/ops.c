@@ -343,7 +343,7 @@ static void fill_stat(fuse_ino_t ino, const struct node *n, struct stat *st)
 		st->st_size = (off_t)strlen(n->fn->name) + 3;
 		break;
 	case N_NODE: {
-		/* Only a HELLO directory gets here; the supervisor fills the others. */
+		/* Only a HELLO directory gets here (tree_stat); the supervisor fills the others. */
 		const struct dfile *f = hello_dir(n->fn, n->index);
 		st->st_mode = S_IFDIR | (f != NULL ? f->mode : 0555);
 		st->st_nlink = 2;
@@ -506,7 +506,8 @@ int tree_stat(fuse_ino_t ino, struct stat *st)
 {
 	struct node n = resolve(ino);
 
-	if (n.type == N_NONE)
+	/* Below a HELLO directory only the driver knows what a node is (sup_getattr). */
+	if (n.type == N_NONE || (n.type == N_NODE && hello_dir(n.fn, n.index) == NULL))
 		return -ENOENT;
 	fill_stat(ino, &n, st);
 	return 0;

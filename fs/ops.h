@@ -22,6 +22,7 @@ typedef int (*emit_fn)(void *ctx, const char *name, fuse_ino_t ino, mode_t type)
 
 int tree_list(fuse_ino_t dir, emit_fn emit, void *ctx); /* 0, -ENOENT, -ENOTDIR */
 int tree_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ino);
+/* -ENOENT also for a node below a driver's directory: only the driver knows it. */
 int tree_stat(fuse_ino_t ino, struct stat *st);
 struct usbdev;
 /* A driver said HELLO or failed: answers the lookups and listings that waited for it. */
