@@ -144,7 +144,7 @@ extern const struct emu_model emu_model_disk, emu_model_disk_4k, emu_model_disk_
     emu_model_disk_phase, emu_model_disk_nomedium, emu_model_disk_ro, emu_model_disk_bad;
 extern const struct emu_model emu_model_acm, emu_model_ft232r;
 extern const struct emu_model emu_model_twin;
-extern const struct emu_model emu_model_camera;
+extern const struct emu_model emu_model_camera, emu_model_camera_liar;
 /* Not selectable: every bus gets one, as devnum 1. */
 extern const struct emu_model emu_model_roothub;
 

@@ -20,6 +20,11 @@
  * IMG_NNNN.JPG (20000 bytes) to DCIM/100CANON and sends ObjectAdded on the
  * interrupt endpoint; DeleteObject sends nothing (the initiator asked).
  *
+ * `camera-liar` is the same camera lying once each way: the first
+ * GetPartialObject at or past 1 MiB sends 4096 bytes more than asked, the
+ * first one at or past 2 MiB answers with a response container of another
+ * transaction id.  Both then behave (the initiator cancels and goes on).
+ *
  * Transactions follow the class spec: a command container on OUT, then a
  * data container (either way) and a response container on IN.  A command
  * while a transaction is in progress stalls bulk OUT (as QEMU's usb-mtp
@@ -81,6 +86,7 @@ struct ptpdev {
 	uint8_t events[MAX_EVENTS][HDR + 4];
 	unsigned nevents;
 	unsigned captures;
+	bool liar, lied_long, lied_tid;
 };
 
 static const uint16_t supported_ops[] = {
@@ -120,6 +126,7 @@ static int ptp_init(struct emu_dev *dev)
 	add_obj(p, STORE_ROM, 0, 0x3001, "MANUAL", 0);
 	add_obj(p, STORE_ROM, 6, 0x3004, "README.TXT", 4096);
 	p->captures = 3;
+	p->liar = dev->model == &emu_model_camera_liar;
 	dev->state = p;
 	return 0;
 }
@@ -290,12 +297,22 @@ static void partial(struct ptpdev *p, struct pobj *o, uint64_t off, uint32_t n)
 		off = o->size;
 	if (n > o->size - off)
 		n = (uint32_t)(o->size - off);
-	b_grow(&b, HDR + n);
-	b.len = HDR + n;
-	for (uint32_t i = 0; i < n; i++)
-		b.p[HDR + i] = o->data != NULL ? o->data[off + i] : emu_disk_byte(o->handle, off + i);
+	uint32_t extra = 0;
+	if (p->liar && off >= MIB && !p->lied_long) {
+		p->lied_long = true;
+		extra = 4096;
+	}
+	b_grow(&b, HDR + n + extra);
+	b.len = HDR + n + extra;
+	for (uint32_t i = 0; i < n + extra; i++)
+		b.p[HDR + i] =
+		    o->data != NULL && i < n ? o->data[off + i] : emu_disk_byte(o->handle, off + i);
 	res = n;
 	send_data(p, &b, 0x2001, 1, &res);
+	if (p->liar && off >= 2 * MIB && !p->lied_tid) {
+		p->lied_tid = true;
+		put_le32(p->resp + 8, p->tid + 7);
+	}
 }
 
 static void delete_tree(struct ptpdev *p, struct pobj *o)
@@ -649,6 +666,30 @@ static const struct emu_model_ops ptp_ops = {
     .clear_halt = ptp_clear_halt,
 };
 
+#define CAMERA_IFACE                                                                                         \
+	{                                                                                                    \
+		.cls = 6, .subclass = 1, .protocol = 1, .num_eps = 3,                                        \
+		.eps = {                                                                                     \
+		    {.address = EP_IN, .type = 2, .max_packet = 512},                                        \
+		    {.address = EP_OUT, .type = 2, .max_packet = 512},                                       \
+		    {.address = EP_EVENT, .type = 3, .max_packet = 64, .interval = 9},                       \
+		},                                                                                           \
+	}
+
+const struct emu_model emu_model_camera_liar = {
+    .name = "camera-liar",
+    .summary = "the camera, sending more data than asked once and a wrong transaction id once",
+    .vendor_id = 0x1209,
+    .product_id = 0x5050,
+    .bcd_device = 0x0100,
+    .manufacturer = "plugfs",
+    .product = "test camera",
+    .serial = "0001234568",
+    .num_ifaces = 1,
+    .ifaces = {CAMERA_IFACE},
+    .ops = &ptp_ops,
+};
+
 const struct emu_model emu_model_camera = {
     .name = "camera",
     .summary = "1209:5050 PTP camera: SD card (rw) with DCIM/100CANON, ROM (ro)",
@@ -659,17 +700,6 @@ const struct emu_model emu_model_camera = {
     .product = "test camera",
     .serial = "0001234567",
     .num_ifaces = 1,
-    .ifaces = {{
-	.cls = 6,
-	.subclass = 1,
-	.protocol = 1,
-	.num_eps = 3,
-	.eps =
-	    {
-		{.address = EP_IN, .type = 2, .max_packet = 512},
-		{.address = EP_OUT, .type = 2, .max_packet = 512},
-		{.address = EP_EVENT, .type = 3, .max_packet = 64, .interval = 9},
-	    },
-    }},
+    .ifaces = {CAMERA_IFACE},
     .ops = &ptp_ops,
 };

@@ -38,6 +38,7 @@ const struct emu_model *const emu_models[] = {
     &emu_model_ft232r,
     /* Still image: model_ptp.c. */
     &emu_model_camera,
+    &emu_model_camera_liar,
     NULL,
 };
 

@@ -353,6 +353,41 @@ START_TEST(unplug_enodev)
 }
 END_TEST
 
+static void setup_liar(void)
+{
+	const char *const models[] = {"camera-liar", NULL};
+	ck_assert_int_eq(mnt_start(&m, models, "timeout=5000", 1), 0);
+}
+
+START_TEST(lying_camera)
+{
+	uint8_t buf[CHUNK];
+	int fd = open(mpath(&m, MOVIE), O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, buf, CHUNK, 0), CHUNK);
+	/* More data than asked for: EIO, never the extra bytes. */
+	ck_assert_int_eq(pread(fd, buf, CHUNK, MIB), -1);
+	ck_assert_int_eq(errno, EIO);
+	/* The transaction was cancelled and the pipes cleared: the same read now works. */
+	ck_assert_int_eq(pread(fd, buf, CHUNK, MIB), CHUNK);
+	for (int i = 0; i < CHUNK; i++)
+		ck_assert_int_eq(buf[i], emu_disk_byte(MOVIE_H, MIB + (unsigned)i));
+	/* A response of another transaction: EIO, then it works again. */
+	ck_assert_int_eq(pread(fd, buf, CHUNK, 2 * MIB), -1);
+	ck_assert_int_eq(errno, EIO);
+	close(fd);
+	ck_assert_int_eq(read_check(MOVIE, MOVIE_H, 0), MOVIE_SZ);
+	/* Lies about data are the device's, not a driver crash. */
+	ck_assert_str_eq(read_line(mpath(&m, "still0/restarts")), "0");
+	static char events[64 * 1024];
+	ssize_t n = read_file(mpath(&m, "events"), events, sizeof(events) - 1);
+	ck_assert_int_gt(n, 0);
+	events[n] = '\0';
+	ck_assert_ptr_null(strstr(events, "crash"));
+}
+END_TEST
+
 Suite *still_suite(void)
 {
 	Suite *s = suite_create("still");
@@ -374,5 +409,10 @@ Suite *still_suite(void)
 		tcase_add_test(tc, cases[i].test);
 		suite_add_tcase(s, tc);
 	}
+	TCase *tc = tcase_create("liar");
+	tcase_add_unchecked_fixture(tc, setup_liar, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, lying_camera);
+	suite_add_tcase(s, tc);
 	return s;
 }
