@@ -682,13 +682,18 @@ static int carries_nodes(uint16_t type)
  * Checks every record of a successful LOOKUP/GETATTR/READDIR/CREATE reply
  * against what was asked; 0, or -EPROTO once the driver has been failed.
  */
-static int check_nodes(struct drv *d, struct request *r, const uint8_t *payload, size_t plen)
+static int check_nodes(struct drv *d, struct request *r, int32_t status, const uint8_t *payload, size_t plen)
 {
 	const char *why = NULL;
 	struct proto_node pn;
 	size_t off = 0;
 	unsigned count = 0;
 
+	if ((size_t)status != plen) {
+		drv_fail(d, "protocol error: %s reply status %d with %zu bytes", proto_type_name(r->type),
+			 status, plen);
+		return -EPROTO;
+	}
 	if (r->type == PROTO_READDIR && plen > r->size) {
 		drv_fail(d, "protocol error: READDIR reply of %zu bytes for %u asked", plen, r->size);
 		return -EPROTO;
@@ -817,7 +822,7 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 		return drv_fail(d, "protocol error: reply status %d", h->status);
 	if (plen > 0 && r->type != PROTO_READ && !carries_nodes(r->type))
 		return drv_fail(d, "protocol error: data in a %s reply", proto_type_name(r->type));
-	if (carries_nodes(r->type) && h->status >= 0 && check_nodes(d, r, payload, plen) < 0)
+	if (carries_nodes(r->type) && h->status >= 0 && check_nodes(d, r, h->status, payload, plen) < 0)
 		return; /* failed */
 	switch (r->type) {
 	case PROTO_OPEN:
