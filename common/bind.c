@@ -98,6 +98,15 @@ static const struct bind_id ippusb_ids[] = {
     {0},
 };
 
+/* Still Image Capture Device (PTP over USB, also MTP phones in PTP/MTP mode). */
+static const struct bind_id still_ids[] = {
+    {.match = BIND_MATCH_CLASS | BIND_MATCH_SUBCLASS | BIND_MATCH_PROTOCOL,
+     .cls = 6,
+     .subclass = 1,
+     .protocol = 1},
+    {0},
+};
+
 static const struct bind_driver drivers[] = {
     {"printer", "printer", printer_ids},
     {"hid", "hid", hid_ids},
@@ -106,6 +115,7 @@ static const struct bind_driver drivers[] = {
     {"uvc", "webcam", uvc_ids},
     {"usbtmc", "instrument", usbtmc_ids},
     {"ippusb", "scanner", ippusb_ids},
+    {"still", "still", still_ids},
     {"usb", "usb", generic_ids},
     {NULL, NULL, NULL},
 };

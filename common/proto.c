@@ -9,10 +9,12 @@
 #include <string.h>
 
 static const char *const type_names[] = {
-    [PROTO_HELLO] = "HELLO",   [PROTO_REPLY] = "REPLY", [PROTO_POLL_READY] = "POLL_READY",
-    [PROTO_LOG] = "LOG",       [PROTO_OPEN] = "OPEN",	[PROTO_READ] = "READ",
-    [PROTO_WRITE] = "WRITE",   [PROTO_POLL] = "POLL",	[PROTO_RELEASE] = "RELEASE",
-    [PROTO_CANCEL] = "CANCEL", [PROTO_PING] = "PING",	[PROTO_CTL] = "CTL",
+    [PROTO_HELLO] = "HELLO",   [PROTO_REPLY] = "REPLY",	    [PROTO_POLL_READY] = "POLL_READY",
+    [PROTO_LOG] = "LOG",       [PROTO_OPEN] = "OPEN",	    [PROTO_READ] = "READ",
+    [PROTO_WRITE] = "WRITE",   [PROTO_POLL] = "POLL",	    [PROTO_RELEASE] = "RELEASE",
+    [PROTO_CANCEL] = "CANCEL", [PROTO_PING] = "PING",	    [PROTO_CTL] = "CTL",
+    [PROTO_LOOKUP] = "LOOKUP", [PROTO_GETATTR] = "GETATTR", [PROTO_READDIR] = "READDIR",
+    [PROTO_CREATE] = "CREATE", [PROTO_UNLINK] = "UNLINK",   [PROTO_FLUSH] = "FLUSH",
 };
 
 const char *proto_type_name(uint16_t type)
@@ -63,6 +65,12 @@ static const struct payload_rule payload_rules[] = {
     [PROTO_CANCEL] = {0, 0},
     [PROTO_PING] = {0, 0},
     [PROTO_CTL] = {1, PROTO_MAX_CTL},
+    [PROTO_LOOKUP] = {1, PROTO_MAX_NODE_NAME},
+    [PROTO_GETATTR] = {0, 0},
+    [PROTO_READDIR] = {0, 0},
+    [PROTO_CREATE] = {1, PROTO_MAX_NODE_NAME},
+    [PROTO_UNLINK] = {1, PROTO_MAX_NODE_NAME},
+    [PROTO_FLUSH] = {0, 0},
 };
 
 static int fail(const char **why, const char *reason)
@@ -126,7 +134,8 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
 	uint32_t plen = h->len - PROTO_HDR_LEN;
 	if (plen < payload_rules[h->type].min || plen > payload_rules[h->type].max)
 		return fail(why, "payload length wrong for the message type");
-	if (h->type == PROTO_READ && h->size > (h->flags & PROTO_F_SHM ? PROTO_SHM_SLOT : PROTO_MAX_IO))
+	if ((h->type == PROTO_READ && h->size > (h->flags & PROTO_F_SHM ? PROTO_SHM_SLOT : PROTO_MAX_IO)) ||
+	    (h->type == PROTO_READDIR && h->size > PROTO_MAX_IO))
 		return fail(why, "read size too large");
 	if (h->type == PROTO_REPLY && plen > 0 && (h->status < 0 || (uint32_t)h->status != plen))
 		return fail(why, "reply payload does not match its status");
@@ -233,10 +242,19 @@ int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, 
 		memcpy(f->name, buf + off, nlen);
 		f->name[nlen] = '\0';
 		off += nlen;
-		if ((f->kind & PROTO_KIND_MASK) > PROTO_KIND_BLOCK ||
+		if ((f->kind & PROTO_KIND_MASK) > PROTO_KIND_DIR ||
 		    (f->kind & ~PROTO_KIND_MASK & ~PROTO_FILE_FLAGS_ALL))
 			return fail(why, "HELLO: unknown file kind");
-		if (f->mode & ~0666u)
+		if (f->kind == PROTO_KIND_DIR) {
+			if (f->id == 0)
+				return fail(why, "HELLO: directory with node id 0");
+			if (f->mode & ~0777u)
+				return fail(why, "HELLO: directory mode beyond permission bits");
+			if (strchr(f->name, '/') != NULL)
+				return fail(why, "HELLO: a driver's directory must be a single name");
+		} else if ((f->kind & PROTO_KIND_MASK) == PROTO_KIND_DIR) {
+			return fail(why, "HELLO: unknown file kind (flags on a directory)");
+		} else if (f->mode & ~0666u)
 			return fail(why, "HELLO: file mode beyond rw bits");
 		if ((f->kind & PROTO_KIND_MASK) != PROTO_KIND_BLOCK && f->size != 0)
 			return fail(why, "HELLO: size given for a file that is not a block file");
@@ -256,5 +274,73 @@ int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, 
 	}
 	if (off != n)
 		return fail(why, "HELLO: trailing bytes");
+	return 0;
+}
+
+int proto_valid_node_name(const char *name, size_t len)
+{
+	if (len == 0 || len > PROTO_MAX_NODE_NAME || (len == 1 && name[0] == '.') ||
+	    (len == 2 && name[0] == '.' && name[1] == '.'))
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c < ' ' || c == 0x7f || c == '/')
+			return 0;
+	}
+	return 1;
+}
+
+/* Per node record: node(4) kind(1) mode(2) size(8) mtime(8) namelen(1). */
+#define NODE_FIXED 24
+
+int proto_encode_node(uint8_t *buf, size_t cap, size_t *off, const struct proto_node *node)
+{
+	size_t nlen = strnlen(node->name, PROTO_MAX_NODE_NAME);
+	uint8_t *p = buf + *off;
+
+	if (*off > cap || cap - *off < NODE_FIXED + nlen)
+		return -ENOSPC;
+	put_le32(p, node->id);
+	p[4] = node->kind;
+	put_le16(p + 5, node->mode);
+	put_le64(p + 7, node->size);
+	put_le64(p + 15, (uint64_t)node->mtime);
+	p[23] = (uint8_t)nlen;
+	memcpy(p + NODE_FIXED, node->name, nlen);
+	*off += NODE_FIXED + nlen;
+	return 0;
+}
+
+int proto_decode_node(const uint8_t *buf, size_t n, size_t *off, struct proto_node *node, const char **why)
+{
+	const uint8_t *p = buf + *off;
+
+	if (*off > n || n - *off < NODE_FIXED)
+		return fail(why, "node record truncated");
+	node->id = get_le32(p);
+	node->kind = p[4];
+	node->mode = get_le16(p + 5);
+	node->size = get_le64(p + 7);
+	node->mtime = (int64_t)get_le64(p + 15);
+	size_t nlen = p[23];
+	if (n - *off - NODE_FIXED < nlen)
+		return fail(why, "node record: bad name length");
+	if (!proto_valid_node_name((const char *)p + NODE_FIXED, nlen))
+		return fail(why, "node record: invalid name");
+	memcpy(node->name, p + NODE_FIXED, nlen);
+	node->name[nlen] = '\0';
+	if (node->id == 0)
+		return fail(why, "node record: node id 0");
+	if (node->kind != PROTO_KIND_DIR && node->kind != PROTO_KIND_BLOCK)
+		return fail(why, "node record: unknown kind");
+	if (node->mode & ~0777u)
+		return fail(why, "node record: mode beyond permission bits");
+	if (node->kind == PROTO_KIND_DIR && node->size != 0)
+		return fail(why, "node record: a directory with a size");
+	if (node->size > (uint64_t)INT64_MAX)
+		return fail(why, "node record: size out of range");
+	if (node->mtime < 0 || node->mtime > PROTO_MAX_MTIME)
+		return fail(why, "node record: mtime out of range");
+	*off += NODE_FIXED + nlen;
 	return 0;
 }

@@ -21,7 +21,9 @@
  *                     POLL: events wanted
  *    24    8 offset   READ/WRITE: file offset
  *    32    4 status   REPLY: >= 0 result, < 0 a negative errno;
- *                     POLL_READY: revents; LOG: syslog priority
+ *                     POLL_READY: revents; LOG: syslog priority;
+ *                     LOOKUP GETATTR READDIR CREATE UNLINK, OPEN of a
+ *                     node: the tree's function (PROTO_CTL_TARGET)
  *    36    4 shm      PROTO_F_SHM: where the data is in the shared
  *                     buffer (below); else must be 0
  *
@@ -48,11 +50,44 @@
  *
  * Life of a connection: the driver sends HELLO (version and the files it
  * serves) once it has opened and claimed its device.  The daemon then sends
- * requests (OPEN READ WRITE POLL CTL PING), each answered by exactly one
+ * requests (OPEN READ WRITE POLL CTL PING, and for driver-owned trees
+ * LOOKUP GETATTR READDIR CREATE UNLINK FLUSH), each answered by exactly one
  * REPLY carrying the same request id, and one-way messages (RELEASE,
  * CANCEL).  CANCEL asks the driver to cancel request `req`'s USB transfer;
  * that request still gets its REPLY (normally -EINTR).  The driver may send
  * POLL_READY (a handle became ready) and LOG at any time.
+ *
+ * Driver-owned trees (version 3).  A HELLO entry of kind PROTO_KIND_DIR
+ * is a directory whose contents the driver serves: its id is a *node id*,
+ * a nonzero 32-bit number the driver chooses (a PTP object handle), in a
+ * space of its own, apart from file ids.  Below it, every name is asked of
+ * the driver:
+ *
+ *   LOOKUP   file = parent node, payload = name
+ *            REPLY: one node record (below), named as asked
+ *   GETATTR  file = node
+ *            REPLY: one node record
+ *   READDIR  file = directory node, offset = index of the first entry
+ *            wanted, size = most payload bytes wanted
+ *            REPLY: as many whole node records as fit (none: the end)
+ *   CREATE   file = parent node, handle = a new handle id, size = open(2)
+ *            flags, payload = name
+ *            REPLY: the new file's node record; the handle is open on it
+ *   UNLINK   file = parent node, payload = name          REPLY: status
+ *   FLUSH    handle (close(2) of a descriptor)            REPLY: status
+ *
+ * OPEN, READ, WRITE, POLL and RELEASE of a node set PROTO_F_NODE: the file
+ * field then holds a node id, not a file id.  A node record is u32 node,
+ * u8 kind (PROTO_KIND_DIR, or PROTO_KIND_BLOCK for a seekable file),
+ * u16 mode (permission bits, at most 0777), u64 size (0 for a directory),
+ * s64 mtime (seconds since the epoch), u8 namelen, name (a device's own
+ * file name: spaces and UTF-8 allowed, see PROTO_MAX_NODE_NAME); a REPLY carrying
+ * records has status = payload length, like a READ's.  The daemon makes
+ * inode numbers from (function, node id), so the same node keeps its inode
+ * across a respawn, and holds no other state about nodes: a driver that
+ * answers for an id it does not know says ENOENT.  A device event that
+ * changes the tree needs no message, since the daemon lets the kernel cache
+ * no entry and no attribute of a node.
  *
  * The daemon trusts nothing the driver sends: proto_decode_hdr() and
  * proto_decode_hello() check every field, and the daemon checks the rest
@@ -65,7 +100,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION	2
+#define PROTO_VERSION	3
 #define PROTO_DRIVER_FD 3
 #define PROTO_SHM_FD	4
 #define PROTO_HDR_LEN	40
@@ -76,6 +111,8 @@
 #define PROTO_MAX_NAME	64
 /* A file name may be a path: "controls/brightness" (at most this many names). */
 #define PROTO_MAX_DEPTH 4
+/* A node's name (driver-owned trees): NAME_MAX, any byte but NUL, '/', controls and DEL. */
+#define PROTO_MAX_NODE_NAME 255
 #define PROTO_MAX_LOG	512
 #define PROTO_MAX_CTL	256
 /* The shared buffer: one slot per request, as large as the largest READ/WRITE. */
@@ -103,6 +140,13 @@ enum proto_type {
 	PROTO_CANCEL = 21,
 	PROTO_PING = 22,
 	PROTO_CTL = 23,
+	/* Daemon to driver, driver-owned trees (version 3). */
+	PROTO_LOOKUP = 24,
+	PROTO_GETATTR = 25,
+	PROTO_READDIR = 26,
+	PROTO_CREATE = 27,
+	PROTO_UNLINK = 28,
+	PROTO_FLUSH = 29,
 };
 
 /* PROTO_CTL's file field: which function and unit the command is for. */
@@ -113,13 +157,15 @@ enum proto_type {
 /* Header flags. */
 #define PROTO_F_NONBLOCK 0x0001 /* READ/WRITE: the handle is O_NONBLOCK now */
 #define PROTO_F_SHM	 0x0002 /* HELLO: the shared buffer is mapped; READ/WRITE/REPLY: data at `shm` */
-#define PROTO_F_ALL	 0x0003
+#define PROTO_F_NODE	 0x0004 /* OPEN/READ/WRITE/POLL/RELEASE: `file` is a node id */
+#define PROTO_F_ALL	 0x0007
 
 /* File kinds, announced in HELLO. */
 enum proto_kind {
 	PROTO_KIND_SMALL = 0,  /* short content, read to EOF, seekable */
 	PROTO_KIND_STREAM = 1, /* non-seekable byte or record stream, st_size 0 */
 	PROTO_KIND_BLOCK = 2,  /* seekable medium, st_size = size */
+	PROTO_KIND_DIR = 3,    /* a directory the driver serves; id is its node id */
 };
 #define PROTO_KIND_MASK 0x0f
 /* Reads and writes may legitimately wait forever (input reports, a printer printing): no request deadline. */
@@ -181,7 +227,8 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
 /*
  * HELLO payload: u16 version, u16 nfiles, then per file
  * u32 id, u8 function, u8 unit, u8 kind, u16 mode, u64 size, u8 namelen,
- * name (version 2 added `unit`).
+ * name (version 2 added `unit`; version 3 kind PROTO_KIND_DIR, whose mode may
+ * have x bits and whose name is one component).
  * proto_encode_hello returns the payload length, -ENOSPC if cap is
  * too small, or -EINVAL for more than PROTO_MAX_FILES files.  proto_decode_hello checks everything: version,
  * counts, unique ids and (function, unit, name) triples, names that are valid file names
@@ -196,6 +243,32 @@ int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, 
  * PROTO_HDR_LEN + plen bytes); sets h->len.  Returns the message length.
  */
 size_t proto_build(uint8_t *buf, struct proto_hdr *h, const void *payload, size_t plen);
+
+/* A node of a driver-owned tree, as LOOKUP, GETATTR, READDIR and CREATE answer. */
+struct proto_node {
+	uint32_t id;  /* nonzero */
+	uint8_t kind; /* PROTO_KIND_DIR or PROTO_KIND_BLOCK */
+	uint16_t mode;
+	uint64_t size;
+	int64_t mtime;
+	char name[PROTO_MAX_NODE_NAME + 1];
+};
+
+/* Largest mtime a node may carry: year 10000, as far as anyone's clock goes. */
+#define PROTO_MAX_MTIME 253402300799LL
+
+/* A name a node may have (and LOOKUP, CREATE, UNLINK may carry). */
+int proto_valid_node_name(const char *name, size_t len);
+
+/* Appends one node record at buf + *off (cap bytes in all); 0 or -ENOSPC. */
+int proto_encode_node(uint8_t *buf, size_t cap, size_t *off, const struct proto_node *node);
+/*
+ * Decodes the record at buf + *off of a payload of n bytes and advances
+ * *off; 0, or -EPROTO with *why set: truncated, node id 0, unknown kind,
+ * mode beyond 0777, a directory with a size, size or mtime out of range,
+ * a name that is not a valid file name (no '/').
+ */
+int proto_decode_node(const uint8_t *buf, size_t n, size_t *off, struct proto_node *node, const char **why);
 
 /* Little-endian helpers, shared by the codec and the drivers. */
 static inline void put_le16(uint8_t *p, uint16_t v)

@@ -64,6 +64,8 @@ struct drv_file_ops {
 	unsigned (*poll)(struct drv_handle *h);
 	/* The handle is closed and no request on it is in flight any more. */
 	void (*release)(struct drv_handle *h);
+	/* close(2) of a descriptor (nodes only): reply 0 or -errno; NULL replies 0. */
+	void (*flush)(struct drv_req *req);
 };
 
 struct drv_file {
@@ -82,6 +84,7 @@ struct drv_file {
 struct drv_handle {
 	uint32_t id; /* chosen by the daemon */
 	struct drv_file *file;
+	uint32_t node; /* nonzero: open on this node of file->fn's tree (file is the tree's) */
 	void *priv;
 	uint32_t flags;	      /* open(2) flags */
 	uint32_t poll_wanted; /* events of the last POLL, 0 when no POLL_READY is owed */
@@ -92,9 +95,9 @@ struct drv_handle {
 
 struct drv_req {
 	uint32_t id;
-	uint16_t type;	/* PROTO_READ, PROTO_WRITE */
+	uint16_t type;	/* PROTO_READ, PROTO_WRITE, PROTO_FLUSH, or a tree request */
 	uint16_t flags; /* PROTO_F_* */
-	uint32_t size;	/* READ: bytes wanted */
+	uint32_t size;	/* READ: bytes wanted; READDIR: most payload bytes */
 	uint64_t offset;
 	/*
 	 * READ: the request's slot of the buffer shared with the daemon
@@ -103,7 +106,8 @@ struct drv_req {
 	 * saves that copy too.
 	 */
 	uint8_t *buf;
-	struct drv_handle *h;
+	struct drv_handle *h;		     /* NULL for LOOKUP GETATTR READDIR UNLINK */
+	struct drv_function *fn;	     /* tree requests: the function whose tree it is */
 	struct drv_xfer *xfer;		     /* the transfer answering it, cancelled by CANCEL */
 	void (*cancel)(struct drv_req *req); /* or: how to cancel it when no transfer is its own */
 	bool cancelled;			     /* CANCEL or RELEASE asked to stop it */
@@ -134,6 +138,29 @@ struct drv_xfer {
 	LIST_ENTRY(drv_xfer) link;
 };
 
+/*
+ * A tree the driver serves (proto.h, "driver-owned trees"): its root
+ * directories are files of kind PROTO_KIND_DIR added with drv_dir_add(),
+ * everything below is asked of these handlers by node id.  Each request is
+ * answered once, with drv_reply_node(), drv_reply() of encoded records
+ * (READDIR) or a status, now or later.  Node ids are the driver's: nonzero,
+ * unique in the process, and best stable across a restart (the inode number
+ * follows them).
+ */
+struct drv_tree_ops {
+	void (*lookup)(struct drv_req *req, uint32_t parent, const char *name);
+	void (*getattr)(struct drv_req *req, uint32_t node);
+	/* Whole records from entry `index` on, at most req->size bytes; none at the end. */
+	void (*readdir)(struct drv_req *req, uint32_t dir, uint64_t index);
+	/* NULL: EROFS.  req->h is the new handle, to be opened on the node the reply names. */
+	void (*create)(struct drv_req *req, uint32_t parent, const char *name);
+	void (*unlink)(struct drv_req *req, uint32_t parent, const char *name);
+	/* Opens h on node h->node: 0 or -errno (EISDIR, EACCES...). */
+	int (*open)(struct drv_handle *h, uint32_t flags);
+	/* read, write, flush, release of node handles (h->node). */
+	struct drv_file_ops file_ops;
+};
+
 struct driver_ops {
 	const char *name;
 	/* Claimed interface: set up state and register files.  0 or -errno. */
@@ -151,6 +178,7 @@ extern const struct driver_ops serial_driver;
 extern const struct driver_ops uvc_driver;
 extern const struct driver_ops usbtmc_driver;
 extern const struct driver_ops ippusb_driver;
+extern const struct driver_ops still_driver;
 
 /* Logs to the daemon (syslog priority) and, with -v, to stderr. */
 void drv_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -168,6 +196,13 @@ struct drv_file *drv_file_add(struct drv_function *fn, const char *name, uint16_
  * `unit` is 0 or exists already.
  */
 struct drv_function *drv_function_unit(struct drv_function *fn, unsigned unit);
+
+/* Registers fn's tree (once) and a root directory of it, node `node`, named `name` in fn's directory. */
+int drv_tree_set(struct drv_function *fn, const struct drv_tree_ops *ops);
+struct drv_file *drv_dir_add(struct drv_function *fn, const char *name, uint32_t node, uint16_t mode);
+
+/* Answers a LOOKUP, GETATTR or CREATE with one node. */
+void drv_reply_node(struct drv_req *req, const struct proto_node *node);
 
 /* Answers a request (data may be NULL when status <= 0) and frees it. */
 void drv_reply(struct drv_req *req, int32_t status, const void *data, size_t len);

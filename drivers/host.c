@@ -37,7 +37,7 @@
 /* The driver table: adding a class driver is one line here. */
 static const struct driver_ops *const drivers[] = {
     &usb_driver, &printer_driver, &hid_driver, &disk_driver, &serial_driver, &uvc_driver, &usbtmc_driver,
-    &ippusb_driver,
+    &ippusb_driver, &still_driver,
 };
 
 #ifdef PLUGFS_TEST_HOST
@@ -73,6 +73,15 @@ static struct drv_function *units[MAX_UNITS];
 static unsigned nunits;
 
 static LIST_HEAD(, drv_file) files = LIST_HEAD_INITIALIZER(files);
+
+/* Functions that serve a tree; `file` is what their node handles point at (never in HELLO). */
+static struct drv_tree {
+	struct drv_function *fn;
+	const struct drv_tree_ops *ops;
+	struct drv_file file;
+} trees[MAX_FUNCTIONS + MAX_UNITS];
+static unsigned ntrees;
+
 static unsigned nfiles;
 static LIST_HEAD(, drv_handle) handles = LIST_HEAD_INITIALIZER(handles);
 static struct drv_req_queue requests = TAILQ_HEAD_INITIALIZER(requests);
@@ -225,6 +234,49 @@ static struct drv_function *function_by_target(uint32_t target)
 	return NULL;
 }
 
+/* A HELLO directory is not opened as a file: its contents are the tree's. */
+static const struct drv_file_ops dir_ops;
+
+int drv_tree_set(struct drv_function *fn, const struct drv_tree_ops *ops)
+{
+	for (unsigned i = 0; i < ntrees; i++)
+		if (trees[i].fn == fn)
+			return -EEXIST;
+	if (ntrees == sizeof(trees) / sizeof(trees[0]))
+		return -ENOSPC;
+	trees[ntrees] = (struct drv_tree){.fn = fn, .ops = ops};
+	trees[ntrees].file.fn = fn;
+	trees[ntrees].file.ops = &ops->file_ops;
+	trees[ntrees].file.kind = PROTO_KIND_BLOCK;
+	snprintf(trees[ntrees].file.name, sizeof(trees[ntrees].file.name), "(nodes)");
+	ntrees++;
+	return 0;
+}
+
+struct drv_file *drv_dir_add(struct drv_function *fn, const char *name, uint32_t node, uint16_t mode)
+{
+	struct drv_file *f;
+
+	if (node == 0 || strchr(name, '/') != NULL)
+		return NULL;
+	for (f = LIST_FIRST(&files); f != NULL; f = LIST_NEXT(f, link))
+		if (f->id == node)
+			return NULL;
+	if ((f = drv_file_add(fn, name, mode, PROTO_KIND_DIR, &dir_ops, NULL)) != NULL)
+		f->id = node;
+	return f;
+}
+
+static struct drv_tree *tree_by_target(uint32_t target)
+{
+	struct drv_function *fn = function_by_target(target);
+
+	for (unsigned i = 0; fn != NULL && i < ntrees; i++)
+		if (trees[i].fn == fn)
+			return &trees[i];
+	return NULL;
+}
+
 static struct drv_file *file_by_id(uint32_t id)
 {
 	struct drv_file *f;
@@ -257,9 +309,10 @@ static void handle_put(struct drv_handle *h)
 
 void drv_reply(struct drv_req *req, int32_t status, const void *data, size_t len)
 {
-	struct proto_hdr h = {.type = PROTO_REPLY, .req = req->id, .handle = req->h->id, .status = status};
+	struct proto_hdr h = {
+	    .type = PROTO_REPLY, .req = req->id, .handle = req->h != NULL ? req->h->id : 0, .status = status};
 
-	if (status <= 0 || (req->type == PROTO_READ && len > req->size))
+	if (status <= 0 || ((req->type == PROTO_READ || req->type == PROTO_READDIR) && len > req->size))
 		len = 0;
 	if (status > 0 && req->type == PROTO_READ && (size_t)status != len)
 		status = (int32_t)len;
@@ -279,8 +332,27 @@ void drv_reply(struct drv_req *req, int32_t status, const void *data, size_t len
 	}
 	send_msg(&h, data, len);
 	TAILQ_REMOVE(&requests, req, link);
-	handle_put(req->h);
+	if (req->h != NULL && req->type == PROTO_CREATE && status < 0 && !req->h->released) {
+		/* No file was made: the daemon forgets the handle, and so do we. */
+		LIST_REMOVE(req->h, link);
+		req->h->released = true;
+		req->h->refs--;
+	}
+	if (req->h != NULL)
+		handle_put(req->h);
 	free(req);
+}
+
+void drv_reply_node(struct drv_req *req, const struct proto_node *node)
+{
+	uint8_t buf[64 + PROTO_MAX_NODE_NAME];
+	size_t off = 0;
+
+	if (proto_encode_node(buf, sizeof(buf), &off, node) < 0)
+		return drv_reply(req, -EIO, NULL, 0);
+	if (req->type == PROTO_CREATE)
+		req->h->node = node->id;
+	drv_reply(req, (int32_t)off, buf, off);
 }
 
 void drv_reply_slice(struct drv_req *req, const void *buf, size_t len)
@@ -551,6 +623,33 @@ static void handle_usb_events(void)
 
 /* ---- Requests from the daemon ---- */
 
+/* OPEN of a node: a handle on the tree's file, opened by the tree. */
+static void open_node(const struct proto_hdr *m)
+{
+	struct drv_tree *t = tree_by_target((uint32_t)m->status);
+	struct drv_handle *h;
+	int r = -EACCES;
+
+	if (t == NULL || m->file == 0)
+		return reply_status(m, -ENOENT);
+	if (handle_by_id(m->handle) != NULL)
+		return reply_status(m, -EBADF);
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return reply_status(m, -ENOMEM);
+	h->id = m->handle;
+	h->file = &t->file;
+	h->node = m->file;
+	h->flags = m->size;
+	h->refs = 1;
+	if (t->ops->open == NULL || (r = t->ops->open(h, m->size)) < 0) {
+		free(h);
+		return reply_status(m, r);
+	}
+	t->file.nopen++;
+	LIST_INSERT_HEAD(&handles, h, link);
+	reply_status(m, 0);
+}
+
 /* One handler per daemon-to-driver message; each request gets exactly one reply. */
 static void on_open(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
 {
@@ -561,8 +660,12 @@ static void on_open(const struct proto_hdr *m, const uint8_t *payload, size_t pl
 
 	(void)payload;
 	(void)plen;
+	if (m->flags & PROTO_F_NODE)
+		return open_node(m);
 	if (f == NULL)
 		return reply_status(m, -ENOENT);
+	if (f->kind == PROTO_KIND_DIR)
+		return reply_status(m, -EISDIR);
 	if (handle_by_id(m->handle) != NULL)
 		return reply_status(m, -EBADF);
 	if (((acc == O_RDONLY || acc == O_RDWR) && !(f->mode & 0444)) ||
@@ -596,9 +699,83 @@ static struct drv_req *request_new(const struct proto_hdr *m, struct drv_handle 
 	req->offset = m->offset;
 	req->buf = m->type == PROTO_READ && (m->flags & PROTO_F_SHM) ? shm + m->shm : NULL;
 	req->h = h;
-	h->refs++;
+	if (h != NULL) {
+		h->refs++;
+		req->fn = h->file->fn;
+	}
 	TAILQ_INSERT_TAIL(&requests, req, link);
 	return req;
+}
+
+/* LOOKUP GETATTR READDIR CREATE UNLINK: to the tree of the function in m->status. */
+static void on_tree(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
+{
+	struct drv_tree *t = tree_by_target((uint32_t)m->status);
+	char name[PROTO_MAX_NODE_NAME + 1];
+	struct drv_handle *h = NULL;
+	struct drv_req *req;
+
+	if (t == NULL)
+		return reply_status(m, -ENOENT);
+	memcpy(name, payload, plen);
+	name[plen] = '\0';
+	if (plen > 0 && !proto_valid_node_name(name, plen))
+		return reply_status(m, -EINVAL);
+	if (m->type == PROTO_CREATE) {
+		if (t->ops->create == NULL)
+			return reply_status(m, -EROFS);
+		if (handle_by_id(m->handle) != NULL)
+			return reply_status(m, -EBADF);
+		if ((h = calloc(1, sizeof(*h))) == NULL)
+			return reply_status(m, -ENOMEM);
+		h->id = m->handle;
+		h->file = &t->file;
+		h->flags = m->size;
+		h->refs = 1;
+		t->file.nopen++;
+		LIST_INSERT_HEAD(&handles, h, link);
+	}
+	if ((req = request_new(m, h)) == NULL) {
+		if (h != NULL) {
+			LIST_REMOVE(h, link);
+			h->released = true;
+			handle_put(h);
+		}
+		return reply_status(m, -ENOMEM);
+	}
+	req->fn = t->fn;
+	if (drv_verbose)
+		drv_log(LOG_DEBUG, "req %u %s node %u %s", m->req, proto_type_name(m->type), m->file, name);
+	switch (m->type) {
+	case PROTO_LOOKUP:
+		return t->ops->lookup(req, m->file, name);
+	case PROTO_GETATTR:
+		return t->ops->getattr(req, m->file);
+	case PROTO_READDIR:
+		return t->ops->readdir(req, m->file, m->offset);
+	case PROTO_CREATE:
+		return t->ops->create(req, m->file, name);
+	case PROTO_UNLINK:
+		if (t->ops->unlink == NULL)
+			return drv_reply(req, -EROFS, NULL, 0);
+		return t->ops->unlink(req, m->file, name);
+	}
+}
+
+static void on_flush(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
+{
+	struct drv_handle *h = handle_by_id(m->handle);
+	struct drv_req *req;
+
+	(void)payload;
+	(void)plen;
+	if (h == NULL)
+		return reply_status(m, -EBADF);
+	if (h->file->ops->flush == NULL)
+		return reply_status(m, 0);
+	if ((req = request_new(m, h)) == NULL)
+		return reply_status(m, -ENOMEM);
+	h->file->ops->flush(req);
 }
 
 static void on_io(const struct proto_hdr *m, const uint8_t *payload, size_t plen)
@@ -710,8 +887,11 @@ static void on_ctl(const struct proto_hdr *m, const uint8_t *payload, size_t ple
 typedef void (*msg_handler)(const struct proto_hdr *m, const uint8_t *payload, size_t plen);
 
 static const msg_handler msg_handlers[] = {
-    [PROTO_OPEN] = on_open,	  [PROTO_READ] = on_io,	      [PROTO_WRITE] = on_io,  [PROTO_POLL] = on_poll,
-    [PROTO_RELEASE] = on_release, [PROTO_CANCEL] = on_cancel, [PROTO_PING] = on_ping, [PROTO_CTL] = on_ctl,
+    [PROTO_OPEN] = on_open,    [PROTO_READ] = on_io,	     [PROTO_WRITE] = on_io,
+    [PROTO_POLL] = on_poll,    [PROTO_RELEASE] = on_release, [PROTO_CANCEL] = on_cancel,
+    [PROTO_PING] = on_ping,    [PROTO_CTL] = on_ctl,	     [PROTO_LOOKUP] = on_tree,
+    [PROTO_GETATTR] = on_tree, [PROTO_READDIR] = on_tree,    [PROTO_CREATE] = on_tree,
+    [PROTO_UNLINK] = on_tree,  [PROTO_FLUSH] = on_flush,
 };
 
 /*

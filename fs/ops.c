@@ -13,8 +13,16 @@
  *                      directory at depth D (0: just below the function's) of
  *                      the driver file path in slot S, the lowest slot below it
  *
+ *     1<<63 | F<<32 | N
+ *                      node N of a tree function F's driver serves (a
+ *                      PROTO_KIND_DIR of HELLO and everything below it):
+ *                      the same node keeps its number across a respawn
+ *
  * Daemon-served files are answered at once; driver files go through the
- * supervisor, which answers when the driver does.
+ * supervisor, which answers when the driver does.  Of a driver's tree the
+ * daemon knows only the directories HELLO announced: every lookup, listing
+ * and stat below them is asked of the driver, and the kernel caches none
+ * (timeouts 0), so a file the device added or removed shows at once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +46,8 @@
 #define SUB_FILE	   0x100
 #define SUB_SUBDIR	   0x8000
 #define SUBDIR_DEPTH_SHIFT 12
+#define NODE_BIT	   (1ull << 63)
+#define NODE_FN_SHIFT	   32
 
 enum info_id {
 	INFO_VENDOR_ID,
@@ -164,10 +174,12 @@ struct node {
 		N_SUBDIR,
 		N_INFO,
 		N_LINK,
-		N_DFILE
+		N_DFILE,
+		N_NODE
 	} type;
 	struct function *fn;
-	unsigned index; /* N_INFO: info id; N_DFILE, N_SUBDIR: slot; N_LINK: SUB_BYID/SUB_BYPATH */
+	unsigned index; /* N_INFO: info id; N_DFILE, N_SUBDIR: slot; N_LINK: SUB_BYID/SUB_BYPATH; N_NODE: node
+			   id */
 	unsigned depth; /* N_SUBDIR */
 };
 
@@ -205,9 +217,50 @@ static unsigned subdir_slot(const struct function *fn, const char *dir, size_t l
 	return s;
 }
 
+fuse_ino_t tree_node_ino(const struct function *fn, uint32_t node)
+{
+	return NODE_BIT | (fuse_ino_t)fn->id << NODE_FN_SHIFT | node;
+}
+
+/* The directory HELLO announced as node `node` of fn, or NULL: answered without the driver. */
+static const struct dfile *hello_dir(const struct function *fn, uint32_t node)
+{
+	for (unsigned s = 0; s < fn->nfiles; s++)
+		if (fn->files[s].present && fn->files[s].kind == PROTO_KIND_DIR && fn->files[s].id == node)
+			return &fn->files[s];
+	return NULL;
+}
+
+void tree_node_stat(const struct function *fn, const struct proto_node *pn, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = tree_node_ino(fn, pn->id);
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_atime = st->st_mtime = st->st_ctime = (time_t)pn->mtime;
+	if (pn->kind == PROTO_KIND_DIR) {
+		st->st_mode = S_IFDIR | pn->mode;
+		st->st_nlink = 2;
+	} else {
+		st->st_mode = S_IFREG | pn->mode;
+		st->st_nlink = 1;
+		st->st_size = (off_t)pn->size;
+		st->st_blocks = (blkcnt_t)((pn->size + 511) / 512);
+	}
+}
+
 static struct node resolve(fuse_ino_t ino)
 {
 	struct node n = {N_NONE, NULL, 0, 0};
+
+	if (ino & NODE_BIT) {
+		n.fn = function_by_id((unsigned)((ino & ~NODE_BIT) >> NODE_FN_SHIFT));
+		if (n.fn != NULL && (uint32_t)ino != 0) {
+			n.type = N_NODE;
+			n.index = (uint32_t)ino;
+		}
+		return n;
+	}
 
 	switch (ino) {
 	case INO_ROOT:
@@ -289,6 +342,13 @@ static void fill_stat(fuse_ino_t ino, const struct node *n, struct stat *st)
 		st->st_mode = S_IFLNK | 0777;
 		st->st_size = (off_t)strlen(n->fn->name) + 3;
 		break;
+	case N_NODE: {
+		/* Only a HELLO directory gets here (tree_stat); the supervisor fills the others. */
+		const struct dfile *f = hello_dir(n->fn, n->index);
+		st->st_mode = S_IFDIR | (f != NULL ? f->mode : 0555);
+		st->st_nlink = 2;
+		break;
+	}
 	case N_DFILE: {
 		const struct dfile *f = &n->fn->files[n->index];
 		st->st_mode = S_IFREG | f->mode;
@@ -329,6 +389,11 @@ static int list_files(struct function *fn, const char *dir, size_t len, unsigned
 			continue;
 		const char *rest = len > 0 ? path + len + 1 : path;
 		const char *slash = strchr(rest, '/');
+		if (slash == NULL && fn->files[s].kind == PROTO_KIND_DIR) {
+			if (emit(ctx, rest, tree_node_ino(fn, fn->files[s].id), S_IFDIR))
+				return 1;
+			continue;
+		}
 		if (slash == NULL) {
 			if (emit(ctx, rest, fn_ino(fn, SUB_FILE + s), S_IFREG))
 				return 1;
@@ -441,7 +506,8 @@ int tree_stat(fuse_ino_t ino, struct stat *st)
 {
 	struct node n = resolve(ino);
 
-	if (n.type == N_NONE)
+	/* Below a HELLO directory only the driver knows what a node is (sup_getattr). */
+	if (n.type == N_NONE || (n.type == N_NODE && hello_dir(n.fn, n.index) == NULL))
 		return -ENOENT;
 	fill_stat(ino, &n, st);
 	return 0;
@@ -537,6 +603,10 @@ void tree_driver_settled(struct usbdev *dev)
 static void pl_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	fuse_ino_t ino;
+	struct node pn = resolve(parent);
+
+	if (pn.type == N_NODE)
+		return sup_lookup(req, pn.fn, pn.index, name);
 	int r = tree_lookup(parent, name, &ino);
 
 	if (r == -ENOENT) {
@@ -552,8 +622,12 @@ static void pl_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void pl_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stat st;
-	int r = tree_stat(ino, &st);
+	struct node n = resolve(ino);
 	(void)fi;
+
+	if (n.type == N_NODE && hello_dir(n.fn, n.index) == NULL)
+		return sup_getattr(req, n.fn, n.index);
+	int r = tree_stat(ino, &st);
 
 	if (r < 0)
 		return (void)fuse_reply_err(req, -r);
@@ -614,6 +688,8 @@ static void pl_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 
 	if (dir.type == N_NONE)
 		return (void)fuse_reply_err(req, ENOENT);
+	if (dir.type == N_NODE)
+		return sup_readdir(req, dir.fn, ino, dir.index, size, off);
 	if (!is_dir(&dir))
 		return (void)fuse_reply_err(req, ENOTDIR);
 	if (files_pending(&dir) && defer(req, &dir, ino, NULL, size, off) == 0)
@@ -661,6 +737,9 @@ static void pl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (err)
 			return (void)fuse_reply_err(req, err);
 		return sup_open(req, n.fn, n.index, fi);
+	case N_NODE:
+		/* The driver knows the node's mode, and answers EISDIR for a directory. */
+		return sup_open_node(req, n.fn, n.index, fi);
 	case N_NONE:
 		return (void)fuse_reply_err(req, ENOENT);
 	default:
@@ -723,6 +802,7 @@ static void pl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		return reply_slice(req, render_buf,
 				   render_info(n.fn, n.index, render_buf, sizeof(render_buf)), size, off);
 	case N_DFILE:
+	case N_NODE:
 		if (fi->fh == 0)
 			return (void)fuse_reply_err(req, EBADF);
 		return sup_read(req, (struct handle *)(uintptr_t)fi->fh, size, off, fi->flags & O_NONBLOCK);
@@ -764,6 +844,7 @@ static void pl_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 			return (void)fuse_reply_err(req, EBADF);
 		return ctl_write(req, n.fn, buf, size);
 	case N_DFILE:
+	case N_NODE:
 		if (fi->fh == 0)
 			return (void)fuse_reply_err(req, EBADF);
 		return sup_write(req, (struct handle *)(uintptr_t)fi->fh, buf, size, off,
@@ -784,7 +865,9 @@ static void pl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void pl_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	(void)fi;
+	/* A node's driver may have an upload to finish: close(2) reports how it went. */
+	if (fi->fh != 0 && ((struct handle *)(uintptr_t)fi->fh)->node != 0)
+		return sup_flush(req, (struct handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -808,7 +891,9 @@ static void pl_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, s
 
 /*
  * The tree is the devices': files cannot be created, removed or renamed,
- * as in sysfs.  Without these, libfuse would answer ENOSYS.
+ * as in sysfs -- except in a driver's tree where the driver says so (a
+ * camera's card: rm, and cp into a folder).  Without these, libfuse would
+ * answer ENOSYS.
  */
 static void pl_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
@@ -823,6 +908,15 @@ static void pl_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 }
 
 static void pl_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct node dir = resolve(parent);
+
+	if (dir.type == N_NODE)
+		return sup_unlink(req, dir.fn, dir.index, name);
+	fuse_reply_err(req, EPERM);
+}
+
+static void pl_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	(void)parent, (void)name;
 	fuse_reply_err(req, EPERM);
@@ -850,7 +944,11 @@ static void pl_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 static void pl_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	(void)parent, (void)name, (void)mode, (void)fi;
+	struct node dir = resolve(parent);
+
+	(void)mode;
+	if (dir.type == N_NODE)
+		return sup_create(req, dir.fn, dir.index, name, fi);
 	fuse_reply_err(req, EPERM);
 }
 
@@ -884,7 +982,7 @@ const struct fuse_lowlevel_ops plugfs_ops = {
     .mknod = pl_mknod,
     .mkdir = pl_mkdir,
     .unlink = pl_unlink,
-    .rmdir = pl_unlink,
+    .rmdir = pl_rmdir,
     .symlink = pl_symlink,
     .rename = pl_rename,
     .link = pl_link,

@@ -177,6 +177,7 @@ static void request_destroy(struct drv *d, struct request *r)
 	if (r->slot >= 0)
 		d->shm_busy &= ~(1u << r->slot);
 	free(r->opening);
+	free(r->name);
 	free(r);
 }
 
@@ -761,9 +762,150 @@ static void complete_open(struct drv *d, struct request *r, int32_t status)
 	struct fuse_file_info fi = {0};
 	fi.fh = (uintptr_t)h;
 	fi.direct_io = 1;
-	fi.nonseekable = (handle_file(h)->kind & PROTO_KIND_MASK) == PROTO_KIND_STREAM;
+	fi.nonseekable = (handle_kind(h) & PROTO_KIND_MASK) == PROTO_KIND_STREAM;
 	if (fuse_reply_open(r->req, &fi) != 0) {
 		/* The kernel gave up on this open: it will never release the handle. */
+		struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = h->id};
+		LIST_REMOVE(h, link);
+		free(h);
+		r->req = NULL;
+		drv_send(d, &rel, NULL, 0);
+		return;
+	}
+	r->req = NULL;
+}
+
+/* ---- Replies about nodes of driver-owned trees ---- */
+
+static int carries_nodes(uint16_t type)
+{
+	return type == PROTO_LOOKUP || type == PROTO_GETATTR || type == PROTO_READDIR || type == PROTO_CREATE;
+}
+
+/*
+ * Checks every record of a successful LOOKUP/GETATTR/READDIR/CREATE reply
+ * against what was asked; 0, or -EPROTO once the driver has been failed.
+ */
+static int check_nodes(struct drv *d, struct request *r, int32_t status, const uint8_t *payload, size_t plen)
+{
+	const char *why = NULL;
+	struct proto_node pn;
+	size_t off = 0;
+	unsigned count = 0;
+
+	if ((size_t)status != plen) {
+		drv_fail(d, "protocol error: %s reply status %d with %zu bytes", proto_type_name(r->type),
+			 status, plen);
+		return -EPROTO;
+	}
+	if (r->type == PROTO_READDIR && plen > r->size) {
+		drv_fail(d, "protocol error: READDIR reply of %zu bytes for %u asked", plen, r->size);
+		return -EPROTO;
+	}
+	while (off < plen) {
+		if (proto_decode_node(payload, plen, &off, &pn, &why) < 0) {
+			drv_fail(d, "protocol error: %s reply: %s", proto_type_name(r->type), why);
+			return -EPROTO;
+		}
+		count++;
+		if (r->type == PROTO_READDIR)
+			continue;
+		if (count > 1)
+			why = "more than one node";
+		else if (r->name != NULL && strcmp(pn.name, r->name) != 0)
+			why = "a node of another name than asked";
+		else if (r->type == PROTO_GETATTR && pn.id != r->node)
+			why = "another node than asked";
+		else if (r->type == PROTO_CREATE && pn.kind != PROTO_KIND_BLOCK)
+			why = "created something else than a file";
+		if (why != NULL) {
+			drv_fail(d, "protocol error: %s reply: %s", proto_type_name(r->type), why);
+			return -EPROTO;
+		}
+	}
+	if (r->type != PROTO_READDIR && count == 0) {
+		drv_fail(d, "protocol error: %s reply without a node", proto_type_name(r->type));
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* Decodes the one record of a checked reply. */
+static void first_node(const uint8_t *payload, size_t plen, struct proto_node *pn)
+{
+	size_t off = 0;
+
+	proto_decode_node(payload, plen, &off, pn, NULL);
+}
+
+/* Answers a checked, successful LOOKUP, GETATTR or READDIR. */
+static void answer_nodes(struct request *r, const uint8_t *payload, size_t plen)
+{
+	struct function *fn = function_by_id(r->fn_id);
+	struct proto_node pn;
+
+	if (fn == NULL)
+		return (void)fuse_reply_err(r->req, ENODEV);
+	if (r->type == PROTO_LOOKUP || r->type == PROTO_GETATTR) {
+		struct fuse_entry_param e = {0};
+		first_node(payload, plen, &pn);
+		tree_node_stat(fn, &pn, &e.attr);
+		if (r->type == PROTO_GETATTR)
+			return (void)fuse_reply_attr(r->req, &e.attr, 0);
+		e.ino = e.attr.st_ino;
+		return (void)fuse_reply_entry(r->req, &e);
+	}
+	/* READDIR: as many entries as fit in what FUSE asked; the rest come at the next call. */
+	char *buf = malloc(r->size);
+	size_t used = 0, off = 0;
+	uint64_t next = r->dir_off;
+	if (buf == NULL)
+		return (void)fuse_reply_err(r->req, ENOMEM);
+	while (off < plen) {
+		struct stat st;
+		proto_decode_node(payload, plen, &off, &pn, NULL);
+		tree_node_stat(fn, &pn, &st);
+		size_t need = fuse_add_direntry(r->req, NULL, 0, pn.name, NULL, 0);
+		if (used + need > r->size)
+			break;
+		fuse_add_direntry(r->req, buf + used, r->size - used, pn.name, &st, (off_t)++next);
+		used += need;
+	}
+	fuse_reply_buf(r->req, buf, used);
+	free(buf);
+}
+
+static void complete_create(struct drv *d, struct request *r, int32_t status, const uint8_t *payload,
+			    size_t plen)
+{
+	struct handle *h = r->opening;
+	struct function *fn = function_by_id(r->fn_id);
+	struct proto_node pn;
+
+	if (status < 0) {
+		if (r->req != NULL)
+			fuse_reply_err(r->req, -status);
+		return;
+	}
+	first_node(payload, plen, &pn);
+	if (r->req == NULL || fn == NULL) {
+		struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = h->id};
+		if (r->req != NULL)
+			fuse_reply_err(r->req, ENODEV);
+		drv_send(d, &rel, NULL, 0);
+		return;
+	}
+	r->opening = NULL;
+	h->node = pn.id;
+	LIST_INSERT_HEAD(&d->handles, h, link);
+	struct fuse_entry_param e = {0};
+	struct fuse_file_info fi = {0};
+	tree_node_stat(fn, &pn, &e.attr);
+	e.ino = e.attr.st_ino;
+	fi.fh = (uintptr_t)h;
+	fi.direct_io = 1;
+	fi.flags = r->open_flags;
+	if (fuse_reply_create(r->req, &e, &fi) != 0) {
 		struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = h->id};
 		LIST_REMOVE(h, link);
 		free(h);
@@ -782,7 +924,7 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 		return drv_fail(d, "protocol error: reply to unknown request %u", h->req);
 	if (h->status < 0 && !valid_errno(h->status))
 		return drv_fail(d, "protocol error: reply status %d", h->status);
-	if (plen > 0 && r->type != PROTO_READ)
+	if (plen > 0 && r->type != PROTO_READ && !carries_nodes(r->type))
 		return drv_fail(d, "protocol error: data in a %s reply", proto_type_name(r->type));
 	if (h->flags & PROTO_F_SHM) {
 		/* Its own slot only (the codec checked the buffer's bounds). */
@@ -794,10 +936,14 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 		payload = d->shm + h->shm;
 		plen = (size_t)h->status;
 	}
+	if (carries_nodes(r->type) && h->status >= 0 && check_nodes(d, r, h->status, payload, plen) < 0)
+		return; /* failed */
 	switch (r->type) {
 	case PROTO_OPEN:
 	case PROTO_CTL:
 	case PROTO_PING:
+	case PROTO_UNLINK:
+	case PROTO_FLUSH:
 		if (h->status > 0)
 			return drv_fail(d, "protocol error: %s reply status %d", proto_type_name(r->type),
 					h->status);
@@ -827,6 +973,17 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 	case PROTO_OPEN:
 		complete_open(d, r, h->status);
 		break;
+	case PROTO_CREATE:
+		complete_create(d, r, h->status, payload, plen);
+		break;
+	case PROTO_LOOKUP:
+	case PROTO_GETATTR:
+	case PROTO_READDIR:
+		if (r->req != NULL && h->status < 0)
+			fuse_reply_err(r->req, -h->status);
+		else if (r->req != NULL)
+			answer_nodes(r, payload, plen);
+		break;
 	case PROTO_PING:
 		if (d->ping_req == r->id)
 			d->ping_req = 0;
@@ -842,6 +999,8 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 			fuse_reply_write(r->req, (size_t)h->status);
 		else if (r->type == PROTO_CTL)
 			fuse_reply_write(r->req, r->size);
+		else if (r->type == PROTO_UNLINK || r->type == PROTO_FLUSH)
+			fuse_reply_err(r->req, 0);
 		else if (r->type == PROTO_POLL)
 			fuse_reply_poll(r->req, (unsigned)h->status);
 		break;
@@ -1042,7 +1201,10 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 			return 0;
 		}
 		struct handle *h = handle_find(d, r->handle);
-		if (h != NULL)
+		if (h != NULL && h->node != 0)
+			event_add(h->fn->name, "timeout %s node %u: no answer in %u ms",
+				  proto_type_name(r->type), h->node, opts.timeout_ms);
+		else if (h != NULL)
 			event_add(h->fn->name, "timeout %s %s: no answer in %u ms", proto_type_name(r->type),
 				  handle_file(h)->name, opts.timeout_ms);
 		else
@@ -1258,6 +1420,17 @@ void sup_open(fuse_req_t req, struct function *fn, unsigned slot, struct fuse_fi
 	forward(d, req, &m, NULL, 0, 1, 0, h);
 }
 
+/* The file field and flags of a request on handle h. */
+static uint32_t handle_target(struct handle *h)
+{
+	return h->node != 0 ? h->node : handle_file(h)->id;
+}
+
+static uint16_t handle_flags(struct handle *h, int nonblock)
+{
+	return (uint16_t)((nonblock ? PROTO_F_NONBLOCK : 0) | (h->node != 0 ? PROTO_F_NODE : 0));
+}
+
 void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonblock)
 {
 	struct drv *d = h->fn->dev->drv;
@@ -1269,11 +1442,11 @@ void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonb
 		size = PROTO_MAX_REQ;
 	struct proto_hdr m = {.type = PROTO_READ,
 			      .handle = h->id,
-			      .file = handle_file(h)->id,
+			      .file = handle_target(h),
 			      .size = (uint32_t)size,
 			      .offset = (uint64_t)off,
-			      .flags = nonblock ? PROTO_F_NONBLOCK : 0};
-	forward(d, req, &m, NULL, 0, !(handle_file(h)->kind & PROTO_FILE_UNTIMED), (uint32_t)size, NULL);
+			      .flags = handle_flags(h, nonblock)};
+	forward(d, req, &m, NULL, 0, !(handle_kind(h) & PROTO_FILE_UNTIMED), (uint32_t)size, NULL);
 }
 
 void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, off_t off, int nonblock)
@@ -1287,10 +1460,10 @@ void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, o
 		size = PROTO_MAX_REQ;
 	struct proto_hdr m = {.type = PROTO_WRITE,
 			      .handle = h->id,
-			      .file = handle_file(h)->id,
+			      .file = handle_target(h),
 			      .offset = (uint64_t)off,
-			      .flags = nonblock ? PROTO_F_NONBLOCK : 0};
-	forward(d, req, &m, buf, size, !(handle_file(h)->kind & PROTO_FILE_UNTIMED), (uint32_t)size, NULL);
+			      .flags = handle_flags(h, nonblock)};
+	forward(d, req, &m, buf, size, !(handle_kind(h) & PROTO_FILE_UNTIMED), (uint32_t)size, NULL);
 }
 
 void sup_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph)
@@ -1309,8 +1482,11 @@ void sup_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph)
 			fuse_pollhandle_destroy(h->ph);
 		h->ph = ph;
 	}
-	struct proto_hdr m = {
-	    .type = PROTO_POLL, .handle = h->id, .file = handle_file(h)->id, .size = POLLIN | POLLOUT};
+	struct proto_hdr m = {.type = PROTO_POLL,
+			      .handle = h->id,
+			      .file = handle_target(h),
+			      .size = POLLIN | POLLOUT,
+			      .flags = handle_flags(h, 0)};
 	forward(d, req, &m, NULL, 0, 1, 0, NULL);
 }
 
@@ -1320,7 +1496,7 @@ void sup_release(struct handle *h)
 	struct drv *d = dev->drv;
 
 	if (d->sock >= 0 && h->generation == d->generation) {
-		struct proto_hdr m = {.type = PROTO_RELEASE, .handle = h->id};
+		struct proto_hdr m = {.type = PROTO_RELEASE, .handle = h->id, .flags = handle_flags(h, 0)};
 		drv_send(d, &m, NULL, 0);
 	}
 	if (h->ph != NULL)
@@ -1342,4 +1518,173 @@ void sup_ctl(fuse_req_t req, struct function *fn, const char *cmd, size_t len, s
 		return (void)fuse_reply_err(req, EIO);
 	struct proto_hdr m = {.type = PROTO_CTL, .file = PROTO_CTL_TARGET(fn->index, fn->unit)};
 	forward(d, req, &m, cmd, len, 1, (uint32_t)written, NULL);
+}
+
+/* ---- Driver-owned trees ---- */
+
+/* 0 if fn's driver can take a request now; else the errno for the user. */
+static int driver_usable(struct function *fn)
+{
+	if (fn->dev->gone)
+		return ENODEV;
+	if (fn->dev->drv->state != DRV_RUNNING)
+		return EIO;
+	return 0;
+}
+
+/* Forwards a node request; name (LOOKUP, CREATE, UNLINK) travels as the payload. */
+static void forward_node(fuse_req_t req, struct function *fn, struct proto_hdr *m, const char *name,
+			 uint32_t size, struct handle *opening, struct request **out)
+{
+	struct drv *d = fn->dev->drv;
+	size_t nlen = name != NULL ? strlen(name) : 0;
+	int err = driver_usable(fn);
+
+	*out = NULL;
+	if (err == 0 && name != NULL && nlen > PROTO_MAX_NODE_NAME)
+		err = ENAMETOOLONG;
+	else if (err == 0 && name != NULL && !proto_valid_node_name(name, nlen))
+		err = EINVAL;
+	if (err != 0) {
+		free(opening);
+		return (void)fuse_reply_err(req, err);
+	}
+	struct request *r = request_new(d, m->type, req, m->handle, m->type != PROTO_FLUSH);
+	char *copy = NULL;
+	if (r == NULL || (name != NULL && (copy = strdup(name)) == NULL)) {
+		if (r != NULL)
+			request_free(d, r);
+		free(opening);
+		return (void)fuse_reply_err(req, ENOMEM);
+	}
+	r->size = size;
+	r->opening = opening;
+	r->fn_id = fn->id;
+	r->node = m->file;
+	m->status = (int32_t)PROTO_CTL_TARGET(fn->index, fn->unit);
+	if (m->type == PROTO_LOOKUP || m->type == PROTO_CREATE)
+		r->name = copy;
+	else
+		free(copy);
+	m->req = r->id;
+	*out = r;
+	if (drv_send(d, m, name, nlen) < 0) {
+		*out = NULL;
+		return; /* drv_fail() answered it */
+	}
+	fuse_req_interrupt_func(req, on_interrupt, r);
+}
+
+void sup_lookup(fuse_req_t req, struct function *fn, uint32_t parent, const char *name)
+{
+	struct proto_hdr m = {.type = PROTO_LOOKUP, .file = parent};
+	struct request *r;
+
+	forward_node(req, fn, &m, name, 0, NULL, &r);
+}
+
+void sup_getattr(fuse_req_t req, struct function *fn, uint32_t node)
+{
+	struct proto_hdr m = {.type = PROTO_GETATTR, .file = node};
+	struct request *r;
+
+	forward_node(req, fn, &m, NULL, 0, NULL, &r);
+}
+
+void sup_readdir(fuse_req_t req, struct function *fn, fuse_ino_t ino, uint32_t dir, size_t size, off_t off)
+{
+	char buf[128];
+	size_t used = 0;
+	struct request *r;
+
+	if (size > PROTO_MAX_IO)
+		size = PROTO_MAX_IO;
+	/* "." and "..": answered here when they are all that is left to give or to fit. */
+	if (off < 2) {
+		struct stat st = {.st_ino = ino, .st_mode = S_IFDIR};
+		for (off_t i = off; i < 2; i++) {
+			const char *name = i == 0 ? "." : "..";
+			size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+			if (used + need > size || used + need > sizeof(buf))
+				break;
+			fuse_add_direntry(req, buf + used, sizeof(buf) - used, name, &st, i + 1);
+			used += need;
+		}
+		return (void)fuse_reply_buf(req, buf, used);
+	}
+	struct proto_hdr m = {
+	    .type = PROTO_READDIR, .file = dir, .offset = (uint64_t)off - 2, .size = (uint32_t)size};
+	forward_node(req, fn, &m, NULL, (uint32_t)size, NULL, &r);
+	if (r != NULL)
+		r->dir_off = (uint64_t)off;
+}
+
+static struct handle *handle_new(struct function *fn, uint32_t node)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (h == NULL)
+		return NULL;
+	h->id = next_handle_id++;
+	h->fn = fn;
+	h->node = node;
+	h->generation = fn->dev->drv->generation;
+	return h;
+}
+
+void sup_open_node(fuse_req_t req, struct function *fn, uint32_t node, struct fuse_file_info *fi)
+{
+	int err = driver_usable(fn);
+	struct handle *h;
+
+	if (err != 0)
+		return (void)fuse_reply_err(req, err);
+	if ((h = handle_new(fn, node)) == NULL)
+		return (void)fuse_reply_err(req, ENOMEM);
+	struct proto_hdr m = {.type = PROTO_OPEN,
+			      .handle = h->id,
+			      .file = node,
+			      .size = (uint32_t)fi->flags,
+			      .flags = PROTO_F_NODE,
+			      .status = (int32_t)PROTO_CTL_TARGET(fn->index, fn->unit)};
+	forward(fn->dev->drv, req, &m, NULL, 0, 1, 0, h);
+}
+
+void sup_create(fuse_req_t req, struct function *fn, uint32_t parent, const char *name,
+		struct fuse_file_info *fi)
+{
+	int err = driver_usable(fn);
+	struct handle *h;
+	struct request *r;
+
+	if (err != 0)
+		return (void)fuse_reply_err(req, err);
+	/* The node is not known yet: CREATE's reply names it. */
+	if ((h = handle_new(fn, 0)) == NULL)
+		return (void)fuse_reply_err(req, ENOMEM);
+	struct proto_hdr m = {
+	    .type = PROTO_CREATE, .handle = h->id, .file = parent, .size = (uint32_t)fi->flags};
+	forward_node(req, fn, &m, name, 0, h, &r);
+	if (r != NULL)
+		r->open_flags = fi->flags;
+}
+
+void sup_unlink(fuse_req_t req, struct function *fn, uint32_t parent, const char *name)
+{
+	struct proto_hdr m = {.type = PROTO_UNLINK, .file = parent};
+	struct request *r;
+
+	forward_node(req, fn, &m, name, 0, NULL, &r);
+}
+
+void sup_flush(fuse_req_t req, struct handle *h)
+{
+	struct drv *d = h->fn->dev->drv;
+	int err = handle_usable(d, h);
+
+	if (err)
+		return (void)fuse_reply_err(req, err);
+	/* Untimed: an upload the flush finishes takes as long as its size needs; ^C cancels it. */
+	struct proto_hdr m = {.type = PROTO_FLUSH, .handle = h->id, .file = h->node, .flags = PROTO_F_NODE};
+	forward(d, req, &m, NULL, 0, 0, 0, NULL);
 }

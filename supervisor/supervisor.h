@@ -38,6 +38,7 @@ struct handle {
 	uint32_t id;
 	struct function *fn; /* NULL for daemon-served files */
 	unsigned slot;	     /* index into fn->files (which may move: never keep a pointer) */
+	uint32_t node;	     /* nonzero: a node of a driver-owned tree, and slot means nothing */
 	uint32_t generation;
 	struct fuse_pollhandle *ph;
 	LIST_ENTRY(handle) link;
@@ -53,8 +54,14 @@ struct request {
 	uint64_t deadline_ms;	/* 0: none */
 	int cancelled;		/* CANCEL sent; the driver's REPLY is still owed */
 	int interrupted;	/* FUSE interrupt seen, EINTR and CANCEL not sent yet */
-	struct handle *opening; /* OPEN: the handle to hand out on success */
+	struct handle *opening; /* OPEN, CREATE: the handle to hand out on success */
 	int slot;		/* READ/WRITE: its slot of the shared buffer, or -1 */
+	/* Node requests: what the reply must match and how to answer it. */
+	unsigned fn_id;	  /* the function whose tree it is (function ids are never reused) */
+	uint32_t node;	  /* GETATTR: the node asked about */
+	char *name;	  /* LOOKUP, CREATE: the name asked for */
+	uint64_t dir_off; /* READDIR: the FUSE offset of the first driver entry */
+	int open_flags;	  /* CREATE: for the fuse_file_info */
 	TAILQ_ENTRY(request) link;
 };
 
@@ -152,12 +159,34 @@ void sup_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph);
 void sup_release(struct handle *h);
 /* Forwards a ctl command; a success reply reports `written` bytes. */
 void sup_ctl(fuse_req_t req, struct function *fn, const char *cmd, size_t len, size_t written);
+/*
+ * Driver-owned trees (proto.h): each forwards one request about node ids of
+ * fn's driver and answers FUSE when the driver does: ENODEV when unplugged,
+ * EIO while the driver is down.
+ */
+void sup_lookup(fuse_req_t req, struct function *fn, uint32_t parent, const char *name);
+void sup_getattr(fuse_req_t req, struct function *fn, uint32_t node);
+/* Entries from FUSE offset `off` on; offsets 1 and 2 are "." and "..", driver entry i is 3 + i. */
+void sup_readdir(fuse_req_t req, struct function *fn, fuse_ino_t ino, uint32_t dir, size_t size, off_t off);
+void sup_open_node(fuse_req_t req, struct function *fn, uint32_t node, struct fuse_file_info *fi);
+void sup_create(fuse_req_t req, struct function *fn, uint32_t parent, const char *name,
+		struct fuse_file_info *fi);
+void sup_unlink(fuse_req_t req, struct function *fn, uint32_t parent, const char *name);
+/* close(2) of a node's descriptor: the driver may have work to finish (an upload). */
+void sup_flush(fuse_req_t req, struct handle *h);
+
 /* Answers the FUSE interrupts seen during the loop pass (EINTR + CANCEL). */
 void sup_flush_interrupts(void);
 
 static inline struct dfile *handle_file(struct handle *h)
 {
 	return &h->fn->files[h->slot];
+}
+
+/* The kind of file a handle is open on: a node is a seekable file. */
+static inline uint8_t handle_kind(struct handle *h)
+{
+	return h->node != 0 ? PROTO_KIND_BLOCK : handle_file(h)->kind;
 }
 
 #endif

@@ -163,6 +163,7 @@ extern const struct emu_model emu_model_null;
 extern const struct emu_model emu_model_tmc_ds1054z, emu_model_tmc_pm16, emu_model_tmc_liar,
     emu_model_tmc_plain;
 extern const struct emu_model emu_model_escl, emu_model_escl_garbage, emu_model_escl_liar;
+extern const struct emu_model emu_model_camera, emu_model_camera_liar;
 /* Not selectable: every bus gets one, as devnum 1. */
 extern const struct emu_model emu_model_roothub;
 

@@ -49,6 +49,9 @@ const struct emu_model *const emu_models[] = {
     &emu_model_escl,
     &emu_model_escl_garbage,
     &emu_model_escl_liar,
+    /* Still image: model_ptp.c. */
+    &emu_model_camera,
+    &emu_model_camera_liar,
     NULL,
 };
 

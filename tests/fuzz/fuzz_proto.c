@@ -12,9 +12,13 @@
  * message but time passing: sup_tick() one timeout later each time, so
  * requests time out, CANCELs go out, and unanswered CANCELs fail the driver.
  *   bit 0 clear: the driver is starting (its first message should be HELLO).
- *   bit 0 set:   it already said a canned HELLO and has requests in flight:
+ *   bit 0 set:   it already said a canned HELLO (with a driver-owned
+ *                directory, node 0xffffff00) and has requests in flight:
  *                OPEN, READ (64 bytes), WRITE (16), POLL (with a poll
- *                handle), CTL, and a heartbeat PING.
+ *                handle), CTL, READ (512), POLL, then of the tree LOOKUP,
+ *                GETATTR (node 5), READDIR (4096 bytes), CREATE, UNLINK,
+ *                OPEN of node 5, FLUSH of a node handle, and a heartbeat
+ *                PING.
  *   bit 1 set:   then every timed request times out (EINTR to the user,
  *                CANCEL to the driver), so replies come for answered requests.
  *   bit 2 set:   the driver has a shared buffer (sup_shm_create) and its
@@ -22,7 +26,7 @@
  *                (slot 0) and a WRITE of 4096 (slot 1) go through it.
  *                Without it those two travel inline.
  * Request ids and handle ids are the daemon's: a message's req field of
- * 1..16 (handle field 1..16) is replaced by the daemon's Nth request
+ * 1..32 (handle field 1..16) is replaced by the daemon's Nth request
  * (handle) id, as read off the daemon's end of the socket, so short inputs
  * can name them.
  */
@@ -45,8 +49,9 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define NREQ 10
-#define NPH  2
+#define NREQ  16
+#define NMADE 16 /* requests_in_flight()'s, each owed one reply */
+#define NPH   2
 
 /* Stand-ins for fuse_req_t and fuse_pollhandle: never dereferenced. */
 static char fake_req[NREQ];
@@ -70,7 +75,8 @@ static void replied(fuse_req_t req)
 
 int fuse_reply_err(fuse_req_t req, int err)
 {
-	if (err <= 0 || err > 4095)
+	/* 0 is success for replies without data (UNLINK, FLUSH). */
+	if (err < 0 || err > 4095)
 		abort();
 	replied(req);
 	return 0;
@@ -109,6 +115,31 @@ int fuse_reply_open(fuse_req_t req, const struct fuse_file_info *fi)
 	return 0;
 }
 
+int fuse_reply_entry(fuse_req_t req, const struct fuse_entry_param *e)
+{
+	/* A node's inode is (function, node id) with the top bit set; never 0. */
+	if (e->ino == 0 || e->attr.st_ino != e->ino)
+		abort();
+	replied(req);
+	return 0;
+}
+
+int fuse_reply_attr(fuse_req_t req, const struct stat *attr, double attr_timeout)
+{
+	(void)attr;
+	(void)attr_timeout;
+	replied(req);
+	return 0;
+}
+
+int fuse_reply_create(fuse_req_t req, const struct fuse_entry_param *e, const struct fuse_file_info *fi)
+{
+	if (e->ino == 0 || fi->fh == 0)
+		abort();
+	replied(req);
+	return 0;
+}
+
 void fuse_req_interrupt_func(fuse_req_t req, fuse_interrupt_func_t func, void *data)
 {
 	(void)req;
@@ -143,7 +174,8 @@ void fuse_pollhandle_destroy(struct fuse_pollhandle *ph)
 static struct usbdev *dev;
 static struct drv *drv;
 static int peer = -1;
-static uint32_t req_ids[16], handle_ids[16];
+#define MAX_IDS 32
+static uint32_t req_ids[MAX_IDS], handle_ids[16];
 static unsigned nreq_ids, nhandle_ids;
 
 static void device_new(void)
@@ -199,9 +231,9 @@ static void drain_peer(void)
 			fprintf(stderr, "fuzz: the daemon sent a message its own decoder refuses\n");
 			abort();
 		}
-		if (h.req != 0 && h.type != PROTO_CANCEL && nreq_ids < 16)
+		if (h.req != 0 && h.type != PROTO_CANCEL && nreq_ids < MAX_IDS)
 			req_ids[nreq_ids++] = h.req;
-		if (h.type == PROTO_OPEN && nhandle_ids < 16)
+		if ((h.type == PROTO_OPEN || h.type == PROTO_CREATE) && nhandle_ids < 16)
 			handle_ids[nhandle_ids++] = h.handle;
 	}
 }
@@ -218,14 +250,16 @@ static void canned_hello(uint16_t flags)
 {
 	static struct proto_hello hello = {
 	    .version = PROTO_VERSION,
-	    .nfiles = 2,
-	    .files = {{.id = 1, .function = 0, .kind = PROTO_KIND_STREAM, .mode = 0666, .name = "ep81"},
-		      {.id = 2,
-		       .function = 1,
-		       .kind = PROTO_KIND_BLOCK,
-		       .mode = 0444,
-		       .size = 4096,
-		       .name = "data"}},
+	    .nfiles = 3,
+	    .files =
+		{{.id = 1, .function = 0, .kind = PROTO_KIND_STREAM, .mode = 0666, .name = "ep81"},
+		 {.id = 2,
+		  .function = 1,
+		  .kind = PROTO_KIND_BLOCK,
+		  .mode = 0444,
+		  .size = 4096,
+		  .name = "data"},
+		 {.id = 0xffffff00u, .function = 0, .kind = PROTO_KIND_DIR, .mode = 0755, .name = "store"}},
 	};
 	static uint8_t payload[256];
 	int plen = proto_encode_hello(payload, sizeof(payload), &hello);
@@ -238,7 +272,7 @@ static void canned_hello(uint16_t flags)
 		abort();
 }
 
-static struct handle *handle_new(unsigned fn, unsigned id)
+static struct handle *handle_new(unsigned fn, unsigned id, uint32_t node)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
@@ -247,6 +281,7 @@ static struct handle *handle_new(unsigned fn, unsigned id)
 	h->id = id;
 	h->fn = dev->funcs[fn];
 	h->slot = 0;
+	h->node = node;
 	h->generation = drv->generation;
 	LIST_INSERT_HEAD(&drv->handles, h, link);
 	handle_ids[nhandle_ids++] = id;
@@ -258,20 +293,31 @@ static void requests_in_flight(void)
 	struct fuse_file_info fi = {.flags = O_RDWR};
 
 	sup_open((fuse_req_t)&fake_req[0], dev->funcs[0], 0, &fi);
-	struct handle *a = handle_new(0, 1000001);
-	struct handle *b = handle_new(1, 1000002);
+	struct handle *a = handle_new(0, 1000001, 0);
+	struct handle *b = handle_new(1, 1000002, 0);
+	struct handle *c = handle_new(0, 1000003, 5);
 	sup_read((fuse_req_t)&fake_req[1], a, 64, 0, 0);
 	sup_write((fuse_req_t)&fake_req[2], a, "0123456789abcdef", 16, 0, 1);
 	sup_poll((fuse_req_t)&fake_req[3], a, (struct fuse_pollhandle *)&fake_ph[0]);
 	sup_ctl((fuse_req_t)&fake_req[4], dev->funcs[1], "reset\n", 6, 6);
 	sup_read((fuse_req_t)&fake_req[5], b, 512, 4096 - 512, 0);
 	sup_poll((fuse_req_t)&fake_req[6], b, (struct fuse_pollhandle *)&fake_ph[1]);
+	struct function *fn = dev->funcs[0];
+	sup_lookup((fuse_req_t)&fake_req[7], fn, 0xffffff00u, "DCIM");
+	sup_getattr((fuse_req_t)&fake_req[8], fn, 5);
+	sup_readdir((fuse_req_t)&fake_req[9], fn, 42, 0xffffff00u, 4096, 2);
+	struct fuse_file_info cfi = {.flags = O_WRONLY | O_CREAT};
+	sup_create((fuse_req_t)&fake_req[10], fn, 0xffffff00u, "NEW.JPG", &cfi);
+	sup_unlink((fuse_req_t)&fake_req[11], fn, 0xffffff00u, "OLD.JPG");
+	struct fuse_file_info ofi = {.flags = O_RDONLY};
+	sup_open_node((fuse_req_t)&fake_req[12], fn, 5, &ofi);
+	sup_flush((fuse_req_t)&fake_req[13], c);
 	/* The heartbeat is due half a timeout after HELLO; no request is late yet. */
 	sup_tick(drv->next_ping_ms);
 	/* Big enough for a slot of the shared buffer, if there is one. */
 	static char page[4096];
-	sup_read((fuse_req_t)&fake_req[7], b, 8192, 0, 0);
-	sup_write((fuse_req_t)&fake_req[8], a, page, sizeof(page), 0, 0);
+	sup_read((fuse_req_t)&fake_req[14], b, 8192, 0, 0);
+	sup_write((fuse_req_t)&fake_req[15], a, page, sizeof(page), 0, 0);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -293,7 +339,7 @@ static void remap(uint8_t *msg, size_t n)
 	if (n < PROTO_HDR_LEN)
 		return;
 	uint32_t r = get_le32(msg + 8), h = get_le32(msg + 12);
-	if (r >= 1 && r <= 16 && nreq_ids > 0)
+	if (r >= 1 && r <= MAX_IDS && nreq_ids > 0)
 		put_le32(msg + 8, req_ids[(r - 1) % nreq_ids]);
 	if (h >= 1 && h <= 16 && nhandle_ids > 0)
 		put_le32(msg + 12, handle_ids[(h - 1) % nhandle_ids]);
@@ -348,7 +394,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (replies[i] > 1)
 			abort();
 	/* Every request made was answered exactly once. */
-	unsigned made = (setting & 1) ? 9 : 0;
+	unsigned made = (setting & 1) ? NMADE : 0;
 	for (unsigned i = 0; i < made; i++)
 		if (replies[i] != 1) {
 			fprintf(stderr, "fuzz: request %u never answered\n", i);

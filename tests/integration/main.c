@@ -27,6 +27,7 @@ static Suite *(*const suites[])(void) = {
     uvc_suite,
     usbtmc_suite,
     ippusb_suite,
+    still_suite,
 };
 
 int main(int argc, char **argv)

@@ -20,5 +20,6 @@ Suite *hostile_suite(void);
 Suite *sandbox_suite(void);
 Suite *uvc_suite(void);
 Suite *ippusb_suite(void);
+Suite *still_suite(void);
 
 #endif

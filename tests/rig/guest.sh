@@ -3,8 +3,8 @@
 # on a real kernel USB stack, over devices QEMU models and nobody here wrote:
 # usb-kbd and usb-tablet (hid), usb-storage with the host's pattern image
 # (disk), usb-serial, an FTDI whose output goes to a file on the host
-# (serial), and usb-ccid, which no class driver takes (usb, the generic
-# driver).  The host's monitor script unplugs the tablet and plugs it back.
+# (serial), usb-mtp over a host folder (still), and usb-ccid, which no
+# class driver takes (usb, the generic driver).  The host's monitor script unplugs the tablet and plugs it back.
 # Prints what it checks; exits non-zero on the first failure.
 set -u
 export PLUGFS_DRIVER=/usr/local/bin/plugfs-driver
@@ -24,9 +24,9 @@ until_true() {
 mkdir -p $M
 plugfs -o timeout=2000 $M || fail "plugfs did not mount"
 # Lookups wait for the drivers: no sleep needed.
-[ "$(wc -l < $M/devices)" -eq 5 ] || fail "expected 5 functions: $(cat $M/devices)"
+[ "$(wc -l < $M/devices)" -eq 6 ] || fail "expected 6 functions: $(cat $M/devices)"
 ok "$(cat $M/devices | tr '\n' ';')"
-for f in hid0 hid1 disk0 serial0 usb0; do
+for f in hid0 hid1 disk0 serial0 still0 usb0; do
 	[ -d $M/$f ] || fail "no $f"
 	port=$(cat $M/$f/port)
 	[ "$(cat $M/$f/vendor_id)" = "$(cat /sys/bus/usb/devices/$port/idVendor)" ] || fail "$f vendor_id"
@@ -40,7 +40,7 @@ uid=$(awk '/^Uid:/ { print $3 }' /proc/$pid/status)
 [ "$uid" = "$(awk -F: '$1 == "nobody" { print $3 }' /etc/passwd)" ] || fail "driver uid $uid"
 ok "driver pid $pid runs as uid $uid (nobody)"
 # ...sandboxed: no_new_privs, a seccomp filter, nothing in the environment.
-for f in hid0 hid1 serial0 usb0 disk0; do
+for f in hid0 hid1 serial0 usb0 disk0 still0; do
 	p=$(field $f 7)
 	grep -q '^NoNewPrivs:[[:space:]]*1$' /proc/$p/status || fail "$f: no NoNewPrivs"
 	grep -q '^Seccomp:[[:space:]]*2$' /proc/$p/status || fail "$f: no seccomp filter"
@@ -89,6 +89,21 @@ ok "$ser: line $(cat $ser/line), $(tr '\n' ' ' < $ser/status)"
 echo "plugfs wrote this through a real kernel" > $ser/data || fail "write to $ser/data"
 ok "wrote to $ser/data"
 
+# still: QEMU's usb-mtp over a host folder (one storage, read-write): every
+# file listed with its size, copied out byte-identical (md5 as on the host),
+# one read at an offset, and an upload the host finds in its folder.
+st=$(ls -d $M/still0/store-* | head -1)
+[ -d "$st" ] || fail "still0 has no storage: $(ls $M/still0)"
+(cd $st && find . -type f -exec md5sum {} + | sed 's|  \./|  |' | sort -k2) > /tmp/mtp.md5
+cmp -s /tmp/mtp.md5 /mtp.md5 || fail "still0 files differ from the host folder: $(cat /tmp/mtp.md5)"
+[ "$(stat -c %s $st/clip.mov)" = 3145728 ] || fail "clip.mov st_size $(stat -c %s $st/clip.mov)"
+ok "still0: $(basename $st): $(wc -l < /mtp.md5) files, sizes and md5 equal the host folder"
+[ "$(dd if=$st/clip.mov bs=1000 skip=2000 count=3 2>/dev/null | md5sum)" = \
+  "$(tail -c +2000001 $st/clip.mov | head -c 3000 | md5sum)" ] || fail "still0 read at an offset"
+echo "uploaded by plugfs through MTP" > $st/DCIM/still-upload.txt || fail "upload to $st/DCIM"
+[ "$(cat $st/DCIM/still-upload.txt)" = "uploaded by plugfs through MTP" ] || fail "uploaded file reads back wrong"
+ok "still0: dd skip= read, and DCIM/still-upload.txt uploaded and read back"
+
 # usb (generic), on the smart-card reader: GET_DESCRIPTOR(DEVICE) through ep0
 # equals the first 18 bytes of descriptors.
 exec 3<>$M/usb0/ep0
@@ -104,7 +119,7 @@ pid=$(field usb0 7)
 kill -9 "$pid"
 until_true '[ "$(field usb0 5)" = running ] && [ "$(field usb0 7)" != "$pid" ]'
 [ "$(cat $M/usb0/restarts)" = 1 ] || fail "restarts $(cat $M/usb0/restarts)"
-for f in hid0 hid1 disk0 serial0; do
+for f in hid0 hid1 disk0 serial0 still0; do
 	[ "$(cat $M/$f/restarts)" = 0 ] || fail "$f restarted too"
 done
 grep -q "usb0 crash SIGKILL" $M/events || fail "no crash event"
@@ -133,5 +148,6 @@ ok "tablet back as $tabname: $(grep "$tabname attach" $M/events | tail -1 | cut 
 ! grep -q SIGSYS $M/events || fail "a driver died of SIGSYS: $(grep SIGSYS $M/events)"
 ok "no seccomp kill (SIGSYS) on the real kernel"
 umount $M || fail "umount"
-[ -z "$(pidof plugfs-driver plugfs)" ] || fail "processes left: $(pidof plugfs-driver plugfs)"
+# umount returns once the kernel lets go; the daemon then stops its drivers and exits.
+until_true '[ -z "$(pidof plugfs-driver plugfs)" ]'
 ok "unmounted, no process left"

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "proto.h"
@@ -235,7 +236,13 @@ START_TEST(test_type_names)
 	ck_assert_str_eq(proto_type_name(PROTO_CTL), "CTL");
 	ck_assert_str_eq(proto_type_name(0), "?");
 	ck_assert_str_eq(proto_type_name(5), "?");
-	ck_assert_str_eq(proto_type_name(PROTO_CTL + 1), "?");
+	ck_assert_str_eq(proto_type_name(PROTO_LOOKUP), "LOOKUP");
+	ck_assert_str_eq(proto_type_name(PROTO_GETATTR), "GETATTR");
+	ck_assert_str_eq(proto_type_name(PROTO_READDIR), "READDIR");
+	ck_assert_str_eq(proto_type_name(PROTO_CREATE), "CREATE");
+	ck_assert_str_eq(proto_type_name(PROTO_UNLINK), "UNLINK");
+	ck_assert_str_eq(proto_type_name(PROTO_FLUSH), "FLUSH");
+	ck_assert_str_eq(proto_type_name(PROTO_FLUSH + 1), "?");
 	ck_assert_str_eq(proto_type_name(0xffff), "?");
 }
 END_TEST
@@ -360,10 +367,12 @@ END_TEST
 
 START_TEST(test_hdr_flags)
 {
-	static const uint16_t bad[] = {0x0004, 0x0100, 0x8000, 0xfffe, 0xffff, 0x0007};
+	static const uint16_t bad[] = {0x0008, 0x0100, 0x8000, 0xfffe, 0xffff, 0x000f};
 	struct proto_hdr h = make_hdr(PROTO_READ);
 
 	h.flags = PROTO_F_NONBLOCK;
+	assert_hdr_accepted(build_msg(&h, 0));
+	h.flags = PROTO_F_NODE | PROTO_F_NONBLOCK;
 	assert_hdr_accepted(build_msg(&h, 0));
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		h.flags = bad[i];
@@ -374,7 +383,7 @@ END_TEST
 
 START_TEST(test_hdr_unknown_type)
 {
-	static const uint16_t bad[] = {0, 5, 6, 14, 15, 24, 25, 255, 256, 0x8001, 0xffff};
+	static const uint16_t bad[] = {0, 5, 6, 14, 15, 30, 31, 255, 256, 0x8001, 0xffff};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct proto_hdr h = make_hdr(bad[i]);
@@ -402,6 +411,12 @@ static const struct {
     {PROTO_CANCEL, 0, 0},
     {PROTO_PING, 0, 0},
     {PROTO_CTL, 1, PROTO_MAX_CTL},
+    {PROTO_LOOKUP, 1, PROTO_MAX_NODE_NAME},
+    {PROTO_GETATTR, 0, 0},
+    {PROTO_READDIR, 0, 0},
+    {PROTO_CREATE, 1, PROTO_MAX_NODE_NAME},
+    {PROTO_UNLINK, 1, PROTO_MAX_NODE_NAME},
+    {PROTO_FLUSH, 0, 0},
 };
 
 static size_t build_with_payload(uint16_t type, size_t plen)
@@ -614,10 +629,10 @@ END_TEST
 START_TEST(test_hello_layout)
 {
 	static const uint8_t expect[] = {
-	    0x02,
+	    0x03,
 	    0x00,
 	    0x02,
-	    0x00, /* version 2, 2 files */
+	    0x00, /* version 3, 2 files */
 	    0x78,
 	    0x56,
 	    0x34,
@@ -675,7 +690,7 @@ START_TEST(test_hello_layout)
 	ck_assert_uint_eq(hbuf[sizeof(expect)], 0xee);
 
 	/* The raw writer used by the rejection tests agrees. */
-	raw_begin(&r, 2, 2);
+	raw_begin(&r, 3, 2);
 	r.unit = 1;
 	raw_entry(&r, 0x12345678, 3, PROTO_KIND_BLOCK, 0666, 0x0102030405060708ull, "data");
 	r.unit = 0;
@@ -898,7 +913,7 @@ END_TEST
 
 START_TEST(test_hello_kind)
 {
-	static const uint8_t bad[] = {3, 4, 0x0f, 0x20, 0x21, 0x40, 0x80, 0xff, 0x13};
+	static const uint8_t bad[] = {4, 0x0f, 0x20, 0x21, 0x40, 0x80, 0xff, 0x13};
 	static const uint8_t good[] = {PROTO_KIND_SMALL,
 				       PROTO_KIND_STREAM,
 				       PROTO_KIND_BLOCK,
@@ -1283,6 +1298,253 @@ START_TEST(test_fuzz)
 }
 END_TEST
 
+/* ---- driver-owned trees: HELLO directories and node records ---- */
+
+START_TEST(test_hello_dir)
+{
+	struct raw r;
+
+	raw_begin(&r, PROTO_VERSION, 2);
+	raw_entry(&r, 0xffffff00u, 0, PROTO_KIND_DIR, 0755, 0, "store-00010001");
+	raw_entry(&r, 1, 0, PROTO_KIND_SMALL, 0444, 0, "info");
+	assert_hello_accepted(&r);
+	ck_assert_uint_eq(hout.files[0].kind, PROTO_KIND_DIR);
+	ck_assert_uint_eq(hout.files[0].mode, 0755);
+	ck_assert_uint_eq(hout.files[0].id, 0xffffff00u);
+
+	raw_begin(&r, PROTO_VERSION, 1);
+	raw_entry(&r, 0, 0, PROTO_KIND_DIR, 0555, 0, "store");
+	assert_hello_rejected(&r, "node id 0");
+	raw_begin(&r, PROTO_VERSION, 1);
+	raw_entry(&r, 7, 0, PROTO_KIND_DIR, 01755, 0, "store");
+	assert_hello_rejected(&r, "mode");
+	raw_begin(&r, PROTO_VERSION, 1);
+	raw_entry(&r, 7, 0, PROTO_KIND_DIR, 0555, 0, "a/store");
+	assert_hello_rejected(&r, "single name");
+	raw_begin(&r, PROTO_VERSION, 1);
+	raw_entry(&r, 7, 0, PROTO_KIND_DIR, 0555, 4096, "store");
+	assert_hello_rejected(&r, "size");
+	raw_begin(&r, PROTO_VERSION, 1);
+	raw_entry(&r, 7, 0, PROTO_KIND_DIR | PROTO_FILE_UNTIMED, 0555, 0, "store");
+	assert_hello_rejected(&r, "kind");
+	/* x bits stay a directory's: a file with them is refused as before. */
+	raw_begin(&r, PROTO_VERSION, 1);
+	raw_entry(&r, 7, 0, PROTO_KIND_SMALL, 0755, 0, "file");
+	assert_hello_rejected(&r, "mode");
+}
+END_TEST
+
+static struct proto_node node_of(uint32_t id, uint8_t kind, uint16_t mode, uint64_t size, int64_t mtime,
+				 const char *name)
+{
+	struct proto_node n;
+
+	memset(&n, 0, sizeof(n));
+	n.id = id;
+	n.kind = kind;
+	n.mode = mode;
+	n.size = size;
+	n.mtime = mtime;
+	size_t len = strnlen(name, sizeof(n.name) - 1);
+	memcpy(n.name, name, len);
+	n.name[len] = '\0';
+	return n;
+}
+
+START_TEST(test_node_layout)
+{
+	static const uint8_t expect[] = {
+	    0x05,
+	    0x00,
+	    0x00,
+	    0x80,	      /* node */
+	    PROTO_KIND_BLOCK, /* kind */
+	    0xa4,
+	    0x01, /* mode 0644 */
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x01,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00, /* size 16 MiB */
+	    0x80,
+	    0xd0,
+	    0x6d,
+	    0x66,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00, /* mtime 1718472832 */
+	    0x0c,
+	    'M',
+	    'V',
+	    'I',
+	    '_',
+	    '0',
+	    '0',
+	    '0',
+	    '3',
+	    '.',
+	    'M',
+	    'O',
+	    'V',
+	};
+	uint8_t buf[128];
+	size_t off = 0;
+	struct proto_node in = node_of(0x80000005u, PROTO_KIND_BLOCK, 0644, 16u << 20, 0x666dd080,
+				       "MVI_0003.MOV"),
+			  out;
+	const char *why = NULL;
+
+	memset(buf, 0xee, sizeof(buf));
+	ck_assert_int_eq(proto_encode_node(buf, sizeof(buf), &off, &in), 0);
+	ck_assert_uint_eq(off, sizeof(expect));
+	ck_assert_mem_eq(buf, expect, sizeof(expect));
+	ck_assert_uint_eq(buf[sizeof(expect)], 0xee);
+	off = 0;
+	ck_assert_int_eq(proto_decode_node(buf, sizeof(expect), &off, &out, &why), 0);
+	ck_assert_uint_eq(off, sizeof(expect));
+	ck_assert_uint_eq(out.id, in.id);
+	ck_assert_uint_eq(out.kind, in.kind);
+	ck_assert_uint_eq(out.mode, in.mode);
+	ck_assert_uint_eq(out.size, in.size);
+	ck_assert_int_eq(out.mtime, in.mtime);
+	ck_assert_str_eq(out.name, in.name);
+	/* Room is checked, and nothing is written past it. */
+	off = 0;
+	ck_assert_int_eq(proto_encode_node(buf, sizeof(expect) - 1, &off, &in), -ENOSPC);
+	ck_assert_uint_eq(off, 0);
+}
+END_TEST
+
+START_TEST(test_node_sequence)
+{
+	/* A READDIR reply: records one after the other, read back in order. */
+	uint8_t buf[4096];
+	size_t off = 0, roff = 0;
+	char name[32];
+	struct proto_node n;
+
+	for (unsigned i = 1; i <= 50; i++) {
+		snprintf(name, sizeof(name), "IMG %04u \xc3\xa9.JPG", i);
+		n = node_of(i, i % 5 == 0 ? PROTO_KIND_DIR : PROTO_KIND_BLOCK, i % 5 == 0 ? 0755 : 0444,
+			    i % 5 == 0 ? 0 : i * 1000, i, name);
+		ck_assert_int_eq(proto_encode_node(buf, sizeof(buf), &off, &n), 0);
+	}
+	for (unsigned i = 1; i <= 50; i++) {
+		ck_assert_int_eq(proto_decode_node(buf, off, &roff, &n, NULL), 0);
+		ck_assert_uint_eq(n.id, i);
+		snprintf(name, sizeof(name), "IMG %04u \xc3\xa9.JPG", i);
+		ck_assert_str_eq(n.name, name);
+	}
+	ck_assert_uint_eq(roff, off);
+	/* A record cut anywhere is refused, never read past the end. */
+	for (size_t cut = 0; cut < 24 + 12; cut++) {
+		size_t o = 0;
+		const char *why = NULL;
+		ck_assert_int_eq(proto_decode_node(buf, cut, &o, &n, &why), -EPROTO);
+		ck_assert_ptr_nonnull(why);
+		ck_assert_uint_eq(o, 0);
+	}
+}
+END_TEST
+
+/* Node records a driver must not send, and why each is refused. */
+static const struct {
+	uint32_t id;
+	uint8_t kind;
+	uint16_t mode;
+	uint64_t size;
+	int64_t mtime;
+	const char *name;
+	const char *reason;
+} bad_nodes[] = {
+    {0, PROTO_KIND_BLOCK, 0444, 1, 0, "x", "node id 0"},
+    {1, PROTO_KIND_SMALL, 0444, 0, 0, "x", "kind"},
+    {1, PROTO_KIND_STREAM, 0444, 0, 0, "x", "kind"},
+    {1, 4, 0444, 0, 0, "x", "kind"},
+    {1, PROTO_KIND_BLOCK | PROTO_FILE_UNTIMED, 0444, 0, 0, "x", "kind"},
+    {1, PROTO_KIND_BLOCK, 01444, 0, 0, "x", "mode"},
+    {1, PROTO_KIND_BLOCK, 0xffff, 0, 0, "x", "mode"},
+    {1, PROTO_KIND_DIR, 0755, 1, 0, "x", "size"},
+    {1, PROTO_KIND_BLOCK, 0444, 1ull << 63, 0, "x", "size"},
+    {1, PROTO_KIND_BLOCK, 0444, 0, -1, "x", "mtime"},
+    {1, PROTO_KIND_BLOCK, 0444, 0, PROTO_MAX_MTIME + 1, "x", "mtime"},
+    {1, PROTO_KIND_BLOCK, 0444, 0, 0, "", "name"},
+    {1, PROTO_KIND_BLOCK, 0444, 0, 0, ".", "name"},
+    {1, PROTO_KIND_BLOCK, 0444, 0, 0, "..", "name"},
+    {1, PROTO_KIND_BLOCK, 0444, 0, 0, "a/b", "name"},
+    {1, PROTO_KIND_BLOCK, 0444, 0, 0, "tab\there", "name"},
+    {1, PROTO_KIND_BLOCK, 0444, 0, 0, "new\nline", "name"},
+    {1, PROTO_KIND_BLOCK, 0444, 0, 0, "del\x7f", "name"},
+};
+
+START_TEST(test_node_rejects)
+{
+	uint8_t buf[512];
+	size_t off = 0;
+	struct proto_node n = node_of(bad_nodes[_i].id, bad_nodes[_i].kind, bad_nodes[_i].mode,
+				      bad_nodes[_i].size, bad_nodes[_i].mtime, bad_nodes[_i].name);
+	const char *why = NULL;
+
+	/* The encoder writes what it is given: it is the decoder that must refuse. */
+	ck_assert_int_eq(proto_encode_node(buf, sizeof(buf), &off, &n), 0);
+	size_t roff = 0;
+	ck_assert_int_eq(proto_decode_node(buf, off, &roff, &n, &why), -EPROTO);
+	ck_assert_ptr_nonnull(why);
+	ck_assert_msg(strstr(why, bad_nodes[_i].reason) != NULL, "refused for \"%s\", expected \"%s\"", why,
+		      bad_nodes[_i].reason);
+	ck_assert_uint_eq(roff, 0);
+}
+END_TEST
+
+START_TEST(test_node_names)
+{
+	char name[PROTO_MAX_NODE_NAME + 2];
+	uint8_t buf[512];
+	struct proto_node n;
+	size_t off, roff;
+
+	/* Real devices' names: spaces, UTF-8, the longest NAME_MAX allows. */
+	static const char *const good[] = {"Camera Roll", "Fotos \xc3\xa9t\xc3\xa9", "...", ".hidden", "a b"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		n = node_of(9, PROTO_KIND_DIR, 0555, 0, 0, good[i]);
+		off = roff = 0;
+		ck_assert_int_eq(proto_encode_node(buf, sizeof(buf), &off, &n), 0);
+		ck_assert_int_eq(proto_decode_node(buf, off, &roff, &n, NULL), 0);
+		ck_assert_str_eq(n.name, good[i]);
+		ck_assert(proto_valid_node_name(good[i], strlen(good[i])));
+	}
+	memset(name, 'n', sizeof(name));
+	name[PROTO_MAX_NODE_NAME] = '\0';
+	n = node_of(9, PROTO_KIND_BLOCK, 0444, 0, 0, name);
+	off = roff = 0;
+	ck_assert_int_eq(proto_encode_node(buf, sizeof(buf), &off, &n), 0);
+	ck_assert_int_eq(proto_decode_node(buf, off, &roff, &n, NULL), 0);
+	ck_assert_uint_eq(strlen(n.name), PROTO_MAX_NODE_NAME);
+	ck_assert(!proto_valid_node_name(name, PROTO_MAX_NODE_NAME + 1));
+	ck_assert(!proto_valid_node_name("a\0b", 3));
+}
+END_TEST
+
+START_TEST(test_hdr_node_requests)
+{
+	/* READDIR's size is bounded like READ's. */
+	struct proto_hdr h = make_hdr(PROTO_READDIR);
+	h.size = PROTO_MAX_IO;
+	assert_hdr_accepted(build_msg(&h, 0));
+	h = make_hdr(PROTO_READDIR);
+	h.size = PROTO_MAX_IO + 1;
+	assert_hdr_rejected(build_msg(&h, 0), "size");
+	/* OPEN and READ of a node carry PROTO_F_NODE. */
+	h = make_hdr(PROTO_OPEN);
+	h.flags = PROTO_F_NODE;
+	assert_hdr_accepted(build_msg(&h, 0));
+}
+END_TEST
+
 Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -1336,6 +1598,15 @@ Suite *proto_suite(void)
 	tcase_add_test(tc, test_hello_duplicate_id);
 	tcase_add_test(tc, test_hello_duplicate_name);
 	tcase_add_test(tc, test_hello_trailing);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("nodes");
+	tcase_add_test(tc, test_hello_dir);
+	tcase_add_test(tc, test_node_layout);
+	tcase_add_test(tc, test_node_sequence);
+	tcase_add_loop_test(tc, test_node_rejects, 0, sizeof(bad_nodes) / sizeof(bad_nodes[0]));
+	tcase_add_test(tc, test_node_names);
+	tcase_add_test(tc, test_hdr_node_requests);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fuzz");

@@ -565,6 +565,53 @@ START_TEST(test_driver_subdirs)
 }
 END_TEST
 
+START_TEST(test_driver_tree)
+{
+	struct listing l;
+	struct stat st;
+
+	struct usbdev *dev = add_ftdi("1-1");
+	struct function *fn = dev->funcs[0];
+	struct dfile *store = add_file(fn, "store-00010001", PROTO_KIND_DIR, 0755, 0);
+	store->id = 0xffffff00u;
+	add_file(fn, "ctl-extra", PROTO_KIND_SMALL, 0444, 0);
+
+	fuse_ino_t dir = lookup(INO_ROOT, "usb0");
+	list(dir, &l);
+	int i = listed(&l, "store-00010001");
+	ck_assert_int_ge(i, 0);
+	ck_assert_uint_eq(l.types[i], S_IFDIR);
+	/* The inode is made of the function and the node id: the same after a respawn's HELLO. */
+	fuse_ino_t ino = lookup(dir, "store-00010001");
+	ck_assert_uint_eq(ino, l.inos[i]);
+	ck_assert_uint_eq(ino, tree_node_ino(fn, 0xffffff00u));
+	ck_assert_uint_ne(ino & (1ull << 63), 0);
+	ck_assert_int_eq(tree_stat(ino, &st), 0);
+	ck_assert_uint_eq(st.st_mode, S_IFDIR | 0755);
+	ck_assert_uint_eq(st.st_ino, ino);
+	/* Known while the driver is down: HELLO said so.  Another node's attributes are the driver's. */
+	ck_assert_uint_ne(tree_node_ino(fn, 5), tree_node_ino(fn, 6));
+	ck_assert_uint_ne(tree_node_ino(fn, 5), ino);
+	struct proto_node pn = {
+	    .id = 5, .kind = PROTO_KIND_BLOCK, .mode = 0644, .size = 300000, .mtime = 1718445900};
+	snprintf(pn.name, sizeof(pn.name), "IMG_0001.JPG");
+	tree_node_stat(fn, &pn, &st);
+	ck_assert_uint_eq(st.st_ino, tree_node_ino(fn, 5));
+	ck_assert_uint_eq(st.st_mode, S_IFREG | 0644);
+	ck_assert_int_eq(st.st_size, 300000);
+	ck_assert_int_eq(st.st_mtime, 1718445900);
+	pn.kind = PROTO_KIND_DIR;
+	pn.size = 0;
+	pn.mode = 0555;
+	tree_node_stat(fn, &pn, &st);
+	ck_assert_uint_eq(st.st_mode, S_IFDIR | 0555);
+	ck_assert_int_eq(tree_stat(tree_node_ino(fn, 5), &st), -ENOENT); /* the driver's to say */
+	/* A node of a function that does not exist is nothing. */
+	ck_assert_int_eq(tree_stat(((fuse_ino_t)1 << 63) | ((fuse_ino_t)999 << 32) | 5, &st), -ENOENT);
+	ck_assert_int_eq(tree_stat(((fuse_ino_t)1 << 63) | ((fuse_ino_t)fn->id << 32), &st), -ENOENT);
+}
+END_TEST
+
 START_TEST(test_unknown_inodes)
 {
 	struct stat st;
@@ -735,6 +782,7 @@ Suite *tree_suite(void)
 	tcase_add_test(files, test_driver_files);
 	tcase_add_test(files, test_driver_subdirs);
 	tcase_add_test(files, test_unknown_inodes);
+	tcase_add_test(files, test_driver_tree);
 	tcase_add_test(files, test_not_directories);
 	tcase_add_test(files, test_devices_file);
 	tcase_add_test(files, test_short_buffers);
