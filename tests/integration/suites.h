@@ -17,5 +17,6 @@ Suite *serial_suite(void);
 Suite *hotplug_suite(void);
 Suite *hostile_suite(void);
 Suite *sandbox_suite(void);
+Suite *ops_suite(void);
 
 #endif
