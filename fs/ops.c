@@ -329,9 +329,37 @@ int tree_list(fuse_ino_t dir, emit_fn emit, void *ctx)
 	return 0;
 }
 
+/*
+ * The directory holding `ino`, for ".." -- asked by the kernel only when
+ * it decodes an NFS file handle (export_support), as is "." for any inode.
+ */
+static fuse_ino_t tree_parent(const struct node *n)
+{
+	switch (n->type) {
+	case N_INFO:
+	case N_DFILE:
+		return fn_ino(n->fn, SUB_DIR);
+	case N_LINK:
+		return n->index == SUB_BYID ? INO_BYID : INO_BYPATH;
+	case N_NONE:
+		return 0;
+	default:
+		return INO_ROOT; /* the root is its own parent */
+	}
+}
+
 int tree_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ino)
 {
 	struct lookup_ctx l = {name, 0};
+
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		struct node n = resolve(parent);
+		fuse_ino_t up = tree_parent(&n);
+		if (up == 0)
+			return -ENOENT;
+		*ino = name[1] == '\0' ? parent : up;
+		return 0;
+	}
 	int r = tree_list(parent, lookup_emit, &l);
 
 	if (r < 0)
@@ -768,6 +796,9 @@ static void pl_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = 0;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* NFS export: inode numbers are stable while mounted, "." and ".." look up (tree_lookup). */
+	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
+		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
 	/* Writes must reach the driver when the user makes them. */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 }

@@ -134,7 +134,8 @@ static void scratch_remove(void)
 	if (scratch[0] == '\0')
 		return;
 	/* Whatever a failed case left: a mount first, then the files. */
-	run(&r, "for d in %s/*; do mountpoint -q \"$d\" && umount -l \"$d\"; done; rm -rf %s", scratch, scratch);
+	run(&r, "for d in %s/*; do mountpoint -q \"$d\" && umount -l \"$d\"; done; rm -rf %s", scratch,
+	    scratch);
 	scratch[0] = '\0';
 }
 
@@ -227,7 +228,8 @@ static void user_mount(const char *const *models, int in_plugdev)
 	ck_assert_int_eq(chown(mnt, user_uid, user_gid), 0);
 	snprintf(saved, sizeof(saved), "%s", b != NULL ? b : "");
 	setenv("PLUGFS_BUILD", bin, 1);
-	int r = mnt_spawn(&um, scratch, models, "timeout=3000,restart_max=2,backoff_min=5,backoff_max=20", NULL);
+	int r =
+	    mnt_spawn(&um, scratch, models, "timeout=3000,restart_max=2,backoff_min=5,backoff_max=20", NULL);
 	if (b != NULL)
 		setenv("PLUGFS_BUILD", saved, 1);
 	else
@@ -236,7 +238,8 @@ static void user_mount(const char *const *models, int in_plugdev)
 	uint64_t deadline = mono_ms() + 20000;
 	while (!mnt_is_mounted(um.path)) {
 		int st;
-		ck_assert_msg(waitpid(um.pid, &st, WNOHANG) != um.pid, "plugfs-emu exited early; see %s", um.log);
+		ck_assert_msg(waitpid(um.pid, &st, WNOHANG) != um.pid, "plugfs-emu exited early; see %s",
+			      um.log);
 		ck_assert_msg(mono_ms() < deadline, "not mounted within 20 s; see %s", um.log);
 		usleep(2000);
 	}
@@ -410,10 +413,11 @@ START_TEST(list_known_models)
 {
 	struct run r;
 
-	LIST(&r,
-	     "--model loopback --model kbound --model printer-zh380 --model thermo --model acm --model ft232r "
-	     "--model disk-2lun",
-	     "");
+	LIST(
+	    &r,
+	    "--model loopback --model kbound --model printer-zh380 --model thermo --model acm --model ft232r "
+	    "--model disk-2lun",
+	    "");
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_str_eq(r.out, "usb0 1-1 1209:0001 usb\n"
 				"- 1-2:1.1 1209:0004 skip: bound to kernel driver usbhid (detach= does not "
@@ -469,10 +473,11 @@ START_TEST(list_names_unreadable_nodes)
 	    "chown root:plugdev $d/002; chmod 0664 $d/002; chown root:root $d/003; chmod 0600 $d/003; "
 	    "exec setpriv --reuid=" TEST_USER " --regid=" TEST_USER " --clear-groups \"$B/plugfs\" --list'");
 	ck_assert_int_eq(r.status, 0);
-	ck_assert_str_eq(r.out, "usb0 1-1 1209:0001 usb cannot open /dev/bus/usb/001/002: Permission denied "
-				"(group plugdev; add yourself to it)\n"
-				"serial0 1-2 2341:0043 serial cannot open /dev/bus/usb/001/003: Permission denied "
-				"(owner root:root, mode 0600; install the plugfs udev rule)\n");
+	ck_assert_str_eq(r.out,
+			 "usb0 1-1 1209:0001 usb cannot open /dev/bus/usb/001/002: Permission denied "
+			 "(group plugdev; add yourself to it)\n"
+			 "serial0 1-2 2341:0043 serial cannot open /dev/bus/usb/001/003: Permission denied "
+			 "(owner root:root, mode 0600; install the plugfs udev rule)\n");
 }
 END_TEST
 
@@ -514,8 +519,9 @@ START_TEST(mountpoint_mistakes)
 	ck_assert_int_eq(r.status, 4);
 	ck_assert_ptr_nonnull(strstr(r.err, "is not empty: its files would be hidden"));
 
-	run(&r, "mkdir %s/other && mount -t tmpfs none %s/other && \"$B/plugfs\" -f %s/other; s=$?; "
-		"umount %s/other; exit $s",
+	run(&r,
+	    "mkdir %s/other && mount -t tmpfs none %s/other && \"$B/plugfs\" -f %s/other; s=$?; "
+	    "umount %s/other; exit $s",
 	    scratch, scratch, scratch, scratch);
 	ck_assert_int_eq(r.status, 4);
 	ck_assert_ptr_nonnull(strstr(r.err, "busy: a tmpfs file system is mounted there"));
@@ -526,8 +532,9 @@ START_TEST(mountpoint_mistakes)
 
 	/* An ordinary user mounts only where he may write. */
 	user_ensure();
-	run(&r, "mkdir %s/roots && setpriv --reuid=" TEST_USER " --regid=" TEST_USER " --clear-groups "
-		"\"$B/plugfs\" -f %s/roots",
+	run(&r,
+	    "mkdir %s/roots && setpriv --reuid=" TEST_USER " --regid=" TEST_USER " --clear-groups "
+	    "\"$B/plugfs\" -f %s/roots",
 	    scratch, scratch);
 	ck_assert_int_eq(r.status, 4);
 	ck_assert_ptr_nonnull(strstr(r.err, "Permission denied (an ordinary user mounts only"));
@@ -576,8 +583,9 @@ START_TEST(mount_helper_and_fstab)
 	snprintf(fstab, sizeof(fstab), "%s/fstab", scratch);
 	FILE *f = fopen(fstab, "w");
 	ck_assert_ptr_nonnull(f);
-	fprintf(f, "plugfs %s/mnt fuse.plugfs allow_other,nofail,noauto,x-systemd.automount,"
-		   "x-systemd.idle-timeout=60,_netdev,timeout=2000 0 0\n",
+	fprintf(f,
+		"plugfs %s/mnt fuse.plugfs allow_other,nofail,noauto,x-systemd.automount,"
+		"x-systemd.idle-timeout=60,_netdev,timeout=2000 0 0\n",
 		scratch);
 	ck_assert_int_eq(fclose(f), 0);
 	/*
@@ -590,7 +598,8 @@ START_TEST(mount_helper_and_fstab)
 	run(&r,
 	    "mkdir %s/mnt && exec unshare --mount \"$B/plugfs-emu\" --model loopback -- sh -c '"
 	    "mount -t tmpfs none /usr/local/bin || exit 9; "
-	    "printf \"#!/bin/sh\\nexport LD_PRELOAD=%%s UMOCKDEV_DIR=%%s PLUGFS_DRIVER=%%s\\nexec %%s \\\"\\$@\\\"\\n\" "
+	    "printf \"#!/bin/sh\\nexport LD_PRELOAD=%%s UMOCKDEV_DIR=%%s PLUGFS_DRIVER=%%s\\nexec %%s "
+	    "\\\"\\$@\\\"\\n\" "
 	    "\"$LD_PRELOAD\" \"$UMOCKDEV_DIR\" \"$PLUGFS_DRIVER\" \"$B/plugfs\" > /usr/local/bin/plugfs; "
 	    "chmod 755 /usr/local/bin/plugfs; "
 	    "mount --fstab %s %s/mnt || exit 10; "
@@ -608,6 +617,80 @@ START_TEST(mount_helper_and_fstab)
 }
 END_TEST
 
+/* ---- NFS export ---- */
+
+/* Every unused dentry and inode out of the kernel's caches, FUSE's included. */
+static void drop_caches(void)
+{
+	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "2", 1), 1);
+	close(fd);
+}
+
+static struct file_handle *handle_of(const char *path)
+{
+	struct file_handle *h = calloc(1, sizeof(*h) + MAX_HANDLE_SZ);
+	int mount_id;
+
+	ck_assert_ptr_nonnull(h);
+	h->handle_bytes = MAX_HANDLE_SZ;
+	ck_assert_msg(name_to_handle_at(AT_FDCWD, path, h, &mount_id, 0) == 0, "%s: %s", path,
+		      strerror(errno));
+	return h;
+}
+
+/*
+ * What nfsd does with a file handle, without an NFS server: encode it,
+ * forget the inode, decode it.  Decoding an inode the kernel no longer has
+ * is a FUSE lookup of "." on its number, and connecting a directory to the
+ * root one of ".." (export_support); a handle outlives neither its device
+ * nor the mount.
+ */
+START_TEST(nfs_handles_decode)
+{
+	struct stat st_dir, st;
+	char buf[16];
+
+	ck_assert_int_eq(stat(mpath(&rm, "usb0"), &st_dir), 0);
+	struct file_handle *hdir = handle_of(mpath(&rm, "usb0"));
+	struct file_handle *hfile = handle_of(mpath(&rm, "usb0/vendor_id"));
+	struct file_handle *hlink = handle_of(mpath(&rm, "by-path/1-1:1.0"));
+	int root = open(rm.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ck_assert_int_ge(root, 0);
+	drop_caches();
+
+	int fd = open_by_handle_at(root, hdir, O_RDONLY | O_DIRECTORY);
+	ck_assert_msg(fd >= 0, "usb0: %s", strerror(errno));
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_int_eq(st.st_ino, st_dir.st_ino);
+	ck_assert_int_eq(fstatat(fd, "vendor_id", &st, 0), 0);
+	close(fd);
+	fd = open_by_handle_at(root, hfile, O_RDONLY);
+	ck_assert_msg(fd >= 0, "usb0/vendor_id: %s", strerror(errno));
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), 5);
+	ck_assert_int_eq(memcmp(buf, "1209\n", 5), 0);
+	close(fd);
+	fd = open_by_handle_at(root, hlink, O_PATH | O_NOFOLLOW);
+	ck_assert_msg(fd >= 0, "by-path link: %s", strerror(errno));
+	ck_assert_int_eq(readlinkat(fd, "", buf, sizeof(buf)), 7);
+	ck_assert_int_eq(memcmp(buf, "../usb0", 7), 0);
+	close(fd);
+
+	/* Unplugged: the directory's handle is stale. */
+	ck_assert_int_eq(emu_unplug(&rm, "1-1"), 0);
+	ck_assert_int_eq(wait_function(&rm, "usb0", 0, 10000), 0);
+	drop_caches();
+	ck_assert_int_eq(open_by_handle_at(root, hdir, O_RDONLY | O_DIRECTORY), -1);
+	ck_assert_int_eq(errno, ESTALE);
+	close(root);
+	free(hdir);
+	free(hfile);
+	free(hlink);
+}
+END_TEST
+
 /* ---- systemd ---- */
 
 /* plugfs tells $NOTIFY_SOCKET READY=1 once mounted and enumerated, STOPPING=1 on its way out. */
@@ -618,7 +701,8 @@ START_TEST(notify_ready_when_mounted)
 	char buf[64];
 	struct mnt m;
 
-	ck_assert_int_lt(snprintf(sa.sun_path, sizeof(sa.sun_path), "%.80s/notify", scratch), (int)sizeof(sa.sun_path));
+	ck_assert_int_lt(snprintf(sa.sun_path, sizeof(sa.sun_path), "%.80s/notify", scratch),
+			 (int)sizeof(sa.sun_path));
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
@@ -670,7 +754,8 @@ START_TEST(units_verify)
 	ck_assert_ptr_nonnull(realpath(build_dir(), real));
 	run(&r,
 	    "cd %s && for u in plugfs.service plugfs@.service; do "
-	    "sed \"s|^ExecStart=.*/plugfs |ExecStart=%s/plugfs |\" \"$B/systemd/$u\" > $u || exit 10; done && "
+	    "sed \"s|^ExecStart=.*/plugfs |ExecStart=%s/plugfs |\" \"$B/systemd/$u\" > $u || exit 10; done "
+	    "&& "
 	    "grep -q '^ExecStart=%s/plugfs -f $PLUGFS_OPTIONS /mnt/usb$' plugfs.service && "
 	    "ln -s plugfs@.service plugfs@srv-usb\\\\x2dlab.service && "
 	    "systemd-analyze verify --man=no plugfs.service plugfs@srv-usb\\\\x2dlab.service",
@@ -723,6 +808,7 @@ Suite *ops_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_unchecked_fixture(tc, root_setup, root_teardown);
 	tcase_add_test(tc, mountpoint_busy);
+	tcase_add_test(tc, nfs_handles_decode);
 	suite_add_tcase(s, tc);
 	return s;
 }
