@@ -335,7 +335,11 @@ int devices_add(struct udev *udev, struct udev_device *ud)
 		return 0;
 	}
 	if (!vidpid_list_has(&opts.only, dev->desc.vendor_id, dev->desc.product_id)) {
-		report_skip(dev->sysname, dev, "only= does not name it");
+		if (listing != NULL)
+			report_skip(dev->sysname, dev, "only= does not name it");
+		else
+			event_add(dev->sysname, "skip %04x:%04x (only= does not name it)", dev->desc.vendor_id,
+				  dev->desc.product_id);
 		usbdev_free(dev);
 		return 0;
 	}
