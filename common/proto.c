@@ -137,7 +137,7 @@ int proto_encode_hello(uint8_t *buf, size_t cap, const struct proto_hello *hello
 	return (int)off;
 }
 
-static int valid_file_name(const char *name, size_t len)
+static int valid_component(const char *name, size_t len)
 {
 	if (len == 0 || (len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
 		return 0;
@@ -147,6 +147,30 @@ static int valid_file_name(const char *name, size_t len)
 			return 0;
 	}
 	return 1;
+}
+
+/* A file name, or a path of at most PROTO_MAX_DEPTH such names joined by '/'. */
+static int valid_file_name(const char *name, size_t len)
+{
+	unsigned depth = 0;
+
+	for (size_t start = 0;;) {
+		const char *slash = memchr(name + start, '/', len - start);
+		size_t end = slash != NULL ? (size_t)(slash - name) : len;
+		if (!valid_component(name + start, end - start) || ++depth > PROTO_MAX_DEPTH)
+			return 0;
+		if (slash == NULL)
+			return 1;
+		start = end + 1;
+	}
+}
+
+/* b lies inside directory a: "controls" and "controls/brightness". */
+static int is_below(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+
+	return strncmp(a, b, n) == 0 && b[n] == '/';
 }
 
 int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, const char **why)
@@ -196,6 +220,10 @@ int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, 
 			if (hello->files[j].function == f->function && hello->files[j].unit == f->unit &&
 			    strcmp(hello->files[j].name, f->name) == 0)
 				return fail(why, "HELLO: duplicate file name");
+			if (hello->files[j].function == f->function && hello->files[j].unit == f->unit &&
+			    (is_below(hello->files[j].name, f->name) ||
+			     is_below(f->name, hello->files[j].name)))
+				return fail(why, "HELLO: a name is both a file and a directory");
 		}
 	}
 	if (off != n)

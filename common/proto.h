@@ -51,6 +51,8 @@
 #define PROTO_MAX_MSG	(PROTO_HDR_LEN + PROTO_MAX_IO)
 #define PROTO_MAX_FILES 512
 #define PROTO_MAX_NAME	64
+/* A file name may be a path: "controls/brightness" (at most this many names). */
+#define PROTO_MAX_DEPTH 4
 #define PROTO_MAX_LOG	512
 #define PROTO_MAX_CTL	256
 
@@ -145,7 +147,9 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
  * name (version 2 added `unit`).
  * proto_encode_hello returns the payload length, -ENOSPC if cap is
  * too small, or -EINVAL for more than PROTO_MAX_FILES files.  proto_decode_hello checks everything: version,
- * counts, unique ids and (function, unit, name) triples, names that are valid file names.
+ * counts, unique ids and (function, unit, name) triples, names that are valid file names
+ * or paths of them ("controls/brightness": the daemon shows `controls` as a directory),
+ * and that no name is both a file and a directory of the same function.
  */
 int proto_encode_hello(uint8_t *buf, size_t cap, const struct proto_hello *hello);
 int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, const char **why);

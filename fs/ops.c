@@ -9,6 +9,9 @@
  *     F<<16 | 1..N     its daemon-served files (info_files[] below)
  *     F<<16 | 0x40     by-id/... -> ../NAME      F<<16 | 0x41  by-path/...
  *     F<<16 | 0x100+S  driver file in slot S of the function
+ *     F<<16 | 0x8000 | D<<12 | S
+ *                      directory at depth D (0: just below the function's) of
+ *                      the driver file path in slot S, the lowest slot below it
  *
  * Daemon-served files are answered at once; driver files go through the
  * supervisor, which answers when the driver does.
@@ -28,11 +31,13 @@
 #include "ops.h"
 #include "supervisor.h"
 
-#define FN_SHIFT   16
-#define SUB_DIR	   0
-#define SUB_BYID   0x40
-#define SUB_BYPATH 0x41
-#define SUB_FILE   0x100
+#define FN_SHIFT	   16
+#define SUB_DIR		   0
+#define SUB_BYID	   0x40
+#define SUB_BYPATH	   0x41
+#define SUB_FILE	   0x100
+#define SUB_SUBDIR	   0x8000
+#define SUBDIR_DEPTH_SHIFT 12
 
 enum info_id {
 	INFO_VENDOR_ID,
@@ -148,14 +153,61 @@ static size_t render_info(struct function *fn, enum info_id id, char *buf, size_
 
 /* What an inode is. */
 struct node {
-	enum { N_NONE, N_ROOT, N_DEVICES, N_EVENTS, N_BYID, N_BYPATH, N_FNDIR, N_INFO, N_LINK, N_DFILE } type;
+	enum {
+		N_NONE,
+		N_ROOT,
+		N_DEVICES,
+		N_EVENTS,
+		N_BYID,
+		N_BYPATH,
+		N_FNDIR,
+		N_SUBDIR,
+		N_INFO,
+		N_LINK,
+		N_DFILE
+	} type;
 	struct function *fn;
-	unsigned index; /* N_INFO: info id; N_DFILE: slot; N_LINK: SUB_BYID/SUB_BYPATH */
+	unsigned index; /* N_INFO: info id; N_DFILE, N_SUBDIR: slot; N_LINK: SUB_BYID/SUB_BYPATH */
+	unsigned depth; /* N_SUBDIR */
 };
+
+/*
+ * Driver files may be paths ("controls/brightness"): their directories
+ * exist as long as a present file lies below them.  A directory is named
+ * by the lowest slot below it and its depth, so its inode number is as
+ * stable as its files' slots.
+ */
+
+/* Length of the directory at `depth` in path ("controls" of "controls/x" at 0); 0 if none. */
+static size_t subdir_len(const char *path, unsigned depth)
+{
+	const char *p = path;
+
+	for (unsigned d = 0;; d++) {
+		const char *slash = strchr(p, '/');
+		if (slash == NULL)
+			return 0;
+		if (d == depth)
+			return (size_t)(slash - path);
+		p = slash + 1;
+	}
+}
+
+/* The lowest slot of a present file below directory dir[0..len), or fn->nfiles. */
+static unsigned subdir_slot(const struct function *fn, const char *dir, size_t len)
+{
+	unsigned s;
+
+	for (s = 0; s < fn->nfiles; s++)
+		if (fn->files[s].present && strncmp(fn->files[s].name, dir, len) == 0 &&
+		    fn->files[s].name[len] == '/')
+			break;
+	return s;
+}
 
 static struct node resolve(fuse_ino_t ino)
 {
-	struct node n = {N_NONE, NULL, 0};
+	struct node n = {N_NONE, NULL, 0, 0};
 
 	switch (ino) {
 	case INO_ROOT:
@@ -190,6 +242,16 @@ static struct node resolve(fuse_ino_t ino)
 	} else if (sub >= SUB_FILE && sub - SUB_FILE < fn->nfiles) {
 		n.type = N_DFILE;
 		n.index = sub - SUB_FILE;
+	} else if ((sub & SUB_SUBDIR) && !fn->dev->gone) {
+		unsigned slot = sub & ((1u << SUBDIR_DEPTH_SHIFT) - 1);
+		unsigned depth = (sub & ~SUB_SUBDIR) >> SUBDIR_DEPTH_SHIFT;
+		size_t len;
+		if (slot < fn->nfiles && (len = subdir_len(fn->files[slot].name, depth)) > 0 &&
+		    subdir_slot(fn, fn->files[slot].name, len) == slot) {
+			n.type = N_SUBDIR;
+			n.index = slot;
+			n.depth = depth;
+		}
 	}
 	return n;
 }
@@ -207,6 +269,7 @@ static void fill_stat(fuse_ino_t ino, const struct node *n, struct stat *st)
 	case N_BYID:
 	case N_BYPATH:
 	case N_FNDIR:
+	case N_SUBDIR:
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;
 		break;
@@ -254,6 +317,35 @@ static void reply_entry(fuse_req_t req, fuse_ino_t ino)
 }
 
 /*
+ * The driver files of fn in directory dir[0..len) ("" for the function's
+ * own), and the directories just below it, which are at `depth`.
+ */
+static int list_files(struct function *fn, const char *dir, size_t len, unsigned depth, emit_fn emit,
+		      void *ctx)
+{
+	for (unsigned s = 0; s < fn->nfiles; s++) {
+		const char *path = fn->files[s].name;
+		if (!fn->files[s].present || (len > 0 && (strncmp(path, dir, len) != 0 || path[len] != '/')))
+			continue;
+		const char *rest = len > 0 ? path + len + 1 : path;
+		const char *slash = strchr(rest, '/');
+		if (slash == NULL) {
+			if (emit(ctx, rest, fn_ino(fn, SUB_FILE + s), S_IFREG))
+				return 1;
+			continue;
+		}
+		/* A directory is listed once, at the lowest slot below it. */
+		if (subdir_slot(fn, path, (size_t)(slash - path)) != s)
+			continue;
+		char name[PROTO_MAX_NAME + 1];
+		snprintf(name, sizeof(name), "%.*s", (int)(slash - rest), rest);
+		if (emit(ctx, name, fn_ino(fn, SUB_SUBDIR | depth << SUBDIR_DEPTH_SHIFT | s), S_IFDIR))
+			return 1;
+	}
+	return 0;
+}
+
+/*
  * Directory listings, generated in one order for both lookup and readdir:
  * calls emit(name, ino) for each entry until it returns nonzero.
  */
@@ -286,11 +378,13 @@ static void list_dir(const struct node *dir, emit_fn emit, void *ctx)
 		for (unsigned i = 0; i < NINFO; i++)
 			if (emit(ctx, info_files[i].name, fn_ino(fn, 1 + i), S_IFREG))
 				return;
-		for (unsigned s = 0; s < fn->nfiles; s++)
-			if (fn->files[s].present &&
-			    emit(ctx, fn->files[s].name, fn_ino(fn, SUB_FILE + s), S_IFREG))
-				return;
+		list_files(fn, "", 0, 0, emit, ctx);
 		return;
+	case N_SUBDIR: {
+		const char *path = dir->fn->files[dir->index].name;
+		list_files(dir->fn, path, subdir_len(path, dir->depth), dir->depth + 1, emit, ctx);
+		return;
+	}
 	default:
 		return;
 	}
@@ -314,7 +408,8 @@ static int lookup_emit(void *ctx, const char *name, fuse_ino_t ino, mode_t type)
 
 static int is_dir(const struct node *n)
 {
-	return n->type == N_ROOT || n->type == N_BYID || n->type == N_BYPATH || n->type == N_FNDIR;
+	return n->type == N_ROOT || n->type == N_BYID || n->type == N_BYPATH || n->type == N_FNDIR ||
+	       n->type == N_SUBDIR;
 }
 
 int tree_list(fuse_ino_t dir, emit_fn emit, void *ctx)

@@ -21,7 +21,9 @@
 
 struct drv;
 
-#define PLUGFS_MAX_FUNCS  16 /* per device */
+#define PLUGFS_MAX_FUNCS 16 /* per device */
+/* File slots per function, over all its HELLOs (inode numbers, fs/ops.c) */
+#define PLUGFS_MAX_SLOTS  4096
 #define PLUGFS_NAME_MAX	  32
 #define PLUGFS_MAX_VIDPID 32
 

@@ -610,6 +610,9 @@ static void on_hello(struct drv *d, const uint8_t *payload, size_t plen)
 			if (strcmp(fn->files[s].name, pf->name) == 0)
 				break;
 		if (s == fn->nfiles) {
+			if (fn->nfiles == PLUGFS_MAX_SLOTS)
+				return drv_fail(d, "protocol error: more than %d file names over its HELLOs",
+						PLUGFS_MAX_SLOTS);
 			struct dfile *nf = realloc(fn->files, (fn->nfiles + 1) * sizeof(*nf));
 			if (nf == NULL)
 				return drv_fail(d, "out of memory for files");

@@ -789,9 +789,10 @@ static const struct {
 	const char *name;
 	size_t len;
 } bad_names[] = {
-    {"", 0},	 {".", 1},	    {"..", 2},	    {"/", 1},		{"a/b", 3},  {"../x", 4},
-    {"x/", 2},	 {"a\0b", 3},	    {"\0", 1},	    {"a\nb", 3},	{"\t", 1},   {"a\x01", 2},
-    {"\x1f", 1}, {"esc\x1b[0m", 7}, {"del\x7f", 4}, {"caf\xc3\xa9", 5}, {"\xff", 1}, {"\x80", 1},
+    {"", 0},	 {".", 1},	    {"..", 2},	    {"/", 1},		{"/a", 2},	  {"../x", 4},
+    {"a//b", 4}, {"a/./b", 5},	    {"a/../b", 6},  {"a/b/", 4},	{"a/b/c/d/e", 9}, {"a/b c", 5},
+    {"x/", 2},	 {"a\0b", 3},	    {"\0", 1},	    {"a\nb", 3},	{"\t", 1},	  {"a\x01", 2},
+    {"\x1f", 1}, {"esc\x1b[0m", 7}, {"del\x7f", 4}, {"caf\xc3\xa9", 5}, {"\xff", 1},	  {"\x80", 1},
     {"a b", 3},	 {" ", 1},
 };
 
@@ -820,6 +821,9 @@ START_TEST(test_hello_good_names)
 	    "~",
 	    "a_b+c=d",
 	    "!#$%&'()*,:;<>?@[\\]^`{|}",
+	    "controls/brightness",
+	    "a/b/c/d",
+	    "dir/...",
 	};
 	struct raw r;
 
@@ -952,6 +956,27 @@ START_TEST(test_hello_duplicate_name)
 	r.unit = 1;
 	raw_entry(&r, 3, 0, PROTO_KIND_SMALL, 0444, 0, "data");
 	assert_hello_rejected(&r, "duplicate file name");
+}
+END_TEST
+
+START_TEST(test_hello_file_and_dir)
+{
+	struct raw r;
+
+	raw_begin(&r, PROTO_VERSION, 2);
+	raw_entry(&r, 1, 0, PROTO_KIND_SMALL, 0444, 0, "controls/pan/absolute");
+	raw_entry(&r, 2, 0, PROTO_KIND_SMALL, 0444, 0, "controls/pan");
+	assert_hello_rejected(&r, "both a file and a directory");
+	raw_begin(&r, PROTO_VERSION, 2);
+	raw_entry(&r, 1, 0, PROTO_KIND_SMALL, 0444, 0, "controls");
+	raw_entry(&r, 2, 0, PROTO_KIND_SMALL, 0444, 0, "controls/brightness");
+	assert_hello_rejected(&r, "both a file and a directory");
+	/* A common prefix that is not a directory, or another function's directory, is fine. */
+	raw_begin(&r, PROTO_VERSION, 3);
+	raw_entry(&r, 1, 0, PROTO_KIND_SMALL, 0444, 0, "controls");
+	raw_entry(&r, 2, 0, PROTO_KIND_SMALL, 0444, 0, "controls2/x");
+	raw_entry(&r, 3, 1, PROTO_KIND_SMALL, 0444, 0, "controls/x");
+	assert_hello_accepted(&r);
 }
 END_TEST
 
@@ -1233,6 +1258,7 @@ Suite *proto_suite(void)
 	tcase_add_test(tc, test_hello_max_files);
 	tcase_add_test(tc, test_hello_enospc);
 	tcase_add_test(tc, test_hello_good_names);
+	tcase_add_test(tc, test_hello_file_and_dir);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hello_rejects");

@@ -504,6 +504,67 @@ START_TEST(test_driver_files)
 }
 END_TEST
 
+START_TEST(test_driver_subdirs)
+{
+	struct listing l;
+	struct stat st;
+	fuse_ino_t ino;
+
+	struct usbdev *dev = add_ftdi("1-1");
+	struct function *fn = dev->funcs[0];
+	add_file(fn, "controls/old", PROTO_KIND_SMALL, 0444, 0)->present = 0;
+	add_file(fn, "frame.jpg", PROTO_KIND_STREAM, 0444, 0);
+	add_file(fn, "controls/brightness", PROTO_KIND_SMALL, 0666, 0);
+	add_file(fn, "gone/x", PROTO_KIND_SMALL, 0444, 0)->present = 0;
+	add_file(fn, "controls/pan/absolute", PROTO_KIND_SMALL, 0666, 0);
+	add_file(fn, "controls/contrast", PROTO_KIND_SMALL, 0444, 0);
+
+	fuse_ino_t dir = lookup(INO_ROOT, "usb0");
+	list(dir, &l);
+	/* frame.jpg and controls, once; no directory of absent files only. */
+	ck_assert_uint_eq(l.n, sizeof(info_names) / sizeof(info_names[0]) + 2);
+	ck_assert_int_eq(listed(&l, "gone"), -1);
+	ck_assert_int_eq(tree_lookup(dir, "gone", &ino), -ENOENT);
+	fuse_ino_t controls = lookup(dir, "controls");
+	ck_assert_uint_eq(controls, l.inos[listed(&l, "controls")]);
+	ck_assert_int_eq(tree_stat(controls, &st), 0);
+	ck_assert(S_ISDIR(st.st_mode));
+	ck_assert_uint_eq(st.st_mode & 07777, 0555);
+	ck_assert_int_eq(tree_render(controls, (char[8]){0}, 8), -EINVAL);
+
+	list(controls, &l);
+	ck_assert_uint_eq(l.n, 3);
+	ck_assert_int_ge(listed(&l, "brightness"), 0);
+	ck_assert_int_ge(listed(&l, "contrast"), 0);
+	ck_assert_int_ge(listed(&l, "pan"), 0);
+	ck_assert_int_eq(listed(&l, "old"), -1);
+	ck_assert_int_eq(tree_stat(lookup(controls, "brightness"), &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_uint_eq(st.st_mode & 07777, 0666);
+	ck_assert_int_eq(tree_list(lookup(controls, "brightness"), collect, &l), -ENOTDIR);
+
+	fuse_ino_t pan = lookup(controls, "pan");
+	ck_assert_uint_ne(pan, controls);
+	list(pan, &l);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_int_ge(listed(&l, "absolute"), 0);
+	/* A path is found only through its directories. */
+	ck_assert_int_eq(tree_lookup(dir, "brightness", &ino), -ENOENT);
+	ck_assert_int_eq(tree_lookup(dir, "controls/brightness", &ino), -ENOENT);
+
+	/* A directory is named by its lowest present slot: a file coming back there renames it. */
+	fn->files[0].present = 1;
+	ck_assert_uint_ne(lookup(dir, "controls"), controls);
+	ck_assert_int_eq(tree_stat(controls, &st), -ENOENT);
+	fn->files[0].present = 0;
+	ck_assert_uint_eq(lookup(dir, "controls"), controls);
+	/* Gone with the device. */
+	dev->gone = 1;
+	ck_assert_int_eq(tree_stat(controls, &st), -ENOENT);
+	dev->gone = 0;
+}
+END_TEST
+
 START_TEST(test_unknown_inodes)
 {
 	struct stat st;
@@ -523,6 +584,8 @@ START_TEST(test_unknown_inodes)
 	    dir + 0xff,
 	    dir + 0x100,
 	    dir + 0xffff,
+	    dir + 0x8000,
+	    dir + 0xb000,
 	    dir + (1 << 16),
 	    (fuse_ino_t)999 << 16,
 	    ((fuse_ino_t)999 << 16) | 1,
@@ -670,6 +733,7 @@ Suite *tree_suite(void)
 	tcase_add_test(files, test_info_second_interface);
 	tcase_add_test(files, test_info_absent_strings);
 	tcase_add_test(files, test_driver_files);
+	tcase_add_test(files, test_driver_subdirs);
 	tcase_add_test(files, test_unknown_inodes);
 	tcase_add_test(files, test_not_directories);
 	tcase_add_test(files, test_devices_file);
