@@ -338,8 +338,8 @@ int devices_add(struct udev *udev, struct udev_device *ud)
 		if (listing != NULL)
 			report_skip(dev->sysname, dev, "only= does not name it");
 		else
-			event_add(dev->sysname, "skip %04x:%04x (only= does not name it)", dev->desc.vendor_id,
-				  dev->desc.product_id);
+			event_add(dev->sysname, "skip %04x:%04x (only= does not name it)",
+				  dev->desc.vendor_id, dev->desc.product_id);
 		usbdev_free(dev);
 		return 0;
 	}

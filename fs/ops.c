@@ -428,12 +428,28 @@ int tree_list(fuse_ino_t dir, emit_fn emit, void *ctx)
  * The directory holding `ino`, for ".." -- asked by the kernel only when
  * it decodes an NFS file handle (export_support), as is "." for any inode.
  */
+/* The directory at `depth` of a driver file's path; depth -1 is the function's own. */
+static fuse_ino_t dir_of(struct function *fn, const char *path, int depth)
+{
+	if (depth < 0)
+		return fn_ino(fn, SUB_DIR);
+	size_t len = subdir_len(path, (unsigned)depth);
+	return fn_ino(fn, SUB_SUBDIR | (unsigned)depth << SUBDIR_DEPTH_SHIFT | subdir_slot(fn, path, len));
+}
+
 static fuse_ino_t tree_parent(const struct node *n)
 {
+	int slashes = 0;
+
 	switch (n->type) {
 	case N_INFO:
-	case N_DFILE:
 		return fn_ino(n->fn, SUB_DIR);
+	case N_DFILE:
+		for (const char *c = n->fn->files[n->index].name; *c != '\0'; c++)
+			slashes += *c == '/';
+		return dir_of(n->fn, n->fn->files[n->index].name, slashes - 1);
+	case N_SUBDIR:
+		return dir_of(n->fn, n->fn->files[n->index].name, (int)n->depth - 1);
 	case N_LINK:
 		return n->index == SUB_BYID ? INO_BYID : INO_BYPATH;
 	case N_NONE:
