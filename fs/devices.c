@@ -263,12 +263,13 @@ static const char *node_access_problem(const char *node, char *buf, size_t cap)
 	else {
 		struct passwd *pw = getpwuid(st.st_uid);
 		char owner[32], grp[32];
-		gr = getgrgid(st.st_gid);
-		snprintf(owner, sizeof(owner), "%s", pw != NULL ? pw->pw_name : "?");
-		snprintf(grp, sizeof(grp), "%s", gr != NULL ? gr->gr_name : "?");
-		if (pw == NULL)
+		if (pw != NULL)
+			snprintf(owner, sizeof(owner), "%s", pw->pw_name);
+		else
 			snprintf(owner, sizeof(owner), "%u", (unsigned)st.st_uid);
-		if (gr == NULL)
+		if ((gr = getgrgid(st.st_gid)) != NULL)
+			snprintf(grp, sizeof(grp), "%s", gr->gr_name);
+		else
 			snprintf(grp, sizeof(grp), "%u", (unsigned)st.st_gid);
 		snprintf(buf, cap,
 			 "cannot open %s: %s (owner %s:%s, mode %04o; install the plugfs udev rule)", node,
