@@ -310,26 +310,33 @@ static pid_t parent_of(pid_t pid)
 	return (pid_t)ppid;
 }
 
-/* The mount's super options in mountinfo ("rw,user_id=...,group_id=..."), or "". */
-static const char *mount_options(const char *path)
+/*
+ * Whether a FUSE mount at `path` has `opt` in its super options
+ * ("rw,user_id=...,group_id=..."); what mountinfo says there goes to
+ * `seen` for the failure message.
+ */
+static int mount_has_option(const char *path, const char *opt, char *seen, size_t cap)
 {
-	static char line[4096];
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	const char *found = "";
+	char *line = NULL;
+	size_t len = 0, used = 0;
+	int found = 0;
 
+	seen[0] = '\0';
 	if (f == NULL)
-		return found;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char point[512];
-		if (sscanf(line, "%*s %*s %*s %*s %511s", point) != 1 || strcmp(point, path) != 0)
-			continue;
+		return 0;
+	while (getline(&line, &len, f) > 0) {
+		char point[4096], type[64], super[4096];
 		char *sep = strstr(line, " - ");
-		char *last = sep != NULL ? strrchr(sep, ' ') : NULL;
-		if (last != NULL) {
-			last[strcspn(last, "\n")] = '\0';
-			found = last + 1;
-		}
+		if (sep == NULL || sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 ||
+		    strcmp(point, path) != 0 || sscanf(sep, " - %63s %*s %4095s", type, super) != 2)
+			continue;
+		used += (size_t)snprintf(seen + used, used < cap ? cap - used : 0, "%s %s; ", type, super);
+		if (used >= cap)
+			used = cap - 1;
+		found |= strncmp(type, "fuse", 4) == 0 && strstr(super, opt) != NULL;
 	}
+	free(line);
 	fclose(f);
 	return found;
 }
@@ -343,9 +350,9 @@ START_TEST(user_mount_drivers_keep_uid)
 	ck_assert_int_eq(wait_state(&um, "printer0", "running", 10000), 0);
 
 	/* The mount is the user's, made through fusermount3. */
+	char seen[1024];
 	snprintf(want, sizeof(want), "user_id=%u,", (unsigned)user_uid);
-	ck_assert_msg(strstr(mount_options(um.path), want) != NULL, "mount options: %s",
-		      mount_options(um.path));
+	ck_assert_msg(mount_has_option(um.path, want, seen, sizeof(seen)), "mounts at %s: %s", um.path, seen);
 
 	/* Drivers keep the daemon's uid (driver_user= is root's) and still sandbox themselves. */
 	snprintf(want, sizeof(want), "%u %u %u %u", (unsigned)user_uid, (unsigned)user_uid,
