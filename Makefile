@@ -3,7 +3,7 @@
 #   make            build plugfs, plugfs-driver and the test bed into build/
 #   make check      install missing packages, build, run every test
 #   make demo       install missing packages, build, tour a mount over emulated devices
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (also the systemd units and the udev rule)
 #   make fuzz       FUZZ_SECONDS=60: libFuzzer over the daemon's message handling
 #   make bench      the benchmarks: a table, and JSON lines in build/bench-results.jsonl
 #
@@ -15,6 +15,13 @@ PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR     ?= $(PREFIX)/share/man
+# Where systemd and udev look, as their .pc files say; else the usual places.
+ifndef SYSTEMDUNITDIR
+SYSTEMDUNITDIR := $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),$(PREFIX)/lib/systemd/system)
+endif
+ifndef UDEVRULESDIR
+UDEVRULESDIR := $(or $(shell pkg-config --variable=udevdir udev 2>/dev/null),/lib/udev)/rules.d
+endif
 
 CC       ?= cc
 CFLAGS   ?= -O2 -g
@@ -69,7 +76,9 @@ TESTPROGS = $(B)/plugfs-emu $(B)/test-unit $(B)/test-integration $(B)/bench-rest
 	    $(B)/fault-campaign $(B)/fault-memcheck $(B)/plugfs-evil-driver $(B)/plugfs-sandbox-attacker \
 	    $(B)/plugfs-bench-driver $(B)/bench-io
 
-all: $(PROGS) $(TESTPROGS)
+UNITS = $(B)/systemd/plugfs@.service $(B)/systemd/plugfs.service
+
+all: $(PROGS) $(TESTPROGS) $(UNITS)
 
 # `make V=1` shows the whole commands.
 ifeq ($(V),1)
@@ -99,6 +108,17 @@ $(B)/config.h: FORCE
 	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
 
 $(B)/supervisor/supervisor.o: $(B)/config.h
+
+# The units name the installed plugfs; plugfs.service is the template's
+# instance for /mnt/usb.  Rewritten only when they change, like config.h.
+$(B)/systemd/plugfs@.service: systemd/plugfs@.service.in FORCE
+	@mkdir -p $(dir $@)
+	@sed -e 's|@BINDIR@|$(BINDIR)|g' $< > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+$(B)/systemd/plugfs.service: $(B)/systemd/plugfs@.service
+	@{ echo '# plugfs.service: plugfs@.service for /mnt/usb (systemctl enable --now plugfs).'; \
+	   sed -e 's|%f|/mnt/usb|g' $<; } > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
 
 DAEMON_LIB_OBJ = $(filter-out $(B)/fs/main.o,$(call obj,$(DAEMON_SRC)))
 
@@ -308,15 +328,24 @@ demo: deps
 MANPAGES = $(wildcard man/*.[1-8])
 man_dest = $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(1)))/$(notdir $(1))
 
-install: $(PROGS)
+install: $(PROGS) $(UNITS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/plugfs
 	install -m 755 $(B)/plugfs $(DESTDIR)$(BINDIR)/plugfs
 	install -m 755 $(B)/plugfs-driver $(DESTDIR)$(LIBEXECDIR)/plugfs/plugfs-driver
 	$(foreach p,$(MANPAGES),install -D -m 644 $(p) $(call man_dest,$(p))$(newline))
+	install -D -m 644 $(B)/systemd/plugfs@.service $(DESTDIR)$(SYSTEMDUNITDIR)/plugfs@.service
+	install -D -m 644 $(B)/systemd/plugfs.service $(DESTDIR)$(SYSTEMDUNITDIR)/plugfs.service
+	install -D -m 644 udev/70-plugfs.rules $(DESTDIR)$(UDEVRULESDIR)/70-plugfs.rules
+	@# On the live system, make udev and systemd see them now (nothing to do in a DESTDIR).
+	@if [ -z "$(DESTDIR)" ]; then \
+		udevadm control --reload 2>/dev/null && udevadm trigger --subsystem-match=usb 2>/dev/null; \
+		systemctl daemon-reload 2>/dev/null; true; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/plugfs $(DESTDIR)$(LIBEXECDIR)/plugfs/plugfs-driver \
-	      $(foreach p,$(MANPAGES),$(call man_dest,$(p)))
+	      $(foreach p,$(MANPAGES),$(call man_dest,$(p))) \
+	      $(DESTDIR)$(SYSTEMDUNITDIR)/plugfs@.service $(DESTDIR)$(SYSTEMDUNITDIR)/plugfs.service \
+	      $(DESTDIR)$(UDEVRULESDIR)/70-plugfs.rules
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -6,13 +6,20 @@
  * becomes a function directory named KIND + the lowest free index.  An
  * interface already bound to a kernel driver is left alone unless the user
  * named the device in detach=.
+ *
+ * `plugfs --list` runs the same code without mounting: devices_list()
+ * enumerates, names and binds exactly as a mount would, and prints what it
+ * decided instead of starting drivers.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <libudev.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -23,6 +30,8 @@
 struct function_list functions = TAILQ_HEAD_INITIALIZER(functions);
 struct usbdev_list usbdevs = TAILQ_HEAD_INITIALIZER(usbdevs);
 static unsigned next_function_id = 1;
+/* Where --list prints; NULL when mounted (the decisions go to `events`). */
+static FILE *listing;
 
 struct function *function_by_id(unsigned id)
 {
@@ -232,11 +241,60 @@ void devices_free(void)
 	names_forget_all();
 }
 
+/*
+ * Why this process cannot open a device node read-write, or NULL.  The
+ * driver host opens it with the daemon's uid (root: always; an ordinary
+ * user: only through the node's group, see udev/70-plugfs.rules), and a
+ * bare EACCES in its log would not say what to do about it.
+ */
+static const char *node_access_problem(const char *node, char *buf, size_t cap)
+{
+	struct stat st;
+	struct group *gr;
+
+	if (access(node, R_OK | W_OK) == 0)
+		return NULL;
+	int e = errno;
+	if (e != EACCES || stat(node, &st) < 0)
+		snprintf(buf, cap, "cannot open %s: %s", node, strerror(e));
+	else if ((st.st_mode & 060) == 060 && st.st_gid != 0 && (gr = getgrgid(st.st_gid)) != NULL)
+		snprintf(buf, cap, "cannot open %s: %s (group %s; add yourself to it)", node, strerror(e),
+			 gr->gr_name);
+	else {
+		struct passwd *pw = getpwuid(st.st_uid);
+		char owner[32], grp[32];
+		if (pw != NULL)
+			snprintf(owner, sizeof(owner), "%s", pw->pw_name);
+		else
+			snprintf(owner, sizeof(owner), "%u", (unsigned)st.st_uid);
+		if ((gr = getgrgid(st.st_gid)) != NULL)
+			snprintf(grp, sizeof(grp), "%s", gr->gr_name);
+		else
+			snprintf(grp, sizeof(grp), "%u", (unsigned)st.st_gid);
+		snprintf(buf, cap,
+			 "cannot open %s: %s (owner %s:%s, mode %04o; install the plugfs udev rule)", node,
+			 strerror(e), owner, grp, (unsigned)(st.st_mode & 07777));
+	}
+	return buf;
+}
+
+/* An interface or device left alone: an event when mounted, a `-` line for --list. */
+static void report_skip(const char *where, const struct usbdev *dev, const char *why)
+{
+	if (listing != NULL)
+		fprintf(listing, "- %s %04x:%04x skip: %s\n", where, dev->desc.vendor_id,
+			dev->desc.product_id, why);
+	else
+		event_add(where, "skip %s", why);
+}
+
 int devices_add(struct udev *udev, struct udev_device *ud)
 {
 	const char *why = NULL;
 	const char *node = udev_device_get_devnode(ud);
 	const char *devtype = udev_device_get_devtype(ud);
+	const char *devdrv = udev_device_get_driver(ud);
+	char text[256];
 
 	if (node == NULL || devtype == NULL || strcmp(devtype, "usb_device") != 0)
 		return 0;
@@ -278,8 +336,22 @@ int devices_add(struct udev *udev, struct udev_device *ud)
 		return 0;
 	}
 	if (!vidpid_list_has(&opts.only, dev->desc.vendor_id, dev->desc.product_id)) {
-		event_add(dev->sysname, "skip %04x:%04x (only= does not name it)", dev->desc.vendor_id,
-			  dev->desc.product_id);
+		if (listing != NULL)
+			report_skip(dev->sysname, dev, "only= does not name it");
+		else
+			event_add(dev->sysname, "skip %04x:%04x (only= does not name it)",
+				  dev->desc.vendor_id, dev->desc.product_id);
+		usbdev_free(dev);
+		return 0;
+	}
+	/*
+	 * A whole-device driver other than the kernel's generic one owns the
+	 * device: usbip-host after `usbip bind`, which exports it to another
+	 * machine (that machine's plugfs shows it).
+	 */
+	if (devdrv != NULL && strcmp(devdrv, "usb") != 0) {
+		snprintf(text, sizeof(text), "device bound to kernel driver %s", devdrv);
+		report_skip(dev->sysname, dev, text);
 		usbdev_free(dev);
 		return 0;
 	}
@@ -299,8 +371,10 @@ int devices_add(struct udev *udev, struct udev_device *ud)
 
 		snprintf(where, sizeof(where), "%s:%u.%u", dev->sysname, dev->desc.config_value, ifd->number);
 		if (kdrv != NULL && !dev->detach) {
-			event_add(where, "skip bound to kernel driver %s (detach= does not name %04x:%04x)",
-				  kdrv, dev->desc.vendor_id, dev->desc.product_id);
+			snprintf(text, sizeof(text),
+				 "bound to kernel driver %s (detach= does not name %04x:%04x)", kdrv,
+				 dev->desc.vendor_id, dev->desc.product_id);
+			report_skip(where, dev, text);
 			continue;
 		}
 		if (function_new(dev, ifd, bd) == NULL) {
@@ -313,10 +387,22 @@ int devices_add(struct udev *udev, struct udev_device *ud)
 		return 0;
 	}
 	TAILQ_INSERT_TAIL(&usbdevs, dev, link);
-	for (unsigned i = 0; i < dev->nfuncs; i++)
-		event_add(dev->funcs[i]->name, "attach %s %04x:%04x interface %02x driver %s", dev->sysname,
-			  dev->desc.vendor_id, dev->desc.product_id, dev->funcs[i]->ifnum,
-			  dev->funcs[i]->bind->name);
+	const char *denied = node_access_problem(dev->devnode, text, sizeof(text));
+	for (unsigned i = 0; i < dev->nfuncs; i++) {
+		struct function *fn = dev->funcs[i];
+		if (listing != NULL)
+			fprintf(listing, "%s %s %04x:%04x %s%s%s\n", fn->name, dev->sysname,
+				dev->desc.vendor_id, dev->desc.product_id, fn->bind->name, denied ? " " : "",
+				denied ? denied : "");
+		else
+			event_add(fn->name, "attach %s %04x:%04x interface %02x driver %s", dev->sysname,
+				  dev->desc.vendor_id, dev->desc.product_id, fn->ifnum, fn->bind->name);
+	}
+	if (listing != NULL)
+		return 0;
+	/* The driver is started all the same: the node's mode may change (udevadm trigger). */
+	if (denied != NULL)
+		event_add(dev->funcs[0]->name, "%s", denied);
 	return sup_attach(dev);
 }
 
@@ -349,6 +435,15 @@ int devices_enumerate(void)
 	}
 	udev_enumerate_unref(en);
 	udev_unref(udev);
+	return r;
+}
+
+int devices_list(FILE *out)
+{
+	listing = out;
+	int r = devices_enumerate();
+	listing = NULL;
+	devices_free();
 	return r;
 }
 

@@ -13,6 +13,9 @@
  * (usbdev_release_if_unused); function ids are never reused, so a stale
  * inode can never reach the next device.
  *
+ * A device handed to another whole-device driver (usbip-host) leaves as
+ * on "remove", and comes back when it is bound to `usb` again.
+ *
  * Names persist for the life of the mount: a function that comes back
  * (same vid:pid and serial, else same vid:pid and port, same interface)
  * gets its old name if it is free.
@@ -183,6 +186,22 @@ static void device_added(const char *syspath)
 	udev_device_unref(ud);
 }
 
+/*
+ * `usbip bind` hands a whole device to usbip-host, to be used on another
+ * machine: here it goes as if unplugged.  `usbip unbind` gives it back to
+ * the kernel's generic driver `usb`, and it comes back (a device just
+ * plugged is bound to `usb` too, and is then already shown).
+ */
+static void device_rebound(const char *syspath, const char *driver)
+{
+	if (driver == NULL)
+		return;
+	if (strcmp(driver, "usb") == 0)
+		device_added(syspath);
+	else
+		device_removed(syspath);
+}
+
 static void on_monitor(int fd, uint32_t events, void *arg)
 {
 	struct udev_device *ud;
@@ -201,6 +220,8 @@ static void on_monitor(int fd, uint32_t events, void *arg)
 				device_added(syspath);
 			else if (strcmp(action, "remove") == 0)
 				device_removed(syspath);
+			else if (strcmp(action, "bind") == 0)
+				device_rebound(syspath, udev_device_get_driver(ud));
 		}
 		udev_device_unref(ud);
 	}

@@ -489,9 +489,62 @@ int tree_list(fuse_ino_t dir, emit_fn emit, void *ctx)
 	return 0;
 }
 
+/*
+ * The directory holding `ino`, for ".." -- asked by the kernel only when
+ * it decodes an NFS file handle (export_support), as is "." for any inode.
+ */
+/* The directory at `depth` of a driver file's path; depth -1 is the function's own. */
+static fuse_ino_t dir_of(struct function *fn, const char *path, int depth)
+{
+	if (depth < 0)
+		return fn_ino(fn, SUB_DIR);
+	size_t len = subdir_len(path, (unsigned)depth);
+	return fn_ino(fn, SUB_SUBDIR | (unsigned)depth << SUBDIR_DEPTH_SHIFT | subdir_slot(fn, path, len));
+}
+
+static fuse_ino_t tree_parent(const struct node *n)
+{
+	int slashes = 0;
+
+	switch (n->type) {
+	case N_INFO:
+		return fn_ino(n->fn, SUB_DIR);
+	case N_DFILE:
+		for (const char *c = n->fn->files[n->index].name; *c != '\0'; c++)
+			slashes += *c == '/';
+		return dir_of(n->fn, n->fn->files[n->index].name, slashes - 1);
+	case N_SUBDIR:
+		return dir_of(n->fn, n->fn->files[n->index].name, (int)n->depth - 1);
+	case N_LINK:
+		return n->index == SUB_BYID ? INO_BYID : INO_BYPATH;
+	case N_NODE: {
+		/* A driver's own directory sits where its HELLO put it; below that only the driver knows. */
+		const struct dfile *top = hello_dir(n->fn, n->index);
+		if (top == NULL)
+			return 0;
+		for (const char *c = top->name; *c != '\0'; c++)
+			slashes += *c == '/';
+		return dir_of(n->fn, top->name, slashes - 1);
+	}
+	case N_NONE:
+		return 0;
+	default:
+		return INO_ROOT; /* the root is its own parent */
+	}
+}
+
 int tree_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ino)
 {
 	struct lookup_ctx l = {name, 0};
+
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		struct node n = resolve(parent);
+		fuse_ino_t up = tree_parent(&n);
+		if (up == 0)
+			return -ENOENT;
+		*ino = name[1] == '\0' ? parent : up;
+		return 0;
+	}
 	int r = tree_list(parent, lookup_emit, &l);
 
 	if (r < 0)
@@ -605,7 +658,8 @@ static void pl_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_ino_t ino;
 	struct node pn = resolve(parent);
 
-	if (pn.type == N_NODE)
+	/* NFS's reconnection asks for . and ..: the daemon answers them where it knows them. */
+	if (pn.type == N_NODE && strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
 		return sup_lookup(req, pn.fn, pn.index, name);
 	int r = tree_lookup(parent, name, &ino);
 
@@ -961,6 +1015,9 @@ static void pl_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = 0;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* NFS export: inode numbers are stable while mounted, "." and ".." look up (tree_lookup). */
+	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
+		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
 	/* Writes must reach the driver when the user makes them. */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 }

@@ -7,6 +7,8 @@
  * Two calling conventions are accepted:
  *     plugfs [-f] [-d] [-o OPTS] MOUNTPOINT
  *     plugfs SOURCE MOUNTPOINT -o OPTS        (mount.fuse3, fstab)
+ * and one that mounts nothing:
+ *     plugfs --list [-o only=...,detach=...]
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,7 +23,7 @@
 
 struct plugfs_opts opts;
 
-enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DISCARD };
+enum { KEY_HELP, KEY_VERSION, KEY_LIST, KEY_NONEMPTY, KEY_FOREGROUND, KEY_DEBUG, KEY_DISCARD };
 
 #define OPT(t, p)                                                                                            \
 	{                                                                                                    \
@@ -42,6 +44,10 @@ static const struct fuse_opt plugfs_opt_spec[] = {
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
     FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_KEY("-l", KEY_LIST),
+    FUSE_OPT_KEY("--list", KEY_LIST),
+    /* libfuse 3 mounts anywhere; plugfs refuses to hide files unless told (fs/main.c). */
+    FUSE_OPT_KEY("nonempty", KEY_NONEMPTY),
     FUSE_OPT_KEY("-f", KEY_FOREGROUND),
     FUSE_OPT_KEY("-d", KEY_DEBUG),
     FUSE_OPT_KEY("debug", KEY_DEBUG),
@@ -68,6 +74,12 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return 0;
 	case KEY_VERSION:
 		o->show_version = 1;
+		return 0;
+	case KEY_LIST:
+		o->list = 1;
+		return 0;
+	case KEY_NONEMPTY:
+		o->nonempty = 1;
 		return 0;
 	case KEY_FOREGROUND:
 		o->foreground = 1;
@@ -211,7 +223,12 @@ int opts_parse(int argc, char **argv, struct plugfs_opts *o, void *fuse_args)
 		}
 		*num_dest[i] = (unsigned)n;
 	}
-	if (o->mountpoint == NULL) {
+	if (o->list && o->mountpoint != NULL) {
+		fprintf(stderr, "plugfs: --list mounts nothing: no mountpoint wanted (got %s)\n",
+			o->mountpoint);
+		return -EINVAL;
+	}
+	if (o->mountpoint == NULL && !o->list) {
 		fprintf(stderr, "plugfs: no mountpoint given (try plugfs -h)\n");
 		return -EINVAL;
 	}

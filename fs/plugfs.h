@@ -11,6 +11,7 @@
 #define PLUGFS_PLUGFS_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/queue.h>
 #include <sys/types.h>
 
@@ -45,6 +46,8 @@ struct plugfs_opts {
 	int debug;
 	int show_help;
 	int show_version;
+	int list;     /* --list: print what would be shown, mount nothing */
+	int nonempty; /* -o nonempty: mount over a non-empty directory or a mount point */
 	char *driver_user;
 	unsigned restart_max;
 	unsigned restart_window_s;
@@ -130,6 +133,12 @@ int vidpid_list_has(const struct vidpid_list *l, uint16_t vid, uint16_t pid);
 
 /* Devices (fs/devices.c). */
 int devices_enumerate(void);
+/*
+ * --list: enumerates, names and binds as a mount would and prints one line
+ * per function (NAME PORT VID:PID DRIVER [why its node cannot be opened])
+ * and per interface left alone (- WHERE VID:PID skip: WHY); starts nothing.
+ */
+int devices_list(FILE *out);
 struct function *function_by_id(unsigned id);
 struct function *function_by_name(const char *name);
 /*

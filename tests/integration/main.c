@@ -19,6 +19,7 @@ static Suite *(*const suites[])(void) = {
     hotplug_suite,
     hostile_suite,
     sandbox_suite,
+    ops_suite,
     /* Class drivers. */
     printer_suite,
     hid_suite,

@@ -21,5 +21,6 @@ Suite *sandbox_suite(void);
 Suite *uvc_suite(void);
 Suite *ippusb_suite(void);
 Suite *still_suite(void);
+Suite *ops_suite(void);
 
 #endif

@@ -306,7 +306,47 @@ START_TEST(test_function_dir)
 	}
 	fuse_ino_t ino;
 	ck_assert_int_eq(tree_lookup(dir, "data", &ino), -ENOENT);
-	ck_assert_int_eq(tree_lookup(dir, "..", &ino), -ENOENT);
+}
+END_TEST
+
+/*
+ * "." and ".." of any inode, as the kernel asks when it decodes an NFS
+ * file handle (export_support): the inode itself, and its directory.
+ */
+START_TEST(test_dot_and_dotdot)
+{
+	struct usbdev *dev = add_ftdi("1-1");
+	struct function *fn = dev->funcs[0];
+	add_file(fn, "data", PROTO_KIND_STREAM, 0666, 0);
+	add_file(fn, "controls/brightness", PROTO_KIND_SMALL, 0666, 0);
+	add_file(fn, "controls/pan/absolute", PROTO_KIND_SMALL, 0666, 0);
+	fuse_ino_t dir = lookup(INO_ROOT, "usb0");
+	fuse_ino_t controls = lookup(dir, "controls"), pan = lookup(controls, "pan");
+	const struct {
+		fuse_ino_t ino, parent;
+	} cases[] = {
+	    {INO_ROOT, INO_ROOT},
+	    {INO_DEVICES, INO_ROOT},
+	    {INO_EVENTS, INO_ROOT},
+	    {INO_BYID, INO_ROOT},
+	    {INO_BYPATH, INO_ROOT},
+	    {dir, INO_ROOT},
+	    {lookup(dir, "vendor_id"), dir},
+	    {lookup(dir, "data"), dir},
+	    {controls, dir},
+	    {lookup(controls, "brightness"), controls},
+	    {pan, controls},
+	    {lookup(pan, "absolute"), pan},
+	    {lookup(INO_BYID, FTDI_BYID), INO_BYID},
+	    {lookup(INO_BYPATH, "1-1:1.0"), INO_BYPATH},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_uint_eq(lookup(cases[i].ino, "."), cases[i].ino);
+		ck_assert_uint_eq(lookup(cases[i].ino, ".."), cases[i].parent);
+	}
+	fuse_ino_t ino;
+	ck_assert_int_eq(tree_lookup(dir + 0x7ff, ".", &ino), -ENOENT);
+	ck_assert_int_eq(tree_lookup((fuse_ino_t)999 << 16, "..", &ino), -ENOENT);
 }
 END_TEST
 
@@ -606,6 +646,13 @@ START_TEST(test_driver_tree)
 	tree_node_stat(fn, &pn, &st);
 	ck_assert_uint_eq(st.st_mode, S_IFDIR | 0555);
 	ck_assert_int_eq(tree_stat(tree_node_ino(fn, 5), &st), -ENOENT); /* the driver's to say */
+	/* NFS's . and ..: the daemon knows them for the HELLO directory only. */
+	fuse_ino_t up;
+	ck_assert_int_eq(tree_lookup(ino, "..", &up), 0);
+	ck_assert_uint_eq(up, dir);
+	ck_assert_int_eq(tree_lookup(ino, ".", &up), 0);
+	ck_assert_uint_eq(up, ino);
+	ck_assert_int_eq(tree_lookup(tree_node_ino(fn, 5), "..", &up), -ENOENT);
 	/* A node of a function that does not exist is nothing. */
 	ck_assert_int_eq(tree_stat(((fuse_ino_t)1 << 63) | ((fuse_ino_t)999 << 32) | 5, &st), -ENOENT);
 	ck_assert_int_eq(tree_stat(((fuse_ino_t)1 << 63) | ((fuse_ino_t)fn->id << 32), &st), -ENOENT);
@@ -781,6 +828,7 @@ Suite *tree_suite(void)
 	tcase_add_test(files, test_info_absent_strings);
 	tcase_add_test(files, test_driver_files);
 	tcase_add_test(files, test_driver_subdirs);
+	tcase_add_test(files, test_dot_and_dotdot);
 	tcase_add_test(files, test_unknown_inodes);
 	tcase_add_test(files, test_driver_tree);
 	tcase_add_test(files, test_not_directories);
