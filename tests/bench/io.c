@@ -39,9 +39,9 @@ static const struct {
 	unsigned calls;
 	const char *name;
 } sizes[] = {
-    {4 * KIB, 4096, "4KiB"},
-    {64 * KIB, 1024, "64KiB"},
-    {MIB, 64, "1MiB"},
+    {4 * KIB, 16384, "4KiB"},
+    {64 * KIB, 4096, "64KiB"},
+    {MIB, 512, "1MiB"},
 };
 #define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
 
