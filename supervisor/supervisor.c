@@ -742,6 +742,16 @@ static void on_hello(struct drv *d, uint16_t flags, const uint8_t *payload, size
 			  (unsigned long long)(now_ms() - d->started_ms));
 }
 
+/* The kernel gave up on an open or create it asked for: it will never release the handle. */
+static void handle_abandon(struct drv *d, struct handle *h)
+{
+	struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = h->id};
+
+	LIST_REMOVE(h, link);
+	free(h);
+	drv_send(d, &rel, NULL, 0);
+}
+
 static void complete_open(struct drv *d, struct request *r, int32_t status)
 {
 	struct handle *h = r->opening;
@@ -763,16 +773,11 @@ static void complete_open(struct drv *d, struct request *r, int32_t status)
 	fi.fh = (uintptr_t)h;
 	fi.direct_io = 1;
 	fi.nonseekable = (handle_kind(h) & PROTO_KIND_MASK) == PROTO_KIND_STREAM;
-	if (fuse_reply_open(r->req, &fi) != 0) {
-		/* The kernel gave up on this open: it will never release the handle. */
-		struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = h->id};
-		LIST_REMOVE(h, link);
-		free(h);
-		r->req = NULL;
-		drv_send(d, &rel, NULL, 0);
-		return;
-	}
+	/* Answered: a failure while sending the RELEASE must not answer it again. */
+	fuse_req_t req = r->req;
 	r->req = NULL;
+	if (fuse_reply_open(req, &fi) != 0)
+		handle_abandon(d, h);
 }
 
 /* ---- Replies about nodes of driver-owned trees ---- */
@@ -905,15 +910,10 @@ static void complete_create(struct drv *d, struct request *r, int32_t status, co
 	fi.fh = (uintptr_t)h;
 	fi.direct_io = 1;
 	fi.flags = r->open_flags;
-	if (fuse_reply_create(r->req, &e, &fi) != 0) {
-		struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = h->id};
-		LIST_REMOVE(h, link);
-		free(h);
-		r->req = NULL;
-		drv_send(d, &rel, NULL, 0);
-		return;
-	}
+	fuse_req_t req = r->req;
 	r->req = NULL;
+	if (fuse_reply_create(req, &e, &fi) != 0)
+		handle_abandon(d, h);
 }
 
 static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *payload, size_t plen)
