@@ -306,6 +306,36 @@ static int drain_bulk_in(struct tmc *t)
 	return r;
 }
 
+/*
+ * Polls a CHECK_*_STATUS request until the device answers STATUS_SUCCESS:
+ * 0 or -errno.  While it answers STATUS_PENDING, with `drain` a set D0 in
+ * the second byte (bmAbortBulkIn, bmClear) says the Bulk-IN FIFO holds more
+ * to read off; otherwise the device is given a moment.
+ */
+static int poll_status(struct tmc *t, uint8_t rt, uint8_t request, uint16_t index, uint16_t len, bool drain,
+		       const char *name)
+{
+	uint8_t buf[8];
+	int r;
+
+	for (;;) {
+		if ((r = class_in(t, rt, request, 0, index, buf, len)) < 0)
+			return r;
+		if (buf[0] == ST_SUCCESS)
+			return 0;
+		if (buf[0] != ST_PENDING) {
+			drv_log(LOG_WARNING, "usbtmc: %s: status %#x", name, buf[0]);
+			return -EIO;
+		}
+		if (drain && r >= 2 && (buf[1] & 1)) {
+			if ((r = drain_bulk_in(t)) < 0)
+				return r;
+		} else {
+			pending_pause();
+		}
+	}
+}
+
 /* Abort of the Bulk-IN transfer `tag`, USBTMC 1.0 4.2.1.4-5.  0 or -errno. */
 static int abort_bulk_in(struct tmc *t, uint8_t tag)
 {
@@ -324,23 +354,8 @@ static int abort_bulk_in(struct tmc *t, uint8_t tag)
 	}
 	if ((r = drain_bulk_in(t)) < 0)
 		return r;
-	for (;;) {
-		if ((r = class_in(t, RT_EP_IN, REQ_CHECK_ABORT_BULK_IN_STATUS, 0, t->ep_in, buf, 8)) < 0)
-			return r;
-		if (buf[0] == ST_SUCCESS)
-			return 0;
-		if (buf[0] != ST_PENDING) {
-			drv_log(LOG_WARNING, "usbtmc: CHECK_ABORT_BULK_IN_STATUS: status %#x", buf[0]);
-			return -EIO;
-		}
-		/* bmAbortBulkIn D0: the FIFO holds more; read it, else give the device a moment. */
-		if (r >= 2 && (buf[1] & 1)) {
-			if ((r = drain_bulk_in(t)) < 0)
-				return r;
-		} else {
-			pending_pause();
-		}
-	}
+	return poll_status(t, RT_EP_IN, REQ_CHECK_ABORT_BULK_IN_STATUS, t->ep_in, 8, true,
+			   "CHECK_ABORT_BULK_IN_STATUS");
 }
 
 /* Abort of the Bulk-OUT transfer `tag`, USBTMC 1.0 4.2.1.2-3.  0 or -errno. */
@@ -357,17 +372,9 @@ static int abort_bulk_out(struct tmc *t, uint8_t tag)
 		drv_log(LOG_WARNING, "usbtmc: INITIATE_ABORT_BULK_OUT bTag %u: status %#x", tag, buf[0]);
 		return -EIO;
 	}
-	for (;;) {
-		if ((r = class_in(t, RT_EP_IN, REQ_CHECK_ABORT_BULK_OUT_STATUS, 0, t->ep_out, buf, 8)) < 0)
-			return r;
-		if (buf[0] == ST_SUCCESS)
-			break;
-		if (buf[0] != ST_PENDING) {
-			drv_log(LOG_WARNING, "usbtmc: CHECK_ABORT_BULK_OUT_STATUS: status %#x", buf[0]);
-			return -EIO;
-		}
-		pending_pause();
-	}
+	if ((r = poll_status(t, RT_EP_IN, REQ_CHECK_ABORT_BULK_OUT_STATUS, t->ep_out, 8, false,
+			     "CHECK_ABORT_BULK_OUT_STATUS")) < 0)
+		return r;
 	/* The spec asks the host to reset the endpoint's data toggle after the abort. */
 	return drv_usb_errno(libusb_clear_halt(t->fn->dev->usb, t->ep_out));
 }
@@ -384,22 +391,9 @@ static int clear_device(struct tmc *t)
 		drv_log(LOG_WARNING, "usbtmc: INITIATE_CLEAR: status %#x", buf[0]);
 		return -EIO;
 	}
-	for (;;) {
-		if ((r = class_in(t, RT_IFACE_IN, REQ_CHECK_CLEAR_STATUS, 0, t->fn->ifnum, buf, 2)) < 0)
-			return r;
-		if (buf[0] == ST_SUCCESS)
-			break;
-		if (buf[0] != ST_PENDING) {
-			drv_log(LOG_WARNING, "usbtmc: CHECK_CLEAR_STATUS: status %#x", buf[0]);
-			return -EIO;
-		}
-		if (r >= 2 && (buf[1] & 1)) {
-			if ((r = drain_bulk_in(t)) < 0)
-				return r;
-		} else {
-			pending_pause();
-		}
-	}
+	if ((r = poll_status(t, RT_IFACE_IN, REQ_CHECK_CLEAR_STATUS, t->fn->ifnum, 2, true,
+			     "CHECK_CLEAR_STATUS")) < 0)
+		return r;
 	return drv_usb_errno(libusb_clear_halt(t->fn->dev->usb, t->ep_out));
 }
 
