@@ -255,18 +255,11 @@ static int direct_control(libusb_device_handle *h, double *lat, size_t *n)
 
 static pid_t plugfs_start(const char *mnt)
 {
-	char plugfs[512], path[300];
-	pid_t pid;
+	char path[300];
+	pid_t pid = bench_plugfs_start(mnt, "plugfs-driver");
 
-	snprintf(plugfs, sizeof(plugfs), "%s/plugfs", build_dir());
-	snprintf(path, sizeof(path), "%s/plugfs-driver", build_dir());
-	setenv("PLUGFS_DRIVER", path, 1);
-	if ((pid = fork()) == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, 2);
-		execl(plugfs, plugfs, "-f", mnt, (char *)NULL);
-		_exit(127);
-	}
+	if (pid < 0)
+		return -1;
 	uint64_t deadline = mono_ms() + 20000;
 	const char *const fns[] = {"disk0", "usb0"};
 	for (int i = 0; i < 2; i++) {

@@ -104,23 +104,6 @@ static int wait_for_file(const char *path, int ms)
 	return 0;
 }
 
-static pid_t spawn_plugfs(const char *mnt)
-{
-	char plugfs[512], driver[512];
-	pid_t pid;
-
-	snprintf(plugfs, sizeof(plugfs), "%s/plugfs", build_dir());
-	snprintf(driver, sizeof(driver), "%s/plugfs-bench-driver", build_dir());
-	setenv("PLUGFS_DRIVER", driver, 1);
-	if ((pid = fork()) == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, 2);
-		execl(plugfs, plugfs, "-f", mnt, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
-
 static pid_t spawn_nullfs(const char *mnt)
 {
 	pid_t pid = fork();
@@ -158,7 +141,7 @@ static int inside(int rounds)
 	snprintf(path[PLUGFS][1], sizeof(path[0][1]), "%s/usb0/sink", mnt[PLUGFS]);
 	snprintf(path[INPROC][0], sizeof(path[0][0]), "%s/zero", mnt[INPROC]);
 	snprintf(path[INPROC][1], sizeof(path[0][1]), "%s/sink", mnt[INPROC]);
-	pids[PLUGFS] = spawn_plugfs(mnt[PLUGFS]);
+	pids[PLUGFS] = bench_plugfs_start(mnt[PLUGFS], "plugfs-bench-driver");
 	pids[INPROC] = spawn_nullfs(mnt[INPROC]);
 	for (int i = 0; i < NSIDES; i++)
 		if (wait_for_file(path[i][1], 20000) < 0) {

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "report.h"
 
 struct stats {
@@ -178,4 +179,21 @@ void bench_report(const char *bench, const char *figure, const char *unit, const
 void bench_report_value(const char *bench, const char *figure, const char *unit, double value)
 {
 	bench_report(bench, figure, unit, &value, 1);
+}
+
+pid_t bench_plugfs_start(const char *mnt, const char *driver)
+{
+	char plugfs[512], path[512];
+	pid_t pid;
+
+	snprintf(plugfs, sizeof(plugfs), "%s/plugfs", build_dir());
+	snprintf(path, sizeof(path), "%s/%s", build_dir(), driver);
+	setenv("PLUGFS_DRIVER", path, 1);
+	if ((pid = fork()) == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 2);
+		execl(plugfs, plugfs, "-f", mnt, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
 }

@@ -8,6 +8,7 @@
 #define PLUGFS_BENCH_REPORT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* One figure: samples -> median, p99, min, max, printed as a table row and appended as one JSON line
    {"time":ISO8601,"commit":"<git describe or env
@@ -21,5 +22,12 @@ double bench_now_ms(void); /* CLOCK_MONOTONIC in ms */
 /* The median of n samples (the mean of the middle two for an even n; 0 for none); samples are not modified.
  */
 double bench_median(const double *samples, size_t n);
+
+/*
+ * Starts build/plugfs -f on mnt, in the foreground, its stderr silenced,
+ * with build/DRIVER as its driver host (plugfs-driver, plugfs-bench-driver).
+ * Returns its pid, or -1.
+ */
+pid_t bench_plugfs_start(const char *mnt, const char *driver);
 
 #endif
