@@ -9,17 +9,7 @@
 set -u
 export PLUGFS_DRIVER=/usr/local/bin/plugfs-driver
 M=/mnt/usb
-fail() { echo "rig: FAIL: $*"; cat $M/events 2>/dev/null; umount $M 2>/dev/null; exit 1; }
-ok() { echo "rig: ok: $*"; }
-field() { awk -v n="$1" -v f="$2" '$1 == n { print $f }' $M/devices; }
-# Waits (bounded) until a shell condition holds.
-until_true() {
-	i=0
-	until eval "$1"; do
-		i=$((i + 1)); [ $i -lt 2000 ] || fail "gave up waiting for: $1"
-		usleep 10000 2>/dev/null || sleep 0.01
-	done
-}
+. /lib.sh
 
 mkdir -p $M
 plugfs -o timeout=2000 $M || fail "plugfs did not mount"

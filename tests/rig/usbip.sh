@@ -10,16 +10,8 @@
 set -u
 export PLUGFS_DRIVER=/usr/local/bin/plugfs-driver
 M=/mnt/usb
-fail() { echo "rig: FAIL: $*"; cat $M/events 2>/dev/null; umount $M 2>/dev/null; exit 1; }
-ok() { echo "rig: ok: $*"; }
-field() { awk -v n="$1" -v f="$2" '$1 == n { print $f }' $M/devices; }
-until_true() {
-	i=0
-	until eval "$1"; do
-		i=$((i + 1)); [ $i -lt 3000 ] || fail "gave up waiting for: $1"
-		usleep 10000 2>/dev/null || sleep 0.01
-	done
-}
+WAIT_TICKS=3000
+. /lib.sh
 node_of() { printf '/dev/bus/usb/%03d/%03d' "$(cat /sys/bus/usb/devices/$1/busnum)" "$(cat /sys/bus/usb/devices/$1/devnum)"; }
 md5_of() { dd if="$1" bs=65536 count=16 2>/dev/null | md5sum | cut -d' ' -f1; }
 as_user() { /usr/local/bin/setpriv --reuid=nobody --regid=nogroup --groups=plugdev "$@"; }
