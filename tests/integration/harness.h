@@ -107,6 +107,9 @@ int count_fds(pid_t pid);
 int count_zombies(pid_t ppid);
 int count_child_processes(pid_t ppid);
 
+/* A field of /proc/PID/status, whitespace squeezed to single spaces; "" if none (a static buffer). */
+const char *proc_status(pid_t pid, const char *key);
+
 #endif
 
 /* A read() in another thread, to have a request in flight while acting. */

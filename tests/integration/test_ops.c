@@ -263,36 +263,6 @@ static void user_teardown(void)
 	scratch_remove();
 }
 
-/* A field of /proc/PID/status, whitespace squeezed to single spaces; "" if none. */
-static const char *proc_status(pid_t pid, const char *key)
-{
-	static char buf[8192], out[256];
-	char path[64];
-	size_t klen = strlen(key);
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	ssize_t n = read_file(path, buf, sizeof(buf) - 1);
-	out[0] = '\0';
-	if (n <= 0)
-		return out;
-	buf[n] = '\0';
-	for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-		if (strncmp(line, key, klen) != 0 || line[klen] != ':')
-			continue;
-		size_t o = 0;
-		for (char *c = line + klen + 1; *c != '\0' && o + 1 < sizeof(out); c++)
-			if (*c != '\t' && *c != ' ')
-				out[o++] = *c;
-			else if (o > 0 && out[o - 1] != ' ')
-				out[o++] = ' ';
-		while (o > 0 && out[o - 1] == ' ')
-			o--;
-		out[o] = '\0';
-		break;
-	}
-	return out;
-}
-
 static pid_t parent_of(pid_t pid)
 {
 	char path[64], buf[512];

@@ -44,46 +44,17 @@ static void setup_evil(void)
 	    mnt_start_with_driver(&m, models, "restart_max=1,backoff_min=1,backoff_max=1", 0, evil), 0);
 }
 
-/* A line of /proc/PID/status that starts with `key`, whitespace squeezed; "" if none. */
-static const char *status_field(pid_t pid, const char *key)
-{
-	static char buf[8192], out[256];
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	ssize_t n = read_file(path, buf, sizeof(buf) - 1);
-	out[0] = '\0';
-	if (n <= 0)
-		return out;
-	buf[n] = '\0';
-	for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-		if (strncmp(line, key, strlen(key)) != 0 || line[strlen(key)] != ':')
-			continue;
-		size_t o = 0;
-		for (char *c = line + strlen(key) + 1; *c != '\0' && o + 1 < sizeof(out); c++)
-			if (*c != '\t' && *c != ' ')
-				out[o++] = *c;
-			else if (o > 0 && out[o - 1] != ' ')
-				out[o++] = ' ';
-		while (o > 0 && out[o - 1] == ' ')
-			o--;
-		out[o] = '\0';
-		break;
-	}
-	return out;
-}
-
 START_TEST(real_driver_is_sandboxed)
 {
 	pid_t pid = fn_pid(&m, "usb0");
 	char path[96], link[512], buf[8192];
 
 	ck_assert_int_gt(pid, 0);
-	ck_assert_str_eq(status_field(pid, "Uid"), "65534 65534 65534 65534");
-	ck_assert_str_eq(status_field(pid, "Gid"), "65534 65534 65534 65534");
-	ck_assert_str_eq(status_field(pid, "Groups"), "");
-	ck_assert_str_eq(status_field(pid, "NoNewPrivs"), "1");
-	ck_assert_str_eq(status_field(pid, "Seccomp"), "2");
+	ck_assert_str_eq(proc_status(pid, "Uid"), "65534 65534 65534 65534");
+	ck_assert_str_eq(proc_status(pid, "Gid"), "65534 65534 65534 65534");
+	ck_assert_str_eq(proc_status(pid, "Groups"), "");
+	ck_assert_str_eq(proc_status(pid, "NoNewPrivs"), "1");
+	ck_assert_str_eq(proc_status(pid, "Seccomp"), "2");
 
 	/* The environment: nothing, or only the NULs of the wiped block. */
 	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
