@@ -63,6 +63,7 @@ struct outmsg {
 #define LOG_RATE    50
 
 static void drv_on_sock(int fd, uint32_t events, void *arg);
+static void ra_done(struct drv *d, struct request *r, int32_t status, const uint8_t *payload, size_t plen);
 
 static char driver_path[4096];
 /* driver_user as "UID:GID", looked up once: drivers do not each ask the name service. */
@@ -964,6 +965,8 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 		break;
 	}
 
+	if (r->ra)
+		return ra_done(d, r, h->status, payload, plen);
 	/*
 	 * Off the list before answering: completing an open may send a RELEASE,
 	 * and a failed send fails (and frees) every request still listed.
@@ -1415,6 +1418,7 @@ void sup_open(fuse_req_t req, struct function *fn, unsigned slot, struct fuse_fi
 	h->fn = fn;
 	h->slot = slot;
 	h->generation = d->generation;
+	h->ra_next = UINT64_MAX; /* the first read is not "sequential" */
 	struct proto_hdr m = {
 	    .type = PROTO_OPEN, .handle = h->id, .file = file->id, .size = (uint32_t)fi->flags};
 	forward(d, req, &m, NULL, 0, 1, 0, h);
@@ -1431,6 +1435,234 @@ static uint16_t handle_flags(struct handle *h, int nonblock)
 	return (uint16_t)((nonblock ? PROTO_F_NONBLOCK : 0) | (h->node != 0 ? PROTO_F_NODE : 0));
 }
 
+/*
+ * ---- Read-ahead ----
+ *
+ * A block file (a disk's medium) read sequentially is read ahead: from the
+ * second read in a row that starts where the last one ended, the daemon
+ * keeps up to two READs ("windows") going beyond what was asked, each into
+ * a slot of the shared buffer, and answers the reads that fall in them from
+ * there.  The first window is RA_WINDOW_MIN bytes, each next one twice the
+ * last up to RA_WINDOW_MAX (the kernel's readahead grows the same way), so
+ * that a reader that stops early wasted little of the bus.  The reader
+ * then pays the FUSE hop alone, while the driver fetches the next window:
+ * the pipeline the kernel's block layer keeps for /dev/sdX.  Each window
+ * is a whole number of the reader's size, so that a read never straddles
+ * two (a dd never sees a short read).  A write or ctl to the driver drops
+ * every window (a window already sent may still carry the old bytes, as a
+ * read that crossed the write would); so does a non-sequential read.  A
+ * window that fails is dropped and the read it held is sent on its own,
+ * so an error is the read's own.  Read-ahead takes slots only while
+ * RA_SLOTS_KEPT of them stay free for what users ask.
+ */
+#define RA_WINDOW_MIN (128u * 1024)
+#define RA_WINDOW_MAX PROTO_SHM_SLOT
+#define RA_SLOTS_KEPT 4
+
+static int ra_readable(struct drv *d, struct handle *h)
+{
+	return h->node == 0 && (handle_file(h)->kind & PROTO_KIND_MASK) == PROTO_KIND_BLOCK && d->shm_mapped;
+}
+
+static struct request *ra_get(struct drv *d, struct handle *h, int i)
+{
+	struct request *r = h->ra[i] != 0 ? request_find(d, h->ra[i]) : NULL;
+
+	if (r == NULL)
+		h->ra[i] = 0;
+	return r;
+}
+
+/*
+ * Forgets window i of h: freed if answered; else, no longer listed, it
+ * answers the read waiting on it, if any, and goes when it comes back.
+ */
+static void ra_drop(struct drv *d, struct handle *h, int i)
+{
+	struct request *r = ra_get(d, h, i);
+
+	h->ra[i] = 0;
+	if (r != NULL && r->done)
+		request_free(d, r);
+}
+
+static void ra_drop_all(struct drv *d, struct handle *h)
+{
+	if (h->fn == NULL)
+		return;
+	ra_drop(d, h, 0);
+	ra_drop(d, h, 1);
+}
+
+static void ra_invalidate(struct drv *d)
+{
+	struct handle *h;
+
+	LIST_FOREACH(h, &d->handles, link)
+	{
+		ra_drop_all(d, h);
+		h->ra_seq = 0;
+	}
+}
+
+/* The next window of h for reads of `size` bytes: a whole number of them. */
+static uint32_t ra_window(struct handle *h, uint32_t size)
+{
+	uint32_t want = h->ra_win < RA_WINDOW_MIN ? RA_WINDOW_MIN : h->ra_win;
+
+	h->ra_win = want >= RA_WINDOW_MAX / 2 ? RA_WINDOW_MAX : want * 2;
+	return size >= want ? size : want / size * size;
+}
+
+/* Sends a window of `size` bytes at `off` as h's window i, if a slot can be spared. */
+static void ra_issue(struct drv *d, struct handle *h, int i, uint64_t off, uint32_t size)
+{
+	struct dfile *f = handle_file(h);
+
+	if (off >= f->size || __builtin_popcount(d->shm_busy) >= PROTO_SHM_SLOTS - RA_SLOTS_KEPT)
+		return;
+	struct request *r = request_new(d, PROTO_READ, NULL, h->id, 1);
+	if (r == NULL)
+		return;
+	if ((r->slot = slot_take(d, size)) < 0) {
+		request_free(d, r);
+		return;
+	}
+	r->ra = 1;
+	r->size = size;
+	r->offset = off;
+	h->ra[i] = r->id;
+	struct proto_hdr m = {.type = PROTO_READ,
+			      .req = r->id,
+			      .handle = h->id,
+			      .file = f->id,
+			      .size = size,
+			      .offset = off,
+			      .flags = PROTO_F_SHM,
+			      .shm = (uint32_t)r->slot * PROTO_SHM_SLOT};
+	drv_send(d, &m, NULL, 0);
+}
+
+/*
+ * Keeps h's windows ahead of a reader at `off` reading `size` bytes at a
+ * time: windows wholly behind it go, and the next is sent once the reader
+ * is in the last one (or there is none).
+ */
+static void ra_fill(struct drv *d, struct handle *h, uint64_t off, uint32_t size)
+{
+	for (int i = 0; i < 2; i++) {
+		struct request *r = ra_get(d, h, i);
+		if (r != NULL && r->offset + r->size <= off)
+			ra_drop(d, h, i);
+	}
+	if (h->ra[0] == 0) {
+		h->ra[0] = h->ra[1];
+		h->ra[1] = 0;
+	}
+	struct request *last = ra_get(d, h, h->ra[1] != 0 ? 1 : 0);
+	if (last == NULL)
+		return ra_issue(d, h, 0, off, ra_window(h, size));
+	if (h->ra[1] != 0 || last->offset > off)
+		return;
+	/* A window that came back short ended at the end of the medium. */
+	if (last->done && last->status < (int32_t)last->size)
+		return;
+	ra_issue(d, h, 1, last->offset + last->size, ra_window(h, size));
+}
+
+/* Answers a read of `size` bytes at `off` from the answered window r. */
+static void ra_answer(struct drv *d, struct request *r, fuse_req_t req, uint64_t off, uint32_t size)
+{
+	uint64_t skip = off - r->offset;
+	size_t n = r->status > (int32_t)skip ? (size_t)r->status - skip : 0;
+
+	if (n > size)
+		n = size;
+	fuse_reply_buf(req, (const char *)d->shm + (size_t)r->slot * PROTO_SHM_SLOT + skip, n);
+}
+
+/*
+ * A read on a block file: 1 if it was answered from a window or will be
+ * when its window comes back; 0 to send it as usual.
+ */
+static int ra_read(struct drv *d, struct handle *h, fuse_req_t req, uint32_t size, uint64_t off)
+{
+	struct request *r = NULL;
+
+	if (off == h->ra_next) {
+		h->ra_seq++;
+	} else {
+		h->ra_seq = 0;
+		h->ra_win = RA_WINDOW_MIN;
+		ra_drop_all(d, h);
+	}
+	h->ra_next = off + size;
+	if (h->ra_seq == 0)
+		return 0;
+	for (int i = 0; i < 2 && r == NULL; i++) {
+		struct request *w = ra_get(d, h, i);
+		if (w != NULL && w->offset <= off && off + size <= w->offset + w->size)
+			r = w;
+	}
+	if (r == NULL || (!r->done && r->req != NULL)) {
+		/* Not where the reader is: start again from here (sup_read sends the next window). */
+		ra_drop_all(d, h);
+		return 0;
+	}
+	if (r->done) {
+		ra_answer(d, r, req, off, size);
+	} else {
+		r->req = req;
+		r->want_off = off;
+		r->want_size = size;
+		fuse_req_interrupt_func(req, on_interrupt, r);
+	}
+	if (d->state == DRV_RUNNING)
+		ra_fill(d, h, off + size, size);
+	return 1;
+}
+
+/* The driver answered window r (already checked by on_reply). */
+static void ra_done(struct drv *d, struct request *r, int32_t status, const uint8_t *payload, size_t plen)
+{
+	struct handle *h = handle_find(d, r->handle);
+	uint8_t *slot = d->shm + (size_t)r->slot * PROTO_SHM_SLOT;
+	fuse_req_t req = r->req;
+	int listed = h != NULL && (h->ra[0] == r->id || h->ra[1] == r->id);
+
+	r->req = NULL;
+	r->done = 1;
+	r->status = status;
+	r->deadline_ms = 0;
+	if (status > 0 && payload != slot)
+		memcpy(slot, payload, plen); /* answered inline: every window keeps its bytes in its slot */
+	if (status < 0 || r->cancelled) {
+		for (int i = 0; listed && i < 2; i++)
+			if (h->ra[i] == r->id)
+				h->ra[i] = 0;
+		if (req != NULL) {
+			/* The waiting read goes on its own: its error, if any, is its own. */
+			struct proto_hdr m = {.type = PROTO_READ,
+					      .handle = r->handle,
+					      .file = h != NULL ? handle_file(h)->id : 0,
+					      .size = r->want_size,
+					      .offset = r->want_off};
+			uint32_t size = r->want_size;
+			request_free(d, r);
+			if (h == NULL)
+				return (void)fuse_reply_err(req, EIO);
+			forward(d, req, &m, NULL, 0, 1, size, NULL);
+			return;
+		}
+		request_free(d, r);
+		return;
+	}
+	if (req != NULL)
+		ra_answer(d, r, req, r->want_off, r->want_size);
+	if (!listed)
+		request_free(d, r);
+}
+
 void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonblock)
 {
 	struct drv *d = h->fn->dev->drv;
@@ -1440,6 +1672,9 @@ void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonb
 		return (void)fuse_reply_err(req, err);
 	if (size > PROTO_MAX_REQ)
 		size = PROTO_MAX_REQ;
+	int ahead = size > 0 && ra_readable(d, h);
+	if (ahead && ra_read(d, h, req, (uint32_t)size, (uint64_t)off))
+		return;
 	struct proto_hdr m = {.type = PROTO_READ,
 			      .handle = h->id,
 			      .file = handle_target(h),
@@ -1447,6 +1682,9 @@ void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonb
 			      .offset = (uint64_t)off,
 			      .flags = handle_flags(h, nonblock)};
 	forward(d, req, &m, NULL, 0, !(handle_kind(h) & PROTO_FILE_UNTIMED), (uint32_t)size, NULL);
+	/* Sent after the read it follows: the driver serves them in that order. */
+	if (ahead && h->ra_seq > 0 && d->state == DRV_RUNNING)
+		ra_fill(d, h, (uint64_t)off + size, (uint32_t)size);
 }
 
 void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, off_t off, int nonblock)
@@ -1458,6 +1696,7 @@ void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, o
 		return (void)fuse_reply_err(req, err);
 	if (size > PROTO_MAX_REQ)
 		size = PROTO_MAX_REQ;
+	ra_invalidate(d);
 	struct proto_hdr m = {.type = PROTO_WRITE,
 			      .handle = h->id,
 			      .file = handle_target(h),
@@ -1495,6 +1734,7 @@ void sup_release(struct handle *h)
 	struct usbdev *dev = h->fn->dev;
 	struct drv *d = dev->drv;
 
+	ra_drop_all(d, h);
 	if (d->sock >= 0 && h->generation == d->generation) {
 		struct proto_hdr m = {.type = PROTO_RELEASE, .handle = h->id, .flags = handle_flags(h, 0)};
 		drv_send(d, &m, NULL, 0);
@@ -1516,6 +1756,8 @@ void sup_ctl(fuse_req_t req, struct function *fn, const char *cmd, size_t len, s
 		return (void)fuse_reply_err(req, ENODEV);
 	if (d->state != DRV_RUNNING)
 		return (void)fuse_reply_err(req, EIO);
+	/* `eject`, `reset` and the like may change what the medium reads. */
+	ra_invalidate(d);
 	struct proto_hdr m = {.type = PROTO_CTL, .file = PROTO_CTL_TARGET(fn->index, fn->unit)};
 	forward(d, req, &m, cmd, len, 1, (uint32_t)written, NULL);
 }

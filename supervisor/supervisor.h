@@ -41,6 +41,11 @@ struct handle {
 	uint32_t node;	     /* nonzero: a node of a driver-owned tree, and slot means nothing */
 	uint32_t generation;
 	struct fuse_pollhandle *ph;
+	/* Read-ahead (block files): where the last read ended, how many in a row were sequential. */
+	uint64_t ra_next;
+	unsigned ra_seq;
+	uint32_t ra_win; /* size of its next read-ahead window */
+	uint32_t ra[2];	 /* ids of its read-ahead requests, earlier first; 0 = none */
 	LIST_ENTRY(handle) link;
 };
 
@@ -56,6 +61,18 @@ struct request {
 	int interrupted;	/* FUSE interrupt seen, EINTR and CANCEL not sent yet */
 	struct handle *opening; /* OPEN, CREATE: the handle to hand out on success */
 	int slot;		/* READ/WRITE: its slot of the shared buffer, or -1 */
+	/*
+	 * Read-ahead: a READ no user asked for yet, of `size` bytes at `offset`,
+	 * for handle `handle` (which lists it in ra[] until it is dropped).
+	 * Once `done` it stays listed, answered, its `status` bytes in its slot;
+	 * `req`, when set, is a user's read of want_size bytes at want_off
+	 * waiting for it.
+	 */
+	int ra;
+	int done;
+	int32_t status;
+	uint64_t offset, want_off;
+	uint32_t want_size;
 	/* Node requests: what the reply must match and how to answer it. */
 	unsigned fn_id;	  /* the function whose tree it is (function ids are never reused) */
 	uint32_t node;	  /* GETATTR: the node asked about */

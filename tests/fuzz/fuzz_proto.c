@@ -49,8 +49,8 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define NREQ  16
-#define NMADE 16 /* requests_in_flight()'s, each owed one reply */
+#define NREQ  19
+#define NMADE 19 /* requests_in_flight()'s, each owed one reply */
 #define NPH   2
 
 /* Stand-ins for fuse_req_t and fuse_pollhandle: never dereferenced. */
@@ -318,6 +318,10 @@ static void requests_in_flight(void)
 	static char page[4096];
 	sup_read((fuse_req_t)&fake_req[14], b, 8192, 0, 0);
 	sup_write((fuse_req_t)&fake_req[15], a, page, sizeof(page), 0, 0);
+	/* Sequential reads of the block file: read-ahead windows, one with a read waiting on it. */
+	sup_read((fuse_req_t)&fake_req[16], b, 512, 0, 0);
+	sup_read((fuse_req_t)&fake_req[17], b, 512, 512, 0);
+	sup_read((fuse_req_t)&fake_req[18], b, 512, 1024, 0);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -464,9 +464,18 @@ START_TEST(ctl_sync_then_eject)
 	ck_assert_int_eq(write_file(mpath(&m, "disk0/ctl"), "sync\n"), 0);
 	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
 	ck_assert_int_eq(write_file(mpath(&m, "disk0/ctl"), "bogus\n"), -EINVAL);
+	/* A sequential reader, with windows read ahead of it when the medium goes... */
+	int sfd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	ck_assert_int_ge(sfd, 0);
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(read(sfd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
 	ck_assert_int_eq(write_file(mpath(&m, "disk0/ctl"), "eject\n"), 0);
 	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), -1);
 	ck_assert_int_eq(errno, ENOMEDIUM);
+	/* ...gets the error, not bytes read before the eject. */
+	ck_assert_int_eq(read(sfd, buf, sizeof(buf)), -1);
+	ck_assert_int_eq(errno, ENOMEDIUM);
+	close(sfd);
 	int wfd = open(mpath(&m, "disk0/data"), O_WRONLY);
 	ck_assert_int_ge(wfd, 0);
 	ck_assert_int_eq(pwrite(wfd, buf, sizeof(buf), 0), -1);
@@ -577,6 +586,102 @@ END_TEST
 START_TEST(driver_killed_under_dd_write)
 {
 	kill_under_dd(true);
+}
+END_TEST
+
+/*
+ * Read-ahead (supervisor.c): a sequential reader is served from windows
+ * the daemon read beyond it.  Whatever the read size, it gets the medium's
+ * bytes, up to its end and no further, and a write through any handle is
+ * seen by the next read, however far ahead the windows were.
+ */
+static void read_sequentially(int fd, off_t from, size_t bs, size_t total, size_t medium)
+{
+	uint8_t *want = image_alloc((long long)bs), *got = image_alloc((long long)bs);
+	size_t done = 0;
+
+	while (done < total) {
+		off_t off = from + (off_t)done;
+		size_t expect = (size_t)off >= medium	    ? 0
+				: bs < medium - (size_t)off ? bs
+							    : medium - (size_t)off;
+		ssize_t n = read(fd, got, bs);
+		ck_assert_msg(n == (ssize_t)expect, "read of %zu at %lld: %zd (%s), %zu expected", bs,
+			      (long long)off, n, n < 0 ? strerror(errno) : "", expect);
+		if (n == 0)
+			break;
+		pattern(0, (uint64_t)off, want, (size_t)n);
+		ck_assert_msg(memcmp(got, want, (size_t)n) == 0, "read of %zu at %lld: wrong bytes", bs,
+			      (long long)off);
+		done += (size_t)n;
+	}
+	free(want);
+	free(got);
+}
+
+START_TEST(readahead_any_size_to_the_end)
+{
+	static const size_t sizes[] = {512, 3000, 4096, 65536, 100000, MIB};
+	int fd = open(mpath(&m, "disk0/data"), O_RDWR);
+	uint8_t *orig = image_alloc(4 * MIB);
+
+	ck_assert_int_ge(fd, 0);
+	/* Put back what the earlier cases wrote where this one reads. */
+	pattern(0, 0, orig, 4 * MIB);
+	ck_assert_int_eq(pwrite(fd, orig, 4 * MIB, 0), 4 * MIB);
+	pattern(0, STICK_SIZE - 4 * MIB, orig, 4 * MIB);
+	ck_assert_int_eq(pwrite(fd, orig, 4 * MIB, STICK_SIZE - 4 * MIB), 4 * MIB);
+	free(orig);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		/* From an odd place 3 MiB before the end, to past it: windows end short there. */
+		off_t from = STICK_SIZE - 3 * MIB - 7 * (off_t)i;
+		ck_assert_int_eq(lseek(fd, from, SEEK_SET), from);
+		read_sequentially(fd, from, sizes[i], 4 * MIB, STICK_SIZE);
+		/* And from the start, as dd does. */
+		ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+		read_sequentially(fd, 0, sizes[i], 2 * MIB, STICK_SIZE);
+	}
+	close(fd);
+}
+END_TEST
+
+START_TEST(readahead_sees_every_write)
+{
+	uint8_t buf[4096], mark[4096], want[4096];
+	int rfd = open(mpath(&m, "disk0/data"), O_RDWR), wfd = open(mpath(&m, "disk0/data"), O_RDWR);
+
+	ck_assert_int_ge(rfd, 0);
+	ck_assert_int_ge(wfd, 0);
+	/* Restore what the earlier cases wrote where this one reads. */
+	uint8_t *orig = image_alloc(8 * MIB);
+	pattern(0, 40 * MIB, orig, 8 * MIB);
+	ck_assert_int_eq(pwrite(wfd, orig, 8 * MIB, 40 * MIB), 8 * MIB);
+	ck_assert_int_eq(lseek(rfd, 40 * MIB, SEEK_SET), 40 * MIB);
+	for (int round = 0; round < 16; round++) {
+		off_t pos = lseek(rfd, 0, SEEK_CUR);
+		/* Sequential reads, so that windows run ahead of the reader... */
+		for (int i = 0; i < 8; i++) {
+			ck_assert_int_eq(read(rfd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+			ck_assert_int_eq(memcmp(buf, orig + (pos - 40 * MIB) + i * 4096, sizeof(buf)), 0);
+		}
+		pos += 8 * 4096;
+		/* ...then a write ahead of it, through the other handle or its own. */
+		memset(mark, 'a' + round, sizeof(mark));
+		off_t at = pos + (off_t)(round % 4) * 4096 + 100;
+		int via = round % 2 ? wfd : rfd;
+		ck_assert_int_eq(pwrite(via, mark, sizeof(mark), at), (ssize_t)sizeof(mark));
+		memcpy(orig + (at - 40 * MIB), mark, sizeof(mark));
+		/* The reader goes on where it was and reads the new bytes. */
+		for (int i = 0; i < 8; i++) {
+			ck_assert_int_eq(read(rfd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+			memcpy(want, orig + (pos - 40 * MIB) + i * 4096, sizeof(want));
+			ck_assert_msg(memcmp(buf, want, sizeof(buf)) == 0, "round %d: read at %lld is stale",
+				      round, (long long)(pos + i * 4096));
+		}
+	}
+	close(rfd);
+	close(wfd);
+	free(orig);
 }
 END_TEST
 
@@ -760,6 +865,37 @@ START_TEST(write_protected)
 }
 END_TEST
 
+/* A window that fails takes no read down with it: each read gets its own answer. */
+START_TEST(readahead_error_is_the_reads_own)
+{
+	uint8_t buf[4096], want[4096];
+	int fd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	off_t bad = 8192 * 512, off = bad - 64 * 4096;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(lseek(fd, off, SEEK_SET), off);
+	/* Up to the bad blocks, sequentially: the windows over them fail, these reads do not. */
+	for (; off < bad; off += 4096) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		ck_assert_msg(n == (ssize_t)sizeof(buf), "read at %lld: %zd (%s)", (long long)off, n,
+			      n < 0 ? strerror(errno) : "");
+		pattern(0, (uint64_t)off, want, sizeof(want));
+		ck_assert_int_eq(memcmp(buf, want, sizeof(buf)), 0);
+	}
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), -1);
+	ck_assert_int_eq(errno, EIO);
+	/* Past them, reading goes on. */
+	off = 8200 * 512;
+	ck_assert_int_eq(lseek(fd, off, SEEK_SET), off);
+	for (int i = 0; i < 40; i++, off += 4096) {
+		ck_assert_int_eq(read(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+		pattern(0, (uint64_t)off, want, sizeof(want));
+		ck_assert_int_eq(memcmp(buf, want, sizeof(buf)), 0);
+	}
+	close(fd);
+}
+END_TEST
+
 START_TEST(unreadable_blocks)
 {
 	uint8_t buf[4096], want[4096];
@@ -790,6 +926,8 @@ Suite *disk_suite(void)
 	tcase_add_test(tc, edges_of_the_medium);
 	tcase_add_test(tc, driver_killed_under_dd_read);
 	tcase_add_test(tc, driver_killed_under_dd_write);
+	tcase_add_test(tc, readahead_any_size_to_the_end);
+	tcase_add_test(tc, readahead_sees_every_write);
 	tcase_add_test(tc, ctl_sync_then_eject);
 	suite_add_tcase(s, tc);
 
@@ -805,6 +943,7 @@ Suite *disk_suite(void)
 	    {"nomedium", setup_nomedium, no_medium},
 	    {"ro", setup_ro, write_protected},
 	    {"bad", setup_bad, unreadable_blocks},
+	    {"bad-readahead", setup_bad, readahead_error_is_the_reads_own},
 	};
 	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
 		tc = tcase_create(one[i].name);
