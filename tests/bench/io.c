@@ -128,7 +128,7 @@ static int inside(int rounds)
 	char dir[] = "/tmp/plugfs-bench-io.XXXXXX", mnt[NSIDES][64], path[NSIDES][2][128];
 	pid_t pids[NSIDES] = {0};
 	struct series s[NSIZES][2][NSIDES];
-	uint8_t *buf = calloc(1, MIB);
+	uint8_t *buf = aligned_alloc(4096, MIB);
 	int r = 1;
 
 	if (buf == NULL || mkdtemp(dir) == NULL)

@@ -30,7 +30,14 @@
 
 enum { INO_ZERO = 2, INO_SINK = 3 };
 
-static const char zeros[PROTO_MAX_REQ];
+/*
+ * Where a read's zeros are made, by a memset per read: the null driver makes
+ * them the same way in its slot of the shared buffer, as a driver reading a
+ * device would fill its buffer.  Replying from a never-written static array
+ * instead would copy from the one shared zero page, cache-hot, and compare
+ * memory traffic rather than isolation.
+ */
+static char block[PROTO_MAX_REQ];
 static volatile sig_atomic_t stop;
 
 static int fill_stat(fuse_ino_t ino, struct stat *st)
@@ -110,7 +117,8 @@ static void nf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		size = PROTO_MAX_REQ;
 	if ((uint64_t)off < NULLFS_SIZE)
 		n = NULLFS_SIZE - (uint64_t)off < size ? (size_t)(NULLFS_SIZE - (uint64_t)off) : size;
-	fuse_reply_buf(req, zeros, n);
+	memset(block, 0, n);
+	fuse_reply_buf(req, block, n);
 }
 
 static void nf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,

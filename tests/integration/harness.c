@@ -36,9 +36,21 @@ static void poll_pause(void)
 
 const char *build_dir(void)
 {
+	static char self[4096];
 	const char *b = getenv("PLUGFS_BUILD");
 
-	return b != NULL && b[0] != '\0' ? b : "build";
+	if (b != NULL && b[0] != '\0')
+		return b;
+	/* The directory the test or benchmark program was built into: an absolute path, so that
+	 * `build/bench-io` works from anywhere and the daemon (which leaves the cwd) finds it too. */
+	if (self[0] == '\0') {
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		char *slash = n > 0 ? memrchr(self, '/', (size_t)n) : NULL;
+		if (slash == NULL)
+			return "build";
+		*slash = '\0';
+	}
+	return self;
 }
 
 const char *mpath(const struct mnt *m, const char *rel)
