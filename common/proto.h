@@ -164,7 +164,8 @@ enum proto_type {
 enum proto_kind {
 	PROTO_KIND_SMALL = 0,  /* short content, read to EOF, seekable */
 	PROTO_KIND_STREAM = 1, /* non-seekable byte or record stream, st_size 0 */
-	PROTO_KIND_BLOCK = 2,  /* seekable medium, st_size = size */
+	PROTO_KIND_BLOCK = 2,  /* seekable medium, st_size = size; reads have no side effects and come
+				* back short only at its end, so the daemon may read ahead (supervisor.c) */
 	PROTO_KIND_DIR = 3,    /* a directory the driver serves; id is its node id */
 };
 #define PROTO_KIND_MASK 0x0f
