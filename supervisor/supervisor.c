@@ -1635,7 +1635,7 @@ static void ra_done(struct drv *d, struct request *r, int32_t status, const uint
 	r->status = status;
 	r->deadline_ms = 0;
 	if (status > 0 && payload != slot)
-		memcpy(slot, payload, plen); /* answered inline: every window keeps its bytes in its slot */
+		memmove(slot, payload, plen); /* inline, or elsewhere in its slot: keep them at its start */
 	if (status < 0 || r->cancelled) {
 		for (int i = 0; listed && i < 2; i++)
 			if (h->ra[i] == r->id)
