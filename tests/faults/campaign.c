@@ -4,11 +4,13 @@
  *     PLUGFS_BUILD=build build/fault-campaign [SECONDS]
  *
  * plugfs runs under plugfs-emu over three loopbacks, a device whose bulk
- * endpoints always stall and one whose transfers never complete.  Per
+ * endpoints always stall, one whose transfers never complete, and a stick.  Per
  * loopback, a writer fills ep02 with records of the loopback's own letter
  * and a reader drains ep81 and checks that every byte is that letter: a
  * byte from another device is a leak.  Readers and writers of the stall
- * and hang devices get their EPIPE and ETIMEDOUT.  Meanwhile an injector
+ * and hang devices get their EPIPE and ETIMEDOUT.  A reader of an emulated
+ * stick reads runs of sequential blocks (the daemon reads ahead of it) and
+ * checks every byte against the model's pattern.  Meanwhile an injector
  * sends SIGKILL, SIGSEGV, SIGABRT or SIGSTOP to a random driver, or
  * unplugs a random device and plugs it back on the same port.
  *
@@ -43,6 +45,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../emu/disk_pattern.h"
 #include "harness.h"
 
 #define TIMEOUT_MS 500
@@ -55,7 +58,10 @@
 #define RSS_MARGIN_KB 8192
 #define OPTS	      "timeout=500,restart_max=63,restart_window=1,backoff_min=10,backoff_max=100"
 
-enum kind { LOOPBACK, STALL, HANG };
+enum kind { LOOPBACK, STALL, HANG, DISK };
+
+/* The `disk` model's medium (tests/emu/model_disk.c): nobody writes it here, so it keeps its pattern. */
+#define DISK_SIZE (64ull * 1024 * 1024)
 
 struct device {
 	const char *model;
@@ -71,6 +77,7 @@ static struct device devs[] = {
     {"loopback", LOOPBACK, 3, 'c', PTHREAD_MUTEX_INITIALIZER},
     {"stall", STALL, 4, 0, PTHREAD_MUTEX_INITIALIZER},
     {"hang", HANG, 5, 0, PTHREAD_MUTEX_INITIALIZER},
+    {"disk", DISK, 6, 0, PTHREAD_MUTEX_INITIALIZER},
 };
 #define NDEVS (sizeof(devs) / sizeof(devs[0]))
 
@@ -128,7 +135,7 @@ static void pause_ms(unsigned ms)
 static int allowed(const struct device *d, enum op op, int err)
 {
 	if (err == 0)
-		return op == OP_OPEN || op == OP_CLOSE || d->kind == LOOPBACK;
+		return op == OP_OPEN || op == OP_CLOSE || d->kind == LOOPBACK || d->kind == DISK;
 	if (err == EIO || err == ENODEV || err == ETIMEDOUT)
 		return 1;
 	if (op == OP_OPEN && err == ENOENT)
@@ -237,6 +244,72 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
+/* Whether buf holds the disk's bytes at [off, off + n); else a violation. */
+static int disk_bytes_ok(const struct device *d, const uint8_t *buf, uint64_t off, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if (buf[k] != emu_disk_byte(0, off + k)) {
+			violation("1-%u: byte %llu of the medium read as %#x, not %#x", d->port,
+				  (unsigned long long)(off + k), buf[k], emu_disk_byte(0, off + k));
+			return 0;
+		}
+	return 1;
+}
+
+/*
+ * Reads the disk's medium in runs of sequential reads (so the daemon reads
+ * ahead), from a random place with a random block size: every read whole up
+ * to the end of the medium, every byte the model's.
+ */
+static void *disk_reader_main(void *arg)
+{
+	static const size_t sizes[] = {512, 4096, 65536, 100000, 1024 * 1024};
+	struct device *d = arg;
+	uint8_t *buf = malloc(1024 * 1024);
+	unsigned seed = d->port * 104729u;
+
+	while (buf != NULL && !atomic_load(&stop)) {
+		int fd = timed_open(d, "data", O_RDONLY);
+		if (fd < 0) {
+			pause_ms(5);
+			continue;
+		}
+		size_t bs = sizes[(unsigned)rand_r(&seed) % (sizeof(sizes) / sizeof(sizes[0]))];
+		uint64_t off = (uint64_t)((unsigned)rand_r(&seed) % (DISK_SIZE / 512)) * 512;
+		for (int i = 0; i < 32 && !atomic_load(&stop); i++) {
+			uint64_t t = mono_ms();
+			ssize_t r = pread(fd, buf, bs, (off_t)off);
+			record(d, OP_READ, t, r, errno);
+			if (r < 0)
+				break;
+			size_t want = off >= DISK_SIZE ? 0 : bs < DISK_SIZE - off ? bs : (size_t)(DISK_SIZE - off);
+			if (r == 0 || !disk_bytes_ok(d, buf, off, (size_t)r))
+				break;
+			if ((size_t)r < want) {
+				/*
+				 * The kernel cuts a read into requests of at most 256 pages: one into
+				 * an unaligned 1 MiB buffer is two, and a crash between them leaves
+				 * the first one's count.  The handle must then be failing.
+				 */
+				t = mono_ms();
+				ssize_t again = pread(fd, buf, bs, (off_t)(off + (uint64_t)r));
+				int err = errno;
+				record(d, OP_READ, t, again, err);
+				if (again >= 0)
+					violation("1-%u: read of %zu at %llu gave %zd, not %zu, and the next one %zd",
+						  d->port, bs, (unsigned long long)off, r, want, again);
+				atomic_fetch_add(&bytes_checked, (unsigned long)r);
+				break;
+			}
+			atomic_fetch_add(&bytes_checked, (unsigned long)r);
+			off += (uint64_t)r;
+		}
+		timed_close(d, fd);
+	}
+	free(buf);
+	return NULL;
+}
+
 /* The stall and hang devices: one read or one write per open. */
 static void *poker_main(void *arg)
 {
@@ -307,6 +380,26 @@ static int wait_running(const struct device *d, int ms)
 		pause_ms(2);
 	} while (mono_ms() < deadline);
 	return -1;
+}
+
+/* Waits up to ms while 1-PORT's driver is stopped (SIGSTOP): the daemon kills and respawns it. */
+static void wait_not_stopped(const struct device *d, int ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+	char name[64], path[64], st[512];
+
+	while (mono_ms() < deadline) {
+		pid_t pid = fn_name(d, name, sizeof(name))[0] != '\0' ? fn_pid(&m, name) : 0;
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		ssize_t n = pid > 0 ? read_file(path, st, sizeof(st) - 1) : -1;
+		if (n <= 0)
+			return;
+		st[n] = '\0';
+		char *p = strrchr(st, ')');
+		if (p == NULL || p[1] != ' ' || p[2] != 'T')
+			return;
+		pause_ms(10);
+	}
 }
 
 static void unplug_replug(struct device *d)
@@ -426,6 +519,19 @@ static int mount_works(void)
 	for (size_t i = 0; i < NDEVS; i++) {
 		struct device *d = &devs[i];
 		char path[256], in[16];
+		if (d->kind == DISK) {
+			uint8_t blk[4096];
+			int fd = open(dev_path(d, "data", path, sizeof(path)), O_RDONLY | O_CLOEXEC);
+			ssize_t n = fd >= 0 ? pread(fd, blk, sizeof(blk), 12345) : -1;
+			if (n != (ssize_t)sizeof(blk) || !disk_bytes_ok(d, blk, 12345, sizeof(blk))) {
+				violation("after the campaign: read of 1-%u's medium gave %zd (%s)", d->port, n,
+					  n < 0 ? strerror(errno) : "");
+				bad = 1;
+			}
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
 		int r = open(dev_path(d, "ep81", path, sizeof(path)), O_RDONLY | O_CLOEXEC);
 		int w = open(dev_path(d, "ep02", path, sizeof(path)), O_WRONLY | O_CLOEXEC);
 		if (r < 0 || w < 0) {
@@ -521,7 +627,7 @@ int main(int argc, char **argv)
 	pid_t daemon = daemon_pid(&m);
 	int base_fds = count_fds(daemon), base_children = count_child_processes(daemon);
 	long base_rss = rss_kb(daemon);
-	printf("fault-campaign: %u s over %zu devices (3 loopback, stall, hang), %s\n", seconds, NDEVS, OPTS);
+	printf("fault-campaign: %u s over %zu devices (3 loopback, stall, hang, disk), %s\n", seconds, NDEVS, OPTS);
 	printf("fault-campaign: daemon pid %d: %d fds, %d children, %ld kB RSS before\n", (int)daemon,
 	       base_fds, base_children, base_rss);
 	fflush(stdout);
@@ -531,6 +637,8 @@ int main(int argc, char **argv)
 		if (devs[i].kind == LOOPBACK) {
 			pthread_create(&threads[nthreads++], NULL, writer_main, &devs[i]);
 			pthread_create(&threads[nthreads++], NULL, reader_main, &devs[i]);
+		} else if (devs[i].kind == DISK) {
+			pthread_create(&threads[nthreads++], NULL, disk_reader_main, &devs[i]);
 		} else {
 			pthread_create(&threads[nthreads++], NULL, poker_main, &devs[i]);
 		}
@@ -549,6 +657,9 @@ int main(int argc, char **argv)
 	int got;
 	if (kill(daemon, 0) != 0 || daemon_pid(&m) != daemon)
 		violation("the daemon (pid %d) is gone", (int)daemon);
+	/* A driver stopped just before the end is killed by its heartbeat a timeout later: not yet "running". */
+	for (size_t i = 0; i < NDEVS; i++)
+		wait_not_stopped(&devs[i], 5000);
 	for (size_t i = 0; i < NDEVS; i++)
 		if (wait_running(&devs[i], 10000) < 0)
 			violation("1-%u (%s) not running 10 s after the campaign", devs[i].port,
