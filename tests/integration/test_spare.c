@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -81,6 +82,36 @@ static int cmdline_has(pid_t pid, const char *arg)
 			return 1;
 	}
 	return 0;
+}
+
+/* Waits until pid sleeps in recvfrom(2): a spare that said READY and waits for START. */
+static int wait_in_recv(pid_t pid, int ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+	char path[64], buf[256], want[16];
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	snprintf(want, sizeof(want), "%ld ", (long)SYS_recvfrom);
+	do {
+		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
+		if (n > 0 && strncmp(buf, want, strlen(want)) == 0)
+			return 0;
+		usleep(2000);
+	} while (mono_ms() < deadline);
+	return -1;
+}
+
+/* Waits until fn's driver (in any state) is pid. */
+static int wait_driver_is(const char *fn, pid_t pid, int ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	do {
+		if (fn_pid(&m, fn) == pid)
+			return 0;
+		usleep(2000);
+	} while (mono_ms() < deadline);
+	return -1;
 }
 
 /* Kills fn's driver; returns the pid of the one that serves it next (running). */
@@ -186,6 +217,27 @@ START_TEST(start_without_ready_spare_execs_a_host)
 }
 END_TEST
 
+/* A spare that hangs once it has the device is a driver that hangs at its start. */
+START_TEST(hung_spare_times_out_like_a_start)
+{
+	pid_t spare = wait_spare(plugfs_pid, 0, 5000), old = fn_pid(&m, "usb0");
+
+	ck_assert_int_gt(spare, 0);
+	ck_assert_int_eq(wait_in_recv(spare, 5000), 0);
+	ck_assert_int_eq(kill(spare, SIGSTOP), 0);
+	ck_assert_int_eq(kill(old, SIGKILL), 0);
+	/* It takes the device, and never says HELLO. */
+	ck_assert_int_eq(wait_driver_is("usb0", spare, 5000), 0);
+	ck_assert_str_eq(read_line(mpath(&m, "usb0/state")), "starting");
+	ck_assert_int_eq(wait_event(&m, "usb0 timeout", "no HELLO", 5000), 0);
+	ck_assert_int_gt(wait_new_pid(&m, "usb0", spare, 5000), 0);
+	ck_assert_int_eq(wait_state(&m, "usb0", "running", 5000), 0);
+	ck_assert_int_eq(wait_pid_gone(spare, 5000), 0);
+	assert_works("usb0");
+	assert_works("usb1");
+}
+END_TEST
+
 START_TEST(dying_spare_is_rate_limited)
 {
 	pid_t spare = wait_spare(plugfs_pid, 0, 5000);
@@ -275,6 +327,7 @@ Suite *spare_suite(void)
 	add(s, "replaced", setup_two, spare_killed_while_idle_is_replaced);
 	add(s, "notready", setup_two, start_without_ready_spare_execs_a_host);
 	add(s, "shutdown", setup_two, shutdown_leaves_no_child);
+	add(s, "hung", setup_two, hung_spare_times_out_like_a_start);
 	add(s, "backoff", setup_backoff, dying_spare_is_rate_limited);
 	add(s, "hotplug", setup_empty, plugged_device_takes_the_spare);
 	return s;
