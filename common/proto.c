@@ -15,6 +15,7 @@ static const char *const type_names[] = {
     [PROTO_CANCEL] = "CANCEL", [PROTO_PING] = "PING",	    [PROTO_CTL] = "CTL",
     [PROTO_LOOKUP] = "LOOKUP", [PROTO_GETATTR] = "GETATTR", [PROTO_READDIR] = "READDIR",
     [PROTO_CREATE] = "CREATE", [PROTO_UNLINK] = "UNLINK",   [PROTO_FLUSH] = "FLUSH",
+    [PROTO_READY] = "READY",   [PROTO_START] = "START",
 };
 
 const char *proto_type_name(uint16_t type)
@@ -71,6 +72,8 @@ static const struct payload_rule payload_rules[] = {
     [PROTO_CREATE] = {1, PROTO_MAX_NODE_NAME},
     [PROTO_UNLINK] = {1, PROTO_MAX_NODE_NAME},
     [PROTO_FLUSH] = {0, 0},
+    [PROTO_READY] = {0, 0},
+    [PROTO_START] = {2, PROTO_MAX_IO},
 };
 
 static int fail(const char **why, const char *reason)
@@ -139,6 +142,8 @@ int proto_decode_hdr(const uint8_t *buf, size_t n, struct proto_hdr *h, const ch
 		return fail(why, "read size too large");
 	if (h->type == PROTO_REPLY && plen > 0 && (h->status < 0 || (uint32_t)h->status != plen))
 		return fail(why, "reply payload does not match its status");
+	if (h->type == PROTO_START && (h->size == 0 || h->size > plen))
+		return fail(why, "START arguments larger than its payload");
 	return check_shm(h, plen, why);
 }
 
@@ -342,5 +347,60 @@ int proto_decode_node(const uint8_t *buf, size_t n, size_t *off, struct proto_no
 	if (node->mtime < 0 || node->mtime > PROTO_MAX_MTIME)
 		return fail(why, "node record: mtime out of range");
 	*off += NODE_FIXED + nlen;
+	return 0;
+}
+
+int proto_encode_start(uint8_t *buf, size_t cap, const char *const *args, unsigned n, const uint8_t *desc,
+		       size_t desc_len, uint32_t *args_len)
+{
+	size_t off = 0;
+
+	if (n == 0 || n > PROTO_START_MAX_ARGS)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		size_t len = strlen(args[i]);
+		if (len == 0 || len > PROTO_START_MAX_ARG)
+			return -EINVAL;
+		if (off + len + 1 > cap)
+			return -ENOSPC;
+		memcpy(buf + off, args[i], len + 1);
+		off += len + 1;
+	}
+	if (off + desc_len > cap || off + desc_len > PROTO_MAX_IO)
+		return -ENOSPC;
+	if (desc_len > 0)
+		memcpy(buf + off, desc, desc_len);
+	*args_len = (uint32_t)off;
+	return (int)(off + desc_len);
+}
+
+int proto_decode_start(uint8_t *buf, size_t n, uint32_t args_len, char **argv, unsigned cap, unsigned *argc,
+		       const uint8_t **desc, size_t *desc_len, const char **why)
+{
+	unsigned count = 0;
+	size_t start = 0;
+
+	if (args_len == 0 || args_len > n)
+		return fail(why, "START arguments larger than its payload");
+	if (buf[args_len - 1] != '\0')
+		return fail(why, "START arguments not NUL-terminated");
+	for (size_t i = 0; i < args_len; i++) {
+		if (buf[i] != '\0') {
+			if (buf[i] < ' ' || buf[i] >= 0x7f)
+				return fail(why, "START argument with a control or non-ASCII byte");
+			continue;
+		}
+		if (i == start)
+			return fail(why, "empty START argument");
+		if (i - start > PROTO_START_MAX_ARG)
+			return fail(why, "START argument too long");
+		if (count == cap || count == PROTO_START_MAX_ARGS)
+			return fail(why, "too many START arguments");
+		argv[count++] = (char *)buf + start;
+		start = i + 1;
+	}
+	*argc = count;
+	*desc = n > args_len ? buf + args_len : NULL;
+	*desc_len = n - args_len;
 	return 0;
 }

@@ -89,6 +89,19 @@
  * changes the tree needs no message, since the daemon lets the kernel cache
  * no entry and no attribute of a node.
  *
+ * Spare hosts.  Most of a driver's start (exec, the dynamic loader,
+ * libusb_init, building the seccomp filter) does not depend on the device,
+ * so the daemon keeps one host started ahead of need, `plugfs-driver
+ * --spare`, with no device on its command line.  Once set up, a host that
+ * finds no message waiting sends READY (no payload) and blocks reading its
+ * socket; the daemon hands it a device with START.  START's payload is
+ * what the command line would have said after the options: NUL-terminated
+ * arguments (`[--detach] DEVNODE DRIVER:IFNUM...`), `size` bytes in all,
+ * then, optionally, the device's raw descriptors as sysfs has them, which
+ * spare the host reading them from the node again.  A host that gets
+ * anything else first, or a START that proto_decode_start() refuses,
+ * exits.  READY from a host that serves a device is a protocol violation.
+ *
  * The daemon trusts nothing the driver sends: proto_decode_hdr() and
  * proto_decode_hello() check every field, and the daemon checks the rest
  * (known request id, reply size within what was asked).  A violation is
@@ -113,8 +126,8 @@
 #define PROTO_MAX_DEPTH 4
 /* A node's name (driver-owned trees): NAME_MAX, any byte but NUL, '/', controls and DEL. */
 #define PROTO_MAX_NODE_NAME 255
-#define PROTO_MAX_LOG	512
-#define PROTO_MAX_CTL	256
+#define PROTO_MAX_LOG	    512
+#define PROTO_MAX_CTL	    256
 /* The shared buffer: one slot per request, as large as the largest READ/WRITE. */
 #define PROTO_SHM_SLOT	(1024u * 1024)
 #define PROTO_SHM_SLOTS 16
@@ -131,6 +144,7 @@ enum proto_type {
 	PROTO_REPLY = 2,
 	PROTO_POLL_READY = 3,
 	PROTO_LOG = 4,
+	PROTO_READY = 5, /* a spare host is set up and waits for START */
 	/* Daemon to driver. */
 	PROTO_OPEN = 16,
 	PROTO_READ = 17,
@@ -147,6 +161,8 @@ enum proto_type {
 	PROTO_CREATE = 27,
 	PROTO_UNLINK = 28,
 	PROTO_FLUSH = 29,
+	/* Daemon to a spare host: its device. */
+	PROTO_START = 30,
 };
 
 /* PROTO_CTL's file field: which function and unit the command is for. */
@@ -244,6 +260,30 @@ int proto_decode_hello(const uint8_t *buf, size_t n, struct proto_hello *hello, 
  * PROTO_HDR_LEN + plen bytes); sets h->len.  Returns the message length.
  */
 size_t proto_build(uint8_t *buf, struct proto_hdr *h, const void *payload, size_t plen);
+
+/* Most arguments a START may carry: --detach, the node, one DRIVER:IFNUM per interface. */
+#define PROTO_START_MAX_ARGS 40
+/* Longest argument of a START (a device node path, a DRIVER:IFNUM). */
+#define PROTO_START_MAX_ARG 255
+
+/*
+ * START payload (see "Spare hosts" above): the `n` arguments, each with its
+ * NUL, then `desc_len` bytes of descriptors (none: desc_len 0).  Returns
+ * the payload length and sets *args_len (the header's `size`), or -EINVAL
+ * (an empty, too long or too many argument) or -ENOSPC (cap too small).
+ */
+int proto_encode_start(uint8_t *buf, size_t cap, const char *const *args, unsigned n, const uint8_t *desc,
+		       size_t desc_len, uint32_t *args_len);
+/*
+ * Decodes a START payload of n bytes whose argument block is `args_len`
+ * bytes, in place: argv[0..*argc-1] point into buf (at most `cap` of them),
+ * *desc and *desc_len the descriptors (NULL, 0 for none).  Each argument
+ * must be 1 to PROTO_START_MAX_ARG printable ASCII characters, the block
+ * must end with a NUL and hold 1 to min(cap, PROTO_START_MAX_ARGS)
+ * arguments.  0, or -EPROTO with *why set.
+ */
+int proto_decode_start(uint8_t *buf, size_t n, uint32_t args_len, char **argv, unsigned cap, unsigned *argc,
+		       const uint8_t **desc, size_t *desc_len, const char **why);
 
 /* A node of a driver-owned tree, as LOOKUP, GETATTR, READDIR and CREATE answer. */
 struct proto_node {

@@ -244,5 +244,11 @@ int drv_xfer_errno(enum libusb_transfer_status status);
  * seccomp allow-list.  0 or -errno (logged); the host then exits.
  */
 int drv_sandbox_enter(const char *user);
+/*
+ * Builds the seccomp filter ahead, for a spare host to do before it has a
+ * device (libseccomp probes the kernel and compiles the rules: a good part
+ * of a millisecond here); drv_sandbox_enter() then only loads it.
+ */
+void drv_sandbox_prepare(void);
 
 #endif

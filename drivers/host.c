@@ -3,6 +3,7 @@
  * plugfs daemon.
  *
  *     plugfs-driver [-v] [--detach] [--user USER|UID:GID] DEVNODE DRIVER:IFNUM...
+ *     plugfs-driver [-v] [--user USER|UID:GID] --spare
  *
  * The daemon execs it with the protocol socket on fd 3 (common/proto.h).
  * It opens DEVNODE itself (umockdev emulates only fds opened by path in the
@@ -10,6 +11,12 @@
  * interface named on the command line, lets the interface's driver
  * register its files, sends HELLO and then runs one poll() loop over the
  * socket, libusb's fds and the drivers' timers until the daemon hangs up.
+ *
+ * With --spare it does everything that does not depend on the device first
+ * (libusb_init, the seccomp filter), then waits for the daemon's START,
+ * which says what the command line would have (common/proto.h, "Spare
+ * hosts"): the daemon keeps one host started ahead of need, so that a
+ * respawn after a crash costs no exec.  Named `plugfs-spare` while it waits.
  *
  * Try it by hand with a fake daemon that dup2()s one end of a socketpair
  * to fd 3 and speaks the codec; with -v every request and reply is logged
@@ -24,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,8 +44,8 @@
 
 /* The driver table: adding a class driver is one line here. */
 static const struct driver_ops *const drivers[] = {
-    &usb_driver, &printer_driver, &hid_driver, &disk_driver, &serial_driver, &uvc_driver, &usbtmc_driver,
-    &ippusb_driver, &still_driver,
+    &usb_driver, &printer_driver, &hid_driver,	  &disk_driver,	 &serial_driver,
+    &uvc_driver, &usbtmc_driver,  &ippusb_driver, &still_driver,
 };
 
 #ifdef PLUGFS_TEST_HOST
@@ -921,7 +929,7 @@ static int read_messages(void)
 		}
 		if (m.type >= sizeof(msg_handlers) / sizeof(msg_handlers[0]) ||
 		    msg_handlers[m.type] == NULL) {
-			drv_log(LOG_ERR, "daemon sent %s, a driver-to-daemon message",
+			drv_log(LOG_ERR, "daemon sent %s, not a request for a running driver",
 				proto_type_name(m.type));
 			return 1;
 		}
@@ -1013,15 +1021,18 @@ static bool drain_transfers(void)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: plugfs-driver [-v] [--detach] [--user USER|UID:GID] DEVNODE DRIVER:IFNUM...\n");
+	fprintf(stderr, "usage: plugfs-driver [-v] [--detach] [--user USER|UID:GID] DEVNODE DRIVER:IFNUM...\n"
+			"       plugfs-driver [-v] [--user USER|UID:GID] --spare\n");
 }
 
 struct options {
 	bool detach;
+	bool spare;
 	const char *user;
 	const char *devnode;
 };
+
+static int parse_device(int argc, char **argv, struct options *o);
 
 /* Returns 0, or -EINVAL after printing why. */
 static int parse_args(int argc, char **argv, struct options *o)
@@ -1036,6 +1047,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 			drv_verbose = true;
 		} else if (strcmp(argv[i], "--detach") == 0) {
 			o->detach = true;
+		} else if (strcmp(argv[i], "--spare") == 0) {
+			o->spare = true;
 		} else if (strcmp(argv[i], "--user") == 0 && i + 1 < argc) {
 			o->user = argv[++i];
 		} else if (strncmp(argv[i], "--user=", 7) == 0) {
@@ -1045,7 +1058,28 @@ static int parse_args(int argc, char **argv, struct options *o)
 			return -EINVAL;
 		}
 	}
-	if (i >= argc) {
+	if (o->spare && (i < argc || o->detach)) {
+		fprintf(stderr, "plugfs-driver: --spare takes its device from START, not the command line\n");
+		return -EINVAL;
+	}
+	return o->spare ? 0 : parse_device(argc - i, argv + i, o);
+}
+
+/*
+ * The device part of the command line, or of a START message, where the
+ * only option allowed is a leading --detach: DEVNODE DRIVER:IFNUM...
+ * Returns 0, or -EINVAL after printing why.
+ */
+static int parse_device(int argc, char **argv, struct options *o)
+{
+	int i = 0;
+
+	if (o->spare && i < argc && strcmp(argv[i], "--detach") == 0) {
+		o->detach = true;
+		i++;
+	}
+	/* From START, a node is an absolute path: never an option taken for one. */
+	if (i >= argc || (o->spare && argv[i][0] != '/')) {
 		fprintf(stderr, "plugfs-driver: no device node\n");
 		return -EINVAL;
 	}
@@ -1115,19 +1149,26 @@ static ssize_t read_descriptors(int fd, uint8_t *buf, size_t cap)
 /*
  * Claims interface `ifnum`: one bound to a kernel driver is left alone
  * unless the daemon passed --detach.  0 or -errno.
+ *
+ * The claim comes first: usbfs refuses (EBUSY) an interface a kernel
+ * driver holds, and only then is the driver asked about, so the usual
+ * start (nobody bound) costs one ioctl, not two; under umockdev each is a
+ * round trip to the emulator, a good part of a millisecond here.
  */
 static int claim_interface(uint8_t ifnum)
 {
-	int r = libusb_kernel_driver_active(device.usb, ifnum);
+	int r = libusb_claim_interface(device.usb, ifnum);
 
+	if (r == 0)
+		return 0;
 	if (r == LIBUSB_ERROR_NO_DEVICE)
 		return -ENODEV;
-	if (r == 1 && !detach_allowed) {
-		drv_log(LOG_WARNING, "interface %u is bound to a kernel driver; left alone (no --detach)",
-			ifnum);
-		return -EBUSY;
-	}
-	if (r == 1) {
+	if (r == LIBUSB_ERROR_BUSY && libusb_kernel_driver_active(device.usb, ifnum) == 1) {
+		if (!detach_allowed) {
+			drv_log(LOG_WARNING,
+				"interface %u is bound to a kernel driver; left alone (no --detach)", ifnum);
+			return -EBUSY;
+		}
 		r = libusb_detach_kernel_driver(device.usb, ifnum);
 		if (r < 0) {
 			drv_log(LOG_ERR, "interface %u: detaching the kernel driver: %s", ifnum,
@@ -1135,8 +1176,8 @@ static int claim_interface(uint8_t ifnum)
 			return drv_usb_errno(r);
 		}
 		drv_log(LOG_NOTICE, "interface %u: kernel driver detached", ifnum);
+		r = libusb_claim_interface(device.usb, ifnum);
 	}
-	r = libusb_claim_interface(device.usb, ifnum);
 	if (r < 0) {
 		drv_log(LOG_ERR, "interface %u: claim: %s", ifnum, libusb_strerror(r));
 		return drv_usb_errno(r);
@@ -1265,18 +1306,79 @@ static int send_hello(void)
 	return send_msg(&h, payload, (size_t)n);
 }
 
+/*
+ * A spare host's wait for its device (proto.h, "Spare hosts"): READY,
+ * unless a START is waiting already (the daemon queues it before it execs
+ * a host for a device), then one START, checked strictly.  Returns 0 with
+ * the device parsed into `o` and its descriptors, if START carried them,
+ * copied to desc (*desc_len, else 0); 1 when the daemon hung up instead
+ * (it is shutting down); -errno or -EPROTO.
+ */
+static int await_start(struct options *o, uint8_t *desc, size_t cap, size_t *desc_len)
+{
+	static char devnode[PROTO_START_MAX_ARG + 1];
+	struct pollfd p = {.fd = PROTO_DRIVER_FD, .events = POLLIN};
+	char *args[PROTO_START_MAX_ARGS];
+	const uint8_t *d;
+	const char *why = NULL;
+	struct proto_hdr m;
+	unsigned nargs;
+	ssize_t n;
+	int r;
+
+	if (poll(&p, 1, 0) == 0) {
+		struct proto_hdr ready = {.type = PROTO_READY};
+		if ((r = send_msg(&ready, NULL, 0)) < 0)
+			return r == -EPIPE || r == -ECONNRESET ? 1 : r;
+	}
+	while ((n = recv(PROTO_DRIVER_FD, rxbuf, sizeof(rxbuf), MSG_TRUNC)) < 0 && errno == EINTR)
+		;
+	if (n < 0)
+		return errno == ECONNRESET ? 1 : -errno;
+	if (n == 0)
+		return 1;
+	if (proto_decode_hdr(rxbuf, (size_t)n, &m, &why) < 0) {
+		drv_log(LOG_ERR, "malformed message from the daemon while spare: %s", why);
+		return -EPROTO;
+	}
+	if (m.type != PROTO_START || m.flags != 0 || m.req != 0 || m.handle != 0 || m.file != 0 ||
+	    m.offset != 0 || m.status != 0) {
+		drv_log(LOG_ERR, "daemon sent %s to a spare host, not a plain START",
+			proto_type_name(m.type));
+		return -EPROTO;
+	}
+	if (proto_decode_start(rxbuf + PROTO_HDR_LEN, m.len - PROTO_HDR_LEN, m.size, args,
+			       PROTO_START_MAX_ARGS, &nargs, &d, desc_len, &why) < 0) {
+		drv_log(LOG_ERR, "bad START: %s", why);
+		return -EPROTO;
+	}
+	if (parse_device((int)nargs, args, o) < 0) {
+		drv_log(LOG_ERR, "bad START: not [--detach] DEVNODE DRIVER:IFNUM...");
+		return -EPROTO;
+	}
+	/* rxbuf serves the next message: keep what outlives it. */
+	snprintf(devnode, sizeof(devnode), "%s", o->devnode);
+	o->devnode = devnode;
+	if (*desc_len > cap)
+		*desc_len = 0; /* read them from the node, as without START */
+	if (*desc_len > 0)
+		memcpy(desc, d, *desc_len);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static uint8_t desc[MAX_DESC];
 	struct options opt = {0};
 	const char *why = NULL;
-	int fd, r, status = 1;
+	char comm[16] = "";
+	size_t given_desc = 0;
+	int fd = -1, r, status = 1;
 
 	if (parse_args(argc, argv, &opt) < 0) {
 		usage();
 		return 2;
 	}
-	detach_allowed = opt.detach;
 	signal(SIGPIPE, SIG_IGN);
 	/*
 	 * A crashing driver is routine here (the supervisor respawns it); a
@@ -1293,21 +1395,35 @@ int main(int argc, char **argv)
 	fcntl(PROTO_DRIVER_FD, F_SETFL, fl & ~O_NONBLOCK);
 	fcntl(PROTO_DRIVER_FD, F_SETFD, FD_CLOEXEC);
 	shm_map();
-	fd = open(opt.devnode, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		drv_log(LOG_ERR, "%s: %s", opt.devnode, strerror(errno));
-		return 1;
-	}
 	libusb_set_option(NULL, LIBUSB_OPTION_NO_DEVICE_DISCOVERY);
 	if ((r = libusb_init(NULL)) < 0) {
 		drv_log(LOG_ERR, "libusb_init: %s", libusb_strerror(r));
-		goto out_fd;
+		return 1;
+	}
+	if (opt.spare) {
+		/* `ps` tells the waiting spare from the drivers; a driver gets its own name back. */
+		prctl(PR_GET_NAME, comm);
+		prctl(PR_SET_NAME, "plugfs-spare");
+		drv_sandbox_prepare();
+		r = await_start(&opt, desc, sizeof(desc), &given_desc);
+		if (r != 0) {
+			status = r > 0 ? 0 : 1;
+			goto out_libusb;
+		}
+		prctl(PR_SET_NAME, comm);
+	}
+	detach_allowed = opt.detach;
+	fd = open(opt.devnode, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		drv_log(LOG_ERR, "%s: %s", opt.devnode, strerror(errno));
+		goto out_libusb;
 	}
 	if ((r = libusb_wrap_sys_device(NULL, (intptr_t)fd, &device.usb)) < 0) {
 		drv_log(LOG_ERR, "%s: libusb_wrap_sys_device: %s", opt.devnode, libusb_strerror(r));
-		goto out_libusb;
+		goto out_fd;
 	}
-	ssize_t dlen = read_descriptors(fd, desc, sizeof(desc));
+	/* The daemon's copy (sysfs) is what the node would say: one emulator round trip less. */
+	ssize_t dlen = given_desc > 0 ? (ssize_t)given_desc : read_descriptors(fd, desc, sizeof(desc));
 	if (dlen < 0) {
 		drv_log(LOG_ERR, "%s: reading descriptors: %s", opt.devnode, strerror((int)-dlen));
 		goto out_close;
@@ -1359,9 +1475,9 @@ out_release:
 		free(units[i]);
 out_close:
 	libusb_close(device.usb);
-out_libusb:
-	libusb_exit(NULL);
 out_fd:
 	close(fd);
+out_libusb:
+	libusb_exit(NULL);
 	return status;
 }

@@ -258,17 +258,39 @@ static int add_sanitizer_rules(scmp_filter_ctx ctx)
 }
 #endif
 
-static int install_filter(void)
+/* The filter, built ahead by drv_sandbox_prepare() or at the entry. */
+static scmp_filter_ctx prepared;
+
+static int build_filter(scmp_filter_ctx *out)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
 	int r;
 
 	if (ctx == NULL)
 		return -ENOMEM;
-	r = add_rules(ctx);
+	if ((r = add_rules(ctx)) < 0) {
+		seccomp_release(ctx);
+		return r;
+	}
+	*out = ctx;
+	return 0;
+}
+
+void drv_sandbox_prepare(void)
+{
+	if (prepared == NULL && build_filter(&prepared) < 0)
+		prepared = NULL; /* built again, and its failure reported, at the entry */
+}
+
+static int install_filter(void)
+{
+	int r = prepared != NULL ? 0 : build_filter(&prepared);
+
 	if (r == 0)
-		r = seccomp_load(ctx);
-	seccomp_release(ctx);
+		r = seccomp_load(prepared);
+	if (prepared != NULL)
+		seccomp_release(prepared);
+	prepared = NULL;
 	if (r < 0)
 		drv_log(LOG_ERR, "sandbox: seccomp: %s", strerror(-r));
 	return r;

@@ -36,6 +36,15 @@ struct outmsg {
 	uint8_t data[];
 };
 
+/*
+ * The next spare host is started once no driver has been starting for this
+ * long: its exec and dynamic loading take a few ms of CPU, which would
+ * otherwise delay the start it follows (the first requests to the new
+ * driver), and a burst of starts (a crash on several devices at once, a
+ * hub plugged in) goes faster without one more process to start each time.
+ */
+#define SPARE_DELAY_MS 20
+
 /* An unplugged device's driver gets this long to exit after SIGTERM. */
 #define DETACH_KILL_MS 1000
 
@@ -72,6 +81,34 @@ static uint32_t next_req_id = 1;
 static uint32_t next_handle_id = 1;
 static int shutting_down;
 static uint8_t msgbuf[PROTO_MAX_MSG];
+
+/*
+ * One driver host kept started ahead of need (proto.h, "Spare hosts"):
+ * exec'd, its libraries loaded, libusb initialised, its seccomp filter
+ * built, blocked reading its socket after saying READY.  A driver start
+ * (attach, respawn, ctl restart) hands it the device with START instead of
+ * exec'ing a host, and the next spare is started once no driver is
+ * starting, so that it does not take the CPU from the one that is.  The
+ * spare is the daemon's child like the drivers, reaped by sup_reap(),
+ * stopped at shutdown, and belongs to no device: it shows nowhere in the
+ * tree.  A spare that dies, says anything but READY, or is not READY
+ * within the timeout is killed and replaced after the same backoff as a
+ * crashing driver (doubling from backoff_min), so that one that keeps
+ * dying cannot make the daemon spin.
+ */
+static struct {
+	pid_t pid; /* 0: none */
+	int sock;  /* -1: none, or being killed (waiting for the reap) */
+	uint8_t *shm;
+	int ready;
+	uint64_t started_ms;
+	uint64_t spawn_at_ms;	/* none: start the next one from then on (backoff) */
+	uint64_t last_start_ms; /* the last time a driver was seen starting */
+	unsigned ndeaths;
+	uint64_t deaths_ms[DRV_MAX_CRASH_HISTORY];
+} spare = {.sock = -1};
+
+static void spare_reaped(int status);
 
 static const char *const state_names[] = {
     [DRV_STARTING] = "starting", [DRV_RUNNING] = "running", [DRV_RESTARTING] = "restarting",
@@ -198,7 +235,8 @@ static int slot_take(struct drv *d, size_t size)
 	return slot;
 }
 
-int sup_shm_create(struct drv *d)
+/* A sealed memfd of PROTO_SHM_SIZE bytes mapped at *map: the memfd, or -errno. */
+static int shm_create(uint8_t **map)
 {
 	int fd = memfd_create("plugfs-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING), err;
 
@@ -211,16 +249,32 @@ int sup_shm_create(struct drv *d)
 	void *p = mmap(NULL, PROTO_SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		goto fail;
-	if (d->shm != NULL)
-		munmap(d->shm, PROTO_SHM_SIZE);
-	d->shm = p;
-	d->shm_mapped = 0;
-	d->shm_busy = 0;
+	*map = p;
 	return fd;
 fail:
 	err = errno;
 	close(fd);
 	return -err;
+}
+
+/* d's shared buffer becomes `map` (NULL: none). */
+static void drv_set_shm(struct drv *d, uint8_t *map)
+{
+	if (d->shm != NULL)
+		munmap(d->shm, PROTO_SHM_SIZE);
+	d->shm = map;
+	d->shm_mapped = 0;
+	d->shm_busy = 0;
+}
+
+int sup_shm_create(struct drv *d)
+{
+	uint8_t *map;
+	int fd = shm_create(&map);
+
+	if (fd >= 0)
+		drv_set_shm(d, map);
+	return fd;
 }
 
 static struct request *request_find(struct drv *d, uint32_t id)
@@ -447,6 +501,8 @@ void sup_reap(void)
 		struct drv *d = drv_by_pid(pid);
 		char how[160];
 
+		if (d == NULL && pid == spare.pid)
+			spare_reaped(status);
 		if (d == NULL)
 			continue;
 		d->pid = 0;
@@ -534,80 +590,138 @@ static const sigset_t *ignored_signals(void)
 	return &set;
 }
 
-static int drv_spawn(struct drv *d)
+/*
+ * Starts a driver host: argv, the protocol socket on PROTO_DRIVER_FD and a
+ * fresh shared buffer on PROTO_SHM_FD (mapped at *shm; NULL when it could
+ * not be made: the host then serves inline).  `first`, if not NULL, is
+ * queued on the socket before the exec (a START: the host then finds it
+ * waiting).  Returns 0 with *pid and *sock (nonblocking, the daemon's
+ * end), or -errno with the reason in `why`.
+ */
+static int host_spawn(char **argv, const char *name, const uint8_t *first, size_t first_len, pid_t *pid,
+		      int *sock, uint8_t **shm, char *why, size_t whycap)
 {
-	struct usbdev *dev = d->dev;
-	char *argv[8 + PLUGFS_MAX_FUNCS];
-	char binds[PLUGFS_MAX_FUNCS][PLUGFS_NAME_MAX + 8];
-	int sv[2], argc = 0, r, shm;
+	int sv[2], r, shmfd;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none;
 
-	d->fail_reason[0] = '\0';
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		snprintf(d->fail_reason, sizeof(d->fail_reason), "socketpair: %s", strerror(errno));
-		return -errno;
+		r = errno;
+		snprintf(why, whycap, "socketpair: %s", strerror(r));
+		return -r;
 	}
 	for (int i = 0; i < 2; i++) {
 		int sz = SOCKBUF_SIZE;
 		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 	}
-	argv[argc++] = driver_path;
-	if (log_verbose)
-		argv[argc++] = "-v";
-	if (dev->detach)
-		argv[argc++] = "--detach";
-	if (driver_ids[0] != '\0') {
-		argv[argc++] = "--user";
-		argv[argc++] = driver_ids;
+	if (first != NULL && send(sv[0], first, first_len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		r = errno;
+		snprintf(why, whycap, "queueing START: %s", strerror(r));
+		close(sv[0]);
+		close(sv[1]);
+		return -r;
 	}
-	argv[argc++] = dev->devnode;
-	/* One DRIVER:IFNUM per interface, in index order; extra units come from HELLO. */
-	for (unsigned i = 0; i < dev->nfuncs; i++) {
-		if (dev->funcs[i]->unit != 0)
-			continue;
-		snprintf(binds[i], sizeof(binds[i]), "%s:%u", dev->funcs[i]->bind->name,
-			 dev->funcs[i]->ifnum);
-		argv[argc++] = binds[i];
-	}
-	argv[argc] = NULL;
-	if ((shm = sup_shm_create(d)) < 0)
-		log_msg(LOG_WARNING, "%s: no shared buffer (%s): data goes through the socket",
-			dev->funcs[0]->name, strerror(-shm));
+	*shm = NULL;
+	if ((shmfd = shm_create(shm)) < 0)
+		log_msg(LOG_WARNING, "%s: no shared buffer (%s): data goes through the socket", name,
+			strerror(-shmfd));
 
 	sigemptyset(&none);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, sv[1], PROTO_DRIVER_FD);
-	if (shm >= 0)
-		posix_spawn_file_actions_adddup2(&fa, shm, PROTO_SHM_FD);
+	if (shmfd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, shmfd, PROTO_SHM_FD);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addclosefrom_np(&fa, (shm >= 0 ? PROTO_SHM_FD : PROTO_DRIVER_FD) + 1);
+	posix_spawn_file_actions_addclosefrom_np(&fa, (shmfd >= 0 ? PROTO_SHM_FD : PROTO_DRIVER_FD) + 1);
 	posix_spawnattr_init(&attr);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, ignored_signals());
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	r = posix_spawn(&d->pid, driver_path, &fa, &attr, argv, driver_env);
+	r = posix_spawn(pid, driver_path, &fa, &attr, argv, driver_env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(sv[1]);
-	if (shm >= 0)
-		close(shm);
+	if (shmfd >= 0)
+		close(shmfd);
 	if (r != 0) {
-		if (d->shm != NULL)
-			munmap(d->shm, PROTO_SHM_SIZE);
-		d->shm = NULL;
+		if (*shm != NULL)
+			munmap(*shm, PROTO_SHM_SIZE);
+		*shm = NULL;
 		close(sv[0]);
-		d->pid = 0;
-		d->reaped = 1;
-		snprintf(d->fail_reason, sizeof(d->fail_reason), "cannot start the driver host: %s",
-			 strerror(r));
+		*pid = 0;
+		snprintf(why, whycap, "cannot start the driver host: %s", strerror(r));
 		return -r;
 	}
-	d->sock = sv[0];
-	fd_nonblock_cloexec(d->sock);
+	*sock = sv[0];
+	fd_nonblock_cloexec(*sock);
+	return 0;
+}
+
+/* The command line's options every host gets, device or spare; returns argc. */
+static int host_options(char **argv)
+{
+	int argc = 0;
+
+	argv[argc++] = driver_path;
+	if (log_verbose)
+		argv[argc++] = "-v";
+	if (driver_ids[0] != '\0') {
+		argv[argc++] = "--user";
+		argv[argc++] = driver_ids;
+	}
+	return argc;
+}
+
+/*
+ * The device part of a host's command line, as plugfs-driver takes it
+ * (and a START carries it): [--detach] DEVNODE, then one DRIVER:IFNUM per
+ * interface in index order (extra units come from HELLO).  `binds`
+ * holds the DRIVER:IFNUM strings.  Returns the count.
+ */
+static int device_args(struct usbdev *dev, char **args, char binds[][PLUGFS_NAME_MAX + 8])
+{
+	int n = 0;
+
+	if (dev->detach)
+		args[n++] = "--detach";
+	args[n++] = dev->devnode;
+	for (unsigned i = 0; i < dev->nfuncs; i++) {
+		if (dev->funcs[i]->unit != 0)
+			continue;
+		snprintf(binds[i], PLUGFS_NAME_MAX + 8, "%s:%u", dev->funcs[i]->bind->name,
+			 dev->funcs[i]->ifnum);
+		args[n++] = binds[i];
+	}
+	return n;
+}
+
+static int spare_take(struct drv *d);
+
+static int drv_spawn(struct drv *d)
+{
+	struct usbdev *dev = d->dev;
+	char *argv[8 + PLUGFS_MAX_FUNCS];
+	char binds[PLUGFS_MAX_FUNCS][PLUGFS_NAME_MAX + 8];
+	uint8_t *shm;
+	int argc, r;
+
+	d->fail_reason[0] = '\0';
+	if (spare_take(d) < 0) {
+		argc = host_options(argv);
+		argc += device_args(dev, argv + argc, binds);
+		argv[argc] = NULL;
+		r = host_spawn(argv, dev->funcs[0]->name, NULL, 0, &d->pid, &d->sock, &shm, d->fail_reason,
+			       sizeof(d->fail_reason));
+		if (r < 0) {
+			d->pid = 0;
+			d->reaped = 1;
+			return r;
+		}
+		drv_set_shm(d, shm);
+	}
 	loop_add(d->sock, EPOLLIN, drv_on_sock, d);
 	d->reaped = 0;
 	d->state = DRV_STARTING;
@@ -617,6 +731,171 @@ static int drv_spawn(struct drv *d)
 	d->window_msgs = d->window_logs = d->logs_dropped = 0;
 	log_msg(LOG_DEBUG, "%s: driver pid %d started", dev->funcs[0]->name, (int)d->pid);
 	return 0;
+}
+
+/* ---- The spare host ---- */
+
+static void spare_close(void)
+{
+	if (spare.sock >= 0) {
+		loop_del(spare.sock);
+		close(spare.sock);
+		spare.sock = -1;
+	}
+	if (spare.shm != NULL)
+		munmap(spare.shm, PROTO_SHM_SIZE);
+	spare.shm = NULL;
+	spare.ready = 0;
+}
+
+/* Gives up on the spare: the reap (sup_reap) counts its death and schedules the next. */
+static void spare_kill(const char *why)
+{
+	if (why != NULL)
+		log_msg(LOG_WARNING, "spare driver host pid %d: %s", (int)spare.pid, why);
+	spare_close();
+	if (spare.pid > 0)
+		kill(spare.pid, SIGKILL);
+}
+
+static void spare_on_sock(int fd, uint32_t events, void *arg)
+{
+	uint8_t buf[PROTO_HDR_LEN + 1];
+	struct proto_hdr h;
+	const char *why = NULL;
+	(void)events;
+	(void)arg;
+
+	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0)
+		return spare_kill(NULL); /* it died: its exit status says why */
+	if ((size_t)n > sizeof(buf) || proto_decode_hdr(buf, (size_t)n, &h, &why) < 0)
+		return spare_kill(why != NULL ? why : "message too long");
+	if (h.type != PROTO_READY || spare.ready || h.flags != 0 || h.req != 0 || h.handle != 0 ||
+	    h.file != 0 || h.size != 0 || h.offset != 0 || h.status != 0)
+		return spare_kill("protocol error: a spare host sends one plain READY");
+	spare.ready = 1;
+	log_msg(LOG_DEBUG, "spare driver host pid %d ready after %llu ms", (int)spare.pid,
+		(unsigned long long)(now_ms() - spare.started_ms));
+}
+
+static void spare_spawn(void)
+{
+	char *argv[8], why[128];
+	int argc = host_options(argv);
+
+	argv[argc++] = "--spare";
+	argv[argc] = NULL;
+	if (host_spawn(argv, "spare", NULL, 0, &spare.pid, &spare.sock, &spare.shm, why, sizeof(why)) < 0) {
+		log_msg(LOG_WARNING, "spare driver host: %s", why);
+		spare.pid = 0;
+		spare.sock = -1;
+		/* As if it had died: the backoff keeps a failing spawn from spinning. */
+		unsigned n = drv_record_crash(spare.deaths_ms, &spare.ndeaths, DRV_MAX_CRASH_HISTORY,
+					      now_ms(), (uint64_t)opts.restart_window_s * 1000);
+		spare.spawn_at_ms =
+		    now_ms() + drv_respawn_delay_ms(n + 1, opts.backoff_min_ms, opts.backoff_max_ms);
+		return;
+	}
+	loop_add(spare.sock, EPOLLIN, spare_on_sock, NULL);
+	spare.ready = 0;
+	spare.started_ms = now_ms();
+	log_msg(LOG_DEBUG, "spare driver host pid %d started", (int)spare.pid);
+}
+
+/* The spare process `pid` was reaped: count the death unless the daemon is stopping. */
+static void spare_reaped(int status)
+{
+	char how[64];
+
+	spare_close();
+	spare.pid = 0;
+	if (shutting_down)
+		return;
+	uint64_t now = now_ms();
+	unsigned n = drv_record_crash(spare.deaths_ms, &spare.ndeaths, DRV_MAX_CRASH_HISTORY, now,
+				      (uint64_t)opts.restart_window_s * 1000);
+	/* The first death is replaced at once, like a driver's first crash; then backoff_min doubling. */
+	unsigned delay = drv_respawn_delay_ms(n, opts.backoff_min_ms, opts.backoff_max_ms);
+	spare.spawn_at_ms = now + delay;
+	describe_status(status, how, sizeof(how));
+	log_msg(LOG_WARNING, "spare driver host died (%s); next one in %u ms", how, delay);
+}
+
+/*
+ * Hands the spare, if it is ready, d's device: START on its socket, and
+ * the process, socket and shared buffer become d's.  0, or -EAGAIN (no
+ * ready spare, or it could not take the message: then it is killed) and
+ * the caller starts a host of its own.
+ */
+static int spare_take(struct drv *d)
+{
+	static uint8_t payload[PROTO_MAX_IO];
+	char *args[4 + PLUGFS_MAX_FUNCS];
+	char binds[PLUGFS_MAX_FUNCS][PLUGFS_NAME_MAX + 8];
+	struct usbdev *dev = d->dev;
+	struct proto_hdr h = {.type = PROTO_START};
+	int n;
+
+	if (!spare.ready || spare.sock < 0)
+		return -EAGAIN;
+	int nargs = device_args(dev, args, binds);
+	n = proto_encode_start(payload, sizeof(payload), (const char *const *)args, (unsigned)nargs,
+			       dev->descriptors, dev->descriptors_len, &h.size);
+	if (n == -ENOSPC) /* the host reads descriptors this large from the node itself */
+		n = proto_encode_start(payload, sizeof(payload), (const char *const *)args, (unsigned)nargs,
+				       NULL, 0, &h.size);
+	if (n < 0)
+		return -EAGAIN;
+	size_t len = proto_build(msgbuf, &h, payload, (size_t)n);
+	if (send(spare.sock, msgbuf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		char why[64];
+		snprintf(why, sizeof(why), "START: %s", strerror(errno));
+		spare_kill(why);
+		return -EAGAIN;
+	}
+	loop_del(spare.sock);
+	d->pid = spare.pid;
+	d->sock = spare.sock;
+	drv_set_shm(d, spare.shm);
+	spare.pid = 0;
+	spare.sock = -1;
+	spare.shm = NULL;
+	spare.ready = 0;
+	log_msg(LOG_DEBUG, "%s: spare driver host pid %d takes the device", dev->funcs[0]->name, (int)d->pid);
+	return 0;
+}
+
+/*
+ * The spare's deadlines, from sup_tick(): start one when there is none,
+ * its backoff is over and no driver has been starting (`starting`) for
+ * SPARE_DELAY_MS; kill one not ready within the timeout.  Returns the
+ * next deadline or 0.
+ */
+static uint64_t spare_tick(uint64_t now, int starting)
+{
+	if (shutting_down)
+		return 0;
+	if (starting)
+		spare.last_start_ms = now;
+	if (spare.pid > 0 && spare.sock >= 0 && !spare.ready) {
+		if (now >= spare.started_ms + opts.timeout_ms) {
+			spare_kill("not ready within the timeout");
+			return 0;
+		}
+		return spare.started_ms + opts.timeout_ms;
+	}
+	if (spare.pid > 0 || starting)
+		return 0;
+	uint64_t at = spare.spawn_at_ms > spare.last_start_ms + SPARE_DELAY_MS
+			  ? spare.spawn_at_ms
+			  : spare.last_start_ms + SPARE_DELAY_MS;
+	if (now < at)
+		return at;
+	spare_spawn();
+	return spare.pid > 0 ? spare.started_ms + opts.timeout_ms : spare.spawn_at_ms;
 }
 
 static void drv_start(struct drv *d)
@@ -1228,11 +1507,14 @@ uint64_t sup_tick(uint64_t now)
 {
 	struct usbdev *dev;
 	uint64_t next = 0;
+	int starting = 0;
 
 	TAILQ_FOREACH(dev, &usbdevs, link)
-	if (dev->drv != NULL)
+	if (dev->drv != NULL) {
 		next = earlier(next, drv_tick(dev->drv, now));
-	return next;
+		starting |= dev->drv->state == DRV_STARTING;
+	}
+	return earlier(next, spare_tick(now, starting));
 }
 
 void sup_free(struct drv *d)
@@ -1260,7 +1542,7 @@ unsigned sup_child_count(void)
 	TAILQ_FOREACH(dev, &usbdevs, link)
 	if (dev->drv != NULL && !dev->drv->reaped)
 		n++;
-	return n;
+	return n + (spare.pid > 0);
 }
 
 void sup_shutdown(void)
@@ -1278,6 +1560,8 @@ void sup_shutdown(void)
 		dev->drv->state = DRV_FAILED;
 		tree_driver_settled(dev);
 	}
+	/* EOF tells the spare too; the reap counts no death while shutting down. */
+	spare_close();
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sup_reap();
@@ -1289,6 +1573,11 @@ void sup_shutdown(void)
 				log_msg(LOG_WARNING, "%s: driver pid %d did not exit, killing it",
 					dev->funcs[0]->name, (int)dev->drv->pid);
 				kill(dev->drv->pid, SIGKILL);
+			}
+			if (spare.pid > 0) {
+				log_msg(LOG_WARNING, "spare driver host pid %d did not exit, killing it",
+					(int)spare.pid);
+				kill(spare.pid, SIGKILL);
 			}
 			deadline = now + 2000;
 		}

@@ -18,7 +18,11 @@
  * Every crash is the first of its device's restart window, as a real, rare
  * crash is, so the respawn is immediate (no backoff): the crashes go round
  * KILL_DEVICES (STOP_DEVICES) loopback devices, and a device is crashed
- * again only once its window (restart_window=1) is over.  The stops run
+ * again only once its window (restart_window=1) is over.  Nor does a real
+ * crash come a few ms after another device's: a crash waits CRASH_GAP_MS
+ * after the previous device answered again, so that each restart is
+ * measured alone, not in the wake of the previous one (the daemon starts
+ * its next spare driver host then, see supervisor.c).  The stops run
  * on fewer devices: all of them start at once, and each must say HELLO
  * within the short timeout even on a busy machine.  Between two looks at a file the
  * reader pauses RETRY_PAUSE_US, as a script that retries would, rather
@@ -45,6 +49,7 @@
 #define WINDOW_MS	1000
 #define STOP_TIMEOUT_MS 200
 #define RETRY_PAUSE_US	200
+#define CRASH_GAP_MS	100
 /* Waiting longer than this for one step is a failure, not a slow result. */
 #define STEP_LIMIT_MS 10000
 
@@ -100,13 +105,15 @@ static double wait_read(const struct mnt *m, const char *fn)
  * Sends `sig` to the driver of round i's device and measures the way back.
  * 0, or -1 with a message.
  */
-static int one_crash(const struct mnt *m, int devices, int sig, int i, double *last_crash, struct sample *s)
+static int one_crash(const struct mnt *m, int devices, int sig, int i, double *last_crash, double *last_back,
+		     struct sample *s)
 {
 	char fn[16];
 	int dev = i % devices;
 
 	snprintf(fn, sizeof(fn), "usb%d", dev);
 	pause_until(last_crash[dev] + WINDOW_MS * 1.1);
+	pause_until(*last_back + CRASH_GAP_MS);
 	pid_t pid = fn_pid(m, fn);
 	int pidfd = pid > 0 ? pidfd_open(pid, 0) : -1;
 	if (pidfd < 0) {
@@ -133,6 +140,7 @@ static int one_crash(const struct mnt *m, int devices, int sig, int i, double *l
 			(int)now);
 		return -1;
 	}
+	*last_back = t_read;
 	s->total = t_read - t0;
 	s->to_exit = t_exit - t0;
 	s->after_exit = t_read - t_exit;
@@ -145,7 +153,7 @@ static int run(const char *opts, int devices, int sig, int rounds, struct sample
 {
 	char model[32];
 	const char *const models[] = {model, NULL};
-	double last_crash[MAX_DEVICES] = {0};
+	double last_crash[MAX_DEVICES] = {0}, last_back = 0;
 	struct mnt m;
 	int done = 0;
 
@@ -154,7 +162,7 @@ static int run(const char *opts, int devices, int sig, int rounds, struct sample
 		return -1;
 	*rss_before = rss_kb(daemon_pid(&m));
 	for (; done < rounds; done++)
-		if (one_crash(&m, devices, sig, done, last_crash, &s[done]) < 0)
+		if (one_crash(&m, devices, sig, done, last_crash, &last_back, &s[done]) < 0)
 			break;
 	*rss_after = rss_kb(daemon_pid(&m));
 	mnt_stop(&m);

@@ -13,6 +13,11 @@
  * The file is read at every start: a test switches a running device to a
  * mode by writing the file and restarting it (ctl restart).
  *
+ * Started as a spare host (--spare), it behaves as plugfs-driver does
+ * until it knows its device: READY unless a START waits already, then it
+ * looks at the START without taking it (MSG_PEEK), so that the real host
+ * it execs for a good device finds it still waiting.
+ *
  * Modes: garbage, oversized, truncated, before-hello, hello-twice,
  * unknown-reply, dup-reply, wrong-direction, bad-hello, mute (HELLO, then
  * never reads its socket), poll-ready-flood and log-flood (HELLO, then
@@ -27,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -220,16 +226,55 @@ static int misbehave(const char *mode)
 	return 0;
 }
 
+/*
+ * A spare's device: the node named in the START the daemon sends (left
+ * queued for the real host), or NULL when the daemon hung up first.
+ */
+static const char *spare_devnode(void)
+{
+	static uint8_t buf[PROTO_MAX_MSG];
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	char *args[PROTO_START_MAX_ARGS];
+	const uint8_t *desc;
+	size_t desc_len;
+	unsigned nargs;
+	struct proto_hdr h;
+	ssize_t n;
+
+	prctl(PR_SET_NAME, "plugfs-spare");
+	if (poll(&p, 1, 0) == 0) {
+		struct proto_hdr ready = {.type = PROTO_READY};
+		send_msg(&ready, NULL, 0);
+	}
+	while ((n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_TRUNC)) < 0 && errno == EINTR)
+		;
+	if (n <= 0)
+		return NULL;
+	if (proto_decode_hdr(buf, (size_t)n, &h, NULL) < 0 || h.type != PROTO_START ||
+	    proto_decode_start(buf + PROTO_HDR_LEN, h.len - PROTO_HDR_LEN, h.size, args, PROTO_START_MAX_ARGS,
+			       &nargs, &desc, &desc_len, NULL) < 0)
+		die("not a START");
+	prctl(PR_SET_NAME, "plugfs-driver");
+	return strcmp(args[0], "--detach") == 0 && nargs > 1 ? args[1] : args[0];
+}
+
 int main(int argc, char **argv)
 {
 	const char *conf = getenv("PLUGFS_TEST_EVIL_CONF");
 	const char *devnode = NULL;
 	char victim[256], mode[64];
+	int spare = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--user") == 0) {
 			i++;
 			continue;
+		}
+		if (strcmp(argv[i], "--spare") == 0) {
+			spare = 1;
+			if ((devnode = spare_devnode()) == NULL)
+				return 0;
+			break;
 		}
 		if (argv[i][0] != '-') {
 			devnode = argv[i];
@@ -240,8 +285,13 @@ int main(int argc, char **argv)
 	if (f != NULL) {
 		int n = fscanf(f, "%255s %63s", victim, mode);
 		fclose(f);
-		if (n == 2 && devnode != NULL && strcmp(devnode, victim) == 0)
+		if (n == 2 && devnode != NULL && strcmp(devnode, victim) == 0) {
+			/* A spare's START is the real host's to read: here it is taken and ignored. */
+			static uint8_t start[PROTO_MAX_MSG];
+			if (spare && recv(fd, start, sizeof(start), MSG_DONTWAIT) < 0)
+				die("recv START");
 			return misbehave(mode);
+		}
 	}
 
 	/* A good device: the real host, next to this one, after saying which device this pid serves. */

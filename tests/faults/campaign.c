@@ -625,6 +625,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	pid_t daemon = daemon_pid(&m);
+	/* The spare driver host counts among the children and fds before and after: wait for it. */
+	if (wait_spare(daemon, 0, 5000) <= 0)
+		violation("no spare driver host 5 s after the mount");
 	int base_fds = count_fds(daemon), base_children = count_child_processes(daemon);
 	long base_rss = rss_kb(daemon);
 	printf("fault-campaign: %u s over %zu devices (3 loopback, stall, hang, disk), %s\n", seconds, NDEVS, OPTS);

@@ -686,8 +686,15 @@ int count_fds(pid_t pid)
 	return n;
 }
 
-/* Children of ppid: all of them, or only zombies. */
-static int count_children(pid_t ppid, int zombies_only)
+enum child_kind {
+	CHILD_ANY,
+	CHILD_ZOMBIE,
+	CHILD_NOT_SPARE, /* anything but an idle spare driver host (comm plugfs-spare) */
+	CHILD_SPARE,
+};
+
+/* Children of ppid of a kind: their count, and in *first the first one's pid. */
+static int find_children(pid_t ppid, enum child_kind kind, pid_t *first)
 {
 	DIR *d = opendir("/proc");
 	int n = 0;
@@ -709,8 +716,15 @@ static int count_children(pid_t ppid, int zombies_only)
 		int parent;
 		if (p == NULL || sscanf(p + 1, " %c %d", &state, &parent) != 2)
 			continue;
-		if (parent == ppid && (!zombies_only || state == 'Z'))
-			n++;
+		if (parent != ppid)
+			continue;
+		char *comm = strchr(buf, '(');
+		int spare = comm != NULL && strncmp(comm, "(plugfs-spare)", 14) == 0 && state != 'Z';
+		if ((kind == CHILD_ZOMBIE && state != 'Z') || (kind == CHILD_NOT_SPARE && spare) ||
+		    (kind == CHILD_SPARE && !spare))
+			continue;
+		if (n++ == 0 && first != NULL)
+			*first = (pid_t)atoi(e->d_name);
 	}
 	closedir(d);
 	return n;
@@ -718,12 +732,37 @@ static int count_children(pid_t ppid, int zombies_only)
 
 int count_zombies(pid_t ppid)
 {
-	return count_children(ppid, 1);
+	return find_children(ppid, CHILD_ZOMBIE, NULL);
 }
 
 int count_child_processes(pid_t ppid)
 {
-	return count_children(ppid, 0);
+	return find_children(ppid, CHILD_ANY, NULL);
+}
+
+int count_driver_processes(pid_t ppid)
+{
+	return find_children(ppid, CHILD_NOT_SPARE, NULL);
+}
+
+pid_t spare_pid(pid_t daemon)
+{
+	pid_t pid = 0;
+
+	return find_children(daemon, CHILD_SPARE, &pid) > 0 ? pid : 0;
+}
+
+pid_t wait_spare(pid_t daemon, pid_t not, int ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	do {
+		pid_t pid = spare_pid(daemon);
+		if (pid > 0 && pid != not )
+			return pid;
+		poll_pause();
+	} while (mono_ms() < deadline);
+	return 0;
 }
 
 /* A field of /proc/PID/status, whitespace squeezed to single spaces; "" if none. */

@@ -106,6 +106,18 @@ int count_fds(pid_t pid);
 /* Children of ppid that are zombies / that exist at all. */
 int count_zombies(pid_t ppid);
 int count_child_processes(pid_t ppid);
+/*
+ * Children of ppid but the idle spare driver host: the drivers.  A spare
+ * is named so only once it runs: call wait_spare() first, so that none is
+ * being started.
+ */
+int count_driver_processes(pid_t ppid);
+/*
+ * The daemon's idle spare driver host (a child named plugfs-spare), or 0;
+ * wait_spare() waits up to ms for one other than `not`, 0 if none came.
+ */
+pid_t spare_pid(pid_t daemon);
+pid_t wait_spare(pid_t daemon, pid_t not, int ms);
 
 /* A field of /proc/PID/status, whitespace squeezed to single spaces; "" if none (a static buffer). */
 const char *proc_status(pid_t pid, const char *key);

@@ -14,6 +14,7 @@
 static Suite *(*const suites[])(void) = {
     generic_suite,
     crash_suite,
+    spare_suite,
     isolation_suite,
     mount_suite,
     hotplug_suite,

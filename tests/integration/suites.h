@@ -8,6 +8,7 @@
 
 Suite *generic_suite(void);
 Suite *crash_suite(void);
+Suite *spare_suite(void);
 Suite *isolation_suite(void);
 Suite *mount_suite(void);
 Suite *printer_suite(void);

@@ -174,9 +174,11 @@ static void attack_start(struct attack *a, const char *mode)
 {
 	a->daemon = daemon_pid(&m);
 	ck_assert_int_gt(a->daemon, 0);
+	/* The spare driver host's socket is among the daemon's fds at every count. */
+	ck_assert_int_gt(wait_spare(a->daemon, 0, 5000), 0);
 	a->fds = count_fds(a->daemon);
 	ck_assert_int_gt(a->fds, 0);
-	ck_assert_int_eq(count_child_processes(a->daemon), 2);
+	ck_assert_int_eq(count_driver_processes(a->daemon), 2);
 	devnode_of("usb1", a->devnode, sizeof(a->devnode));
 	reader_start(&a->reader);
 	set_mode(a->devnode, mode);
@@ -191,8 +193,9 @@ static void attack_end(struct attack *a, unsigned crashes)
 	snprintf(n, sizeof(n), "%u crashes", crashes);
 	ck_assert_int_eq(wait_event(&m, "usb1 failed", n, 1000), 0);
 	reader_stop(&a->reader, 20);
+	ck_assert_int_gt(wait_spare(a->daemon, 0, 5000), 0);
 	ck_assert_int_eq(count_zombies(a->daemon), 0);
-	ck_assert_int_eq(count_child_processes(a->daemon), 1);
+	ck_assert_int_eq(count_driver_processes(a->daemon), 1);
 	/* The failed driver's socket is closed, nothing else is left open. */
 	ck_assert_int_eq(count_fds(a->daemon), a->fds - 1);
 	ck_assert_str_eq(read_line(mpath(&m, "usb0/state")), "running");
@@ -204,8 +207,9 @@ static void attack_end(struct attack *a, unsigned crashes)
 	ck_assert_int_gt(wait_new_pid(&m, "usb1", 0, 10000), 0);
 	assert_loopback("usb1");
 	assert_loopback("usb0");
+	ck_assert_int_gt(wait_spare(a->daemon, 0, 5000), 0);
 	ck_assert_int_eq(count_fds(a->daemon), a->fds);
-	ck_assert_int_eq(count_child_processes(a->daemon), 2);
+	ck_assert_int_eq(count_driver_processes(a->daemon), 2);
 }
 
 /* Waits for an event; if it does not come, shows the events that did. */

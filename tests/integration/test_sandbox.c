@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,20 @@ static void setup_real(void)
 {
 	static const char *const models[] = {"loopback", NULL};
 	ck_assert_int_eq(mnt_start(&m, models, "timeout=3000", 1), 0);
+}
+
+/*
+ * The same, but usb0's driver is the spare driver host the daemon handed
+ * the device after a crash: it must end up in exactly the same sandbox.
+ */
+static void setup_spare(void)
+{
+	setup_real();
+	pid_t daemon = daemon_pid(&m), spare = wait_spare(daemon, 0, 5000), old = fn_pid(&m, "usb0");
+	ck_assert_int_gt(spare, 0);
+	ck_assert_int_eq(kill(old, SIGKILL), 0);
+	ck_assert_int_eq(wait_new_pid(&m, "usb0", old, 5000), spare);
+	ck_assert_int_eq(wait_state(&m, "usb0", "running", 5000), 0);
 }
 
 static char evil[256];
@@ -207,6 +222,12 @@ Suite *sandbox_suite(void)
 	TCase *tc = tcase_create("real");
 
 	tcase_add_unchecked_fixture(tc, setup_real, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, real_driver_is_sandboxed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("spare");
+	tcase_add_unchecked_fixture(tc, setup_spare, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, real_driver_is_sandboxed);
 	suite_add_tcase(s, tc);

@@ -3,6 +3,7 @@
  * sandbox (tests/integration/test_sandbox.c).  Built only for the tests.
  *
  *     plugfs-sandbox-attacker [-v] [--detach] [--user USER] DEVNODE DRIVER:IFNUM...
+ *     plugfs-sandbox-attacker [-v] [--user USER] --spare    (the device comes in START)
  *
  * It starts like plugfs-driver: opens DEVNODE by path and wraps it with
  * libusb, so the same fds (and under umockdev the same emulator sockets)
@@ -22,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <syslog.h>
@@ -117,6 +120,33 @@ static void try_attack(const char *user, int (*run)(void))
 	_exit(r < 0 ? -r : 0);
 }
 
+/* As a spare host (common/proto.h): READY unless START waits, then START's node; NULL on EOF. */
+static const char *spare_devnode(void)
+{
+	static uint8_t buf[PROTO_MAX_MSG];
+	struct pollfd p = {.fd = PROTO_DRIVER_FD, .events = POLLIN};
+	char *args[PROTO_START_MAX_ARGS];
+	const uint8_t *desc;
+	size_t desc_len;
+	unsigned nargs;
+	struct proto_hdr h = {.type = PROTO_READY, .len = PROTO_HDR_LEN};
+	ssize_t n;
+
+	prctl(PR_SET_NAME, "plugfs-spare");
+	if (poll(&p, 1, 0) == 0) {
+		proto_encode_hdr(buf, &h);
+		send(PROTO_DRIVER_FD, buf, PROTO_HDR_LEN, MSG_NOSIGNAL);
+	}
+	if ((n = recv(PROTO_DRIVER_FD, buf, sizeof(buf), MSG_TRUNC)) <= 0)
+		return NULL;
+	if (proto_decode_hdr(buf, (size_t)n, &h, NULL) < 0 || h.type != PROTO_START ||
+	    proto_decode_start(buf + PROTO_HDR_LEN, h.len - PROTO_HDR_LEN, h.size, args, PROTO_START_MAX_ARGS,
+			       &nargs, &desc, &desc_len, NULL) < 0)
+		return NULL;
+	prctl(PR_SET_NAME, "plugfs-sandbox-");
+	return strcmp(args[0], "--detach") == 0 && nargs > 1 ? args[1] : args[0];
+}
+
 int main(int argc, char **argv)
 {
 	const char *user = NULL, *devnode = NULL;
@@ -126,6 +156,8 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--user") == 0 && i + 1 < argc)
 			user = argv[++i];
+		else if (strcmp(argv[i], "--spare") == 0 && (devnode = spare_devnode()) == NULL)
+			return 0;
 		else if (argv[i][0] != '-' && devnode == NULL)
 			devnode = argv[i];
 	}

@@ -235,14 +235,16 @@ START_TEST(test_type_names)
 	ck_assert_str_eq(proto_type_name(PROTO_PING), "PING");
 	ck_assert_str_eq(proto_type_name(PROTO_CTL), "CTL");
 	ck_assert_str_eq(proto_type_name(0), "?");
-	ck_assert_str_eq(proto_type_name(5), "?");
+	ck_assert_str_eq(proto_type_name(PROTO_READY), "READY");
+	ck_assert_str_eq(proto_type_name(6), "?");
 	ck_assert_str_eq(proto_type_name(PROTO_LOOKUP), "LOOKUP");
 	ck_assert_str_eq(proto_type_name(PROTO_GETATTR), "GETATTR");
 	ck_assert_str_eq(proto_type_name(PROTO_READDIR), "READDIR");
 	ck_assert_str_eq(proto_type_name(PROTO_CREATE), "CREATE");
 	ck_assert_str_eq(proto_type_name(PROTO_UNLINK), "UNLINK");
 	ck_assert_str_eq(proto_type_name(PROTO_FLUSH), "FLUSH");
-	ck_assert_str_eq(proto_type_name(PROTO_FLUSH + 1), "?");
+	ck_assert_str_eq(proto_type_name(PROTO_START), "START");
+	ck_assert_str_eq(proto_type_name(PROTO_START + 1), "?");
 	ck_assert_str_eq(proto_type_name(0xffff), "?");
 }
 END_TEST
@@ -383,7 +385,7 @@ END_TEST
 
 START_TEST(test_hdr_unknown_type)
 {
-	static const uint16_t bad[] = {0, 5, 6, 14, 15, 30, 31, 255, 256, 0x8001, 0xffff};
+	static const uint16_t bad[] = {0, 6, 14, 15, 31, 255, 256, 0x8001, 0xffff};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct proto_hdr h = make_hdr(bad[i]);
@@ -417,6 +419,8 @@ static const struct {
     {PROTO_CREATE, 1, PROTO_MAX_NODE_NAME},
     {PROTO_UNLINK, 1, PROTO_MAX_NODE_NAME},
     {PROTO_FLUSH, 0, 0},
+    {PROTO_READY, 0, 0},
+    {PROTO_START, 2, PROTO_MAX_IO},
 };
 
 static size_t build_with_payload(uint16_t type, size_t plen)
@@ -425,6 +429,8 @@ static size_t build_with_payload(uint16_t type, size_t plen)
 
 	if (type == PROTO_REPLY)
 		h.status = (int32_t)plen; /* a reply's data length is its status */
+	if (type == PROTO_START)
+		h.size = plen > 0 ? (uint32_t)plen : 1; /* its arguments: the whole payload */
 	return build_msg(&h, plen);
 }
 
@@ -1545,6 +1551,146 @@ START_TEST(test_hdr_node_requests)
 }
 END_TEST
 
+/* ---- START (spare hosts) ---- */
+
+START_TEST(test_start_round_trip)
+{
+	static const char *const args[] = {"--detach", "/dev/bus/usb/001/002", "usb:0", "hid:1"};
+	static const uint8_t desc[] = {0x12, 0x01, 0x00, 0x02};
+	uint8_t buf[256];
+	uint32_t args_len = 0;
+	char *argv[8];
+	unsigned argc = 0;
+	const uint8_t *d = NULL;
+	size_t dlen = 99;
+	const char *why = NULL;
+
+	int n = proto_encode_start(buf, sizeof(buf), args, 4, desc, sizeof(desc), &args_len);
+	ck_assert_int_eq(n, 9 + 21 + 6 + 6 + 4);
+	ck_assert_uint_eq(args_len, 9 + 21 + 6 + 6);
+	ck_assert_int_eq(memcmp(buf, "--detach\0/dev/bus/usb/001/002\0usb:0\0hid:1\0", args_len), 0);
+	ck_assert_int_eq(proto_decode_start(buf, (size_t)n, args_len, argv, 8, &argc, &d, &dlen, &why), 0);
+	ck_assert_uint_eq(argc, 4);
+	for (unsigned i = 0; i < 4; i++)
+		ck_assert_str_eq(argv[i], args[i]);
+	ck_assert_uint_eq(dlen, sizeof(desc));
+	ck_assert_int_eq(memcmp(d, desc, sizeof(desc)), 0);
+
+	/* No descriptors. */
+	n = proto_encode_start(buf, sizeof(buf), args + 1, 2, NULL, 0, &args_len);
+	ck_assert_int_eq(n, 21 + 6);
+	ck_assert_int_eq(proto_decode_start(buf, (size_t)n, args_len, argv, 8, &argc, &d, &dlen, &why), 0);
+	ck_assert_uint_eq(argc, 2);
+	ck_assert_ptr_null(d);
+	ck_assert_uint_eq(dlen, 0);
+}
+END_TEST
+
+START_TEST(test_start_encode_limits)
+{
+	static char longarg[PROTO_START_MAX_ARG + 2];
+	const char *args[PROTO_START_MAX_ARGS + 1];
+	uint8_t buf[64];
+	uint32_t args_len;
+
+	for (unsigned i = 0; i <= PROTO_START_MAX_ARGS; i++)
+		args[i] = "x";
+	ck_assert_int_eq(proto_encode_start(buf, sizeof(buf), args, 0, NULL, 0, &args_len), -EINVAL);
+	ck_assert_int_eq(
+	    proto_encode_start(buf, sizeof(buf), args, PROTO_START_MAX_ARGS + 1, NULL, 0, &args_len),
+	    -EINVAL);
+	args[0] = "";
+	ck_assert_int_eq(proto_encode_start(buf, sizeof(buf), args, 1, NULL, 0, &args_len), -EINVAL);
+	memset(longarg, 'a', sizeof(longarg) - 1);
+	args[0] = longarg;
+	ck_assert_int_eq(proto_encode_start(buf, sizeof(buf), args, 1, NULL, 0, &args_len), -EINVAL);
+	args[0] = "0123456789012345678901234567890123456789";
+	args[1] = "0123456789012345678901234567890123456789";
+	ck_assert_int_eq(proto_encode_start(buf, sizeof(buf), args, 2, NULL, 0, &args_len), -ENOSPC);
+	ck_assert_int_eq(proto_encode_start(buf, sizeof(buf), args, 1, buf, 30, &args_len), -ENOSPC);
+}
+END_TEST
+
+static const struct {
+	const char *payload;
+	size_t len;
+	uint32_t args_len;
+	const char *why;
+} bad_starts[] = {
+    {"usb:0", 5, 5, "NUL-terminated"}, {"a\0\0", 3, 3, "empty"},     {"\0a\0", 3, 3, "empty"},
+    {"a\tb\0", 4, 4, "control"},       {"a\x80\0", 3, 3, "control"}, {"a\0", 2, 3, "larger than"},
+    {"a\0", 2, 0, "larger than"},
+};
+
+START_TEST(test_start_rejects)
+{
+	uint8_t buf[16];
+	char *argv[4];
+	unsigned argc;
+	const uint8_t *d;
+	size_t dlen;
+	const char *why = NULL;
+
+	memcpy(buf, bad_starts[_i].payload, bad_starts[_i].len);
+	ck_assert_int_eq(proto_decode_start(buf, bad_starts[_i].len, bad_starts[_i].args_len, argv, 4, &argc,
+					    &d, &dlen, &why),
+			 -EPROTO);
+	ck_assert_ptr_nonnull(why);
+	ck_assert_msg(strstr(why, bad_starts[_i].why) != NULL, "%s: %s", bad_starts[_i].why, why);
+}
+END_TEST
+
+START_TEST(test_start_arg_limits)
+{
+	static uint8_t buf[2 * (PROTO_START_MAX_ARG + 2)];
+	char *argv[PROTO_START_MAX_ARGS + 1];
+	unsigned argc;
+	const uint8_t *d;
+	size_t dlen;
+	const char *why = NULL;
+
+	/* Longest argument: accepted; one more byte: refused. */
+	memset(buf, 'a', PROTO_START_MAX_ARG);
+	buf[PROTO_START_MAX_ARG] = '\0';
+	ck_assert_int_eq(proto_decode_start(buf, PROTO_START_MAX_ARG + 1, PROTO_START_MAX_ARG + 1, argv, 4,
+					    &argc, &d, &dlen, &why),
+			 0);
+	memset(buf, 'a', PROTO_START_MAX_ARG + 1);
+	buf[PROTO_START_MAX_ARG + 1] = '\0';
+	ck_assert_int_eq(proto_decode_start(buf, PROTO_START_MAX_ARG + 2, PROTO_START_MAX_ARG + 2, argv, 4,
+					    &argc, &d, &dlen, &why),
+			 -EPROTO);
+	ck_assert_ptr_nonnull(strstr(why, "too long"));
+
+	/* More arguments than the caller has room for, or than a START may carry. */
+	for (unsigned i = 0; i < PROTO_START_MAX_ARGS + 1; i++) {
+		buf[2 * i] = 'x';
+		buf[2 * i + 1] = '\0';
+	}
+	ck_assert_int_eq(proto_decode_start(buf, 6, 6, argv, 2, &argc, &d, &dlen, &why), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(why, "too many"));
+	ck_assert_int_eq(proto_decode_start(buf, 6, 6, argv, 3, &argc, &d, &dlen, &why), 0);
+	ck_assert_uint_eq(argc, 3);
+	ck_assert_int_eq(proto_decode_start(buf, 2 * (PROTO_START_MAX_ARGS + 1),
+					    2 * (PROTO_START_MAX_ARGS + 1), argv, PROTO_START_MAX_ARGS + 1,
+					    &argc, &d, &dlen, &why),
+			 -EPROTO);
+}
+END_TEST
+
+START_TEST(test_hdr_start_size)
+{
+	struct proto_hdr h = make_hdr(PROTO_START);
+
+	h.size = 8;
+	assert_hdr_accepted(build_msg(&h, 8));
+	h.size = 9;
+	assert_hdr_rejected(build_msg(&h, 8), "START arguments");
+	h.size = 0;
+	assert_hdr_rejected(build_msg(&h, 8), "START arguments");
+}
+END_TEST
+
 Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -1571,6 +1717,14 @@ Suite *proto_suite(void)
 			    sizeof(payload_bounds) / sizeof(payload_bounds[0]));
 	tcase_add_test(tc, test_hdr_read_size);
 	tcase_add_test(tc, test_hdr_reply_status);
+	tcase_add_test(tc, test_hdr_start_size);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("start");
+	tcase_add_test(tc, test_start_round_trip);
+	tcase_add_test(tc, test_start_encode_limits);
+	tcase_add_loop_test(tc, test_start_rejects, 0, sizeof(bad_starts) / sizeof(bad_starts[0]));
+	tcase_add_test(tc, test_start_arg_limits);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hello");
