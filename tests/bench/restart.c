@@ -3,7 +3,7 @@
  * again?  A benchmark: it prints numbers (tests/bench/report.h) and never
  * fails for being slow.
  *
- *     build/bench-restart [KILLS [STOPS]]      (default 200 and 50; about 40 s)
+ *     build/bench-restart [KILLS [STOPS]]      (default 200 and 50; about 50 s)
  *
  * SIGKILL: the driver is killed; measured from kill(2) to the first
  * successful open+read of its ep0, split at the moment the process is gone
@@ -22,7 +22,10 @@
  * crash come a few ms after another device's: a crash waits CRASH_GAP_MS
  * after the previous device answered again, so that each restart is
  * measured alone, not in the wake of the previous one (the daemon starts
- * its next spare driver host then, see supervisor.c).  The stops run
+ * its next spare driver host then, see supervisor.c).  A second series,
+ * KILLS / 2 crashes with no gap, shows the other case: crashes of other
+ * devices one right after another, each finding the spare host still
+ * starting.  The stops run
  * on fewer devices: all of them start at once, and each must say HELLO
  * within the short timeout even on a busy machine.  Between two looks at a file the
  * reader pauses RETRY_PAUSE_US, as a script that retries would, rather
@@ -106,14 +109,14 @@ static double wait_read(const struct mnt *m, const char *fn)
  * 0, or -1 with a message.
  */
 static int one_crash(const struct mnt *m, int devices, int sig, int i, double *last_crash, double *last_back,
-		     struct sample *s)
+		     int gap_ms, struct sample *s)
 {
 	char fn[16];
 	int dev = i % devices;
 
 	snprintf(fn, sizeof(fn), "usb%d", dev);
 	pause_until(last_crash[dev] + WINDOW_MS * 1.1);
-	pause_until(*last_back + CRASH_GAP_MS);
+	pause_until(*last_back + gap_ms);
 	pid_t pid = fn_pid(m, fn);
 	int pidfd = pid > 0 ? pidfd_open(pid, 0) : -1;
 	if (pidfd < 0) {
@@ -147,9 +150,9 @@ static int one_crash(const struct mnt *m, int devices, int sig, int i, double *l
 	return 0;
 }
 
-/* Runs `rounds` crashes by `sig` on a fresh mount; the number measured, or -1. */
-static int run(const char *opts, int devices, int sig, int rounds, struct sample *s, long *rss_before,
-	       long *rss_after)
+/* Runs `rounds` crashes by `sig`, gap_ms apart, on a fresh mount; the number measured, or -1. */
+static int run(const char *opts, int devices, int sig, int rounds, int gap_ms, struct sample *s,
+	       long *rss_before, long *rss_after)
 {
 	char model[32];
 	const char *const models[] = {model, NULL};
@@ -162,7 +165,7 @@ static int run(const char *opts, int devices, int sig, int rounds, struct sample
 		return -1;
 	*rss_before = rss_kb(daemon_pid(&m));
 	for (; done < rounds; done++)
-		if (one_crash(&m, devices, sig, done, last_crash, &last_back, &s[done]) < 0)
+		if (one_crash(&m, devices, sig, done, last_crash, &last_back, gap_ms, &s[done]) < 0)
 			break;
 	*rss_after = rss_kb(daemon_pid(&m));
 	mnt_stop(&m);
@@ -195,7 +198,7 @@ int main(int argc, char **argv)
 	if (s == NULL)
 		return 1;
 
-	int n = run("restart_window=1", KILL_DEVICES, SIGKILL, kills, s, &rss0, &rss1);
+	int n = run("restart_window=1", KILL_DEVICES, SIGKILL, kills, CRASH_GAP_MS, s, &rss0, &rss1);
 	if (n > 0) {
 		report("SIGKILL -> first read", s, n, offsetof(struct sample, total));
 		report("SIGKILL -> process gone", s, n, offsetof(struct sample, to_exit));
@@ -205,10 +208,16 @@ int main(int argc, char **argv)
 	}
 	if (n != kills)
 		rc = 1;
+	/* Crashes of other devices back to back: each finds the spare host used by the last. */
+	n = run("restart_window=1", KILL_DEVICES, SIGKILL, kills / 2, 0, s, &rss0, &rss1);
+	if (n > 0)
+		report("SIGKILL -> first read, back to back", s, n, offsetof(struct sample, total));
+	if (n != kills / 2)
+		rc = 1;
 
 	if (stops > 0) {
 		snprintf(opts, sizeof(opts), "restart_window=1,timeout=%d", STOP_TIMEOUT_MS);
-		n = run(opts, STOP_DEVICES, SIGSTOP, stops, s, &rss0, &rss1);
+		n = run(opts, STOP_DEVICES, SIGSTOP, stops, CRASH_GAP_MS, s, &rss0, &rss1);
 		if (n > 0) {
 			snprintf(figure, sizeof(figure), "SIGSTOP -> first read (timeout=%d)",
 				 STOP_TIMEOUT_MS);
