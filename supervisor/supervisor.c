@@ -1728,10 +1728,10 @@ static uint16_t handle_flags(struct handle *h, int nonblock)
  * ---- Read-ahead ----
  *
  * A block file (a disk's medium) read sequentially is read ahead: from the
- * second read in a row that starts where the last one ended, the daemon
- * keeps up to two READs ("windows") going beyond what was asked, each into
- * a slot of the shared buffer, and answers the reads that fall in them from
- * there.  The first window is RA_WINDOW_MIN bytes, each next one twice the
+ * second read in a row that starts where the last one ended and is as big,
+ * the daemon keeps up to two READs ("windows") going beyond what was asked,
+ * each into a slot of the shared buffer, and answers the reads that fall in
+ * them from there.  The first window is RA_WINDOW_MIN bytes, each next one twice the
  * last up to RA_WINDOW_MAX (the kernel's readahead grows the same way), so
  * that a reader that stops early wasted little of the bus.  The reader
  * then pays the FUSE hop alone, while the driver fetches the next window:
@@ -1878,7 +1878,13 @@ static int ra_read(struct drv *d, struct handle *h, fuse_req_t req, uint32_t siz
 {
 	struct request *r = NULL;
 
-	if (off == h->ra_next) {
+	/*
+	 * Sequential means: where the last read ended, and as big.  A read()
+	 * into an unaligned buffer of 1 MiB reaches the daemon as two requests,
+	 * 1 MiB less a few bytes and those few bytes: windows cut for one size
+	 * would never hold the other, and every one would be read for nothing.
+	 */
+	if (off == h->ra_next && size == h->ra_size) {
 		h->ra_seq++;
 	} else {
 		h->ra_seq = 0;
@@ -1886,6 +1892,7 @@ static int ra_read(struct drv *d, struct handle *h, fuse_req_t req, uint32_t siz
 		ra_drop_all(d, h);
 	}
 	h->ra_next = off + size;
+	h->ra_size = size;
 	if (h->ra_seq == 0)
 		return 0;
 	for (int i = 0; i < 2 && r == NULL; i++) {

@@ -43,6 +43,7 @@ struct handle {
 	struct fuse_pollhandle *ph;
 	/* Read-ahead (block files): where the last read ended, how many in a row were sequential. */
 	uint64_t ra_next;
+	uint32_t ra_size; /* and its size */
 	unsigned ra_seq;
 	uint32_t ra_win; /* size of its next read-ahead window */
 	uint32_t ra[2];	 /* ids of its read-ahead requests, earlier first; 0 = none */

@@ -365,7 +365,7 @@ static int inside(int rounds)
 {
 	char dir[] = "/tmp/plugfs-bench-disk.XXXXXX", mnt[64], nodes[2][64];
 	static struct results res;
-	uint8_t *buf = malloc(MIB);
+	uint8_t *buf = aligned_alloc(4096, MIB); /* page-aligned, as dd's buffer is */
 	int r = 1;
 
 	if (buf == NULL || mkdtemp(dir) == NULL)

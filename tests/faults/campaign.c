@@ -282,7 +282,9 @@ static void *disk_reader_main(void *arg)
 			record(d, OP_READ, t, r, errno);
 			if (r < 0)
 				break;
-			size_t want = off >= DISK_SIZE ? 0 : bs < DISK_SIZE - off ? bs : (size_t)(DISK_SIZE - off);
+			size_t want = off >= DISK_SIZE	     ? 0
+				      : bs < DISK_SIZE - off ? bs
+							     : (size_t)(DISK_SIZE - off);
 			if (r == 0 || !disk_bytes_ok(d, buf, off, (size_t)r))
 				break;
 			if ((size_t)r < want) {
@@ -296,7 +298,8 @@ static void *disk_reader_main(void *arg)
 				int err = errno;
 				record(d, OP_READ, t, again, err);
 				if (again >= 0)
-					violation("1-%u: read of %zu at %llu gave %zd, not %zu, and the next one %zd",
+					violation("1-%u: read of %zu at %llu gave %zd, not %zu, and the next "
+						  "one %zd",
 						  d->port, bs, (unsigned long long)off, r, want, again);
 				atomic_fetch_add(&bytes_checked, (unsigned long)r);
 				break;
@@ -524,8 +527,8 @@ static int mount_works(void)
 			int fd = open(dev_path(d, "data", path, sizeof(path)), O_RDONLY | O_CLOEXEC);
 			ssize_t n = fd >= 0 ? pread(fd, blk, sizeof(blk), 12345) : -1;
 			if (n != (ssize_t)sizeof(blk) || !disk_bytes_ok(d, blk, 12345, sizeof(blk))) {
-				violation("after the campaign: read of 1-%u's medium gave %zd (%s)", d->port, n,
-					  n < 0 ? strerror(errno) : "");
+				violation("after the campaign: read of 1-%u's medium gave %zd (%s)", d->port,
+					  n, n < 0 ? strerror(errno) : "");
 				bad = 1;
 			}
 			if (fd >= 0)
@@ -630,7 +633,8 @@ int main(int argc, char **argv)
 		violation("no spare driver host 5 s after the mount");
 	int base_fds = count_fds(daemon), base_children = count_child_processes(daemon);
 	long base_rss = rss_kb(daemon);
-	printf("fault-campaign: %u s over %zu devices (3 loopback, stall, hang, disk), %s\n", seconds, NDEVS, OPTS);
+	printf("fault-campaign: %u s over %zu devices (3 loopback, stall, hang, disk), %s\n", seconds, NDEVS,
+	       OPTS);
 	printf("fault-campaign: daemon pid %d: %d fds, %d children, %ld kB RSS before\n", (int)daemon,
 	       base_fds, base_children, base_rss);
 	fflush(stdout);
@@ -660,7 +664,8 @@ int main(int argc, char **argv)
 	int got;
 	if (kill(daemon, 0) != 0 || daemon_pid(&m) != daemon)
 		violation("the daemon (pid %d) is gone", (int)daemon);
-	/* A driver stopped just before the end is killed by its heartbeat a timeout later: not yet "running". */
+	/* A driver stopped just before the end is killed by its heartbeat a timeout later: not yet "running".
+	 */
 	for (size_t i = 0; i < NDEVS; i++)
 		wait_not_stopped(&devs[i], 5000);
 	for (size_t i = 0; i < NDEVS; i++)
