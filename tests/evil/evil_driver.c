@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "spare_wait.h"
 
 static const int fd = PROTO_DRIVER_FD;
 
@@ -226,36 +227,14 @@ static int misbehave(const char *mode)
 	return 0;
 }
 
-/*
- * A spare's device: the node named in the START the daemon sends (left
- * queued for the real host), or NULL when the daemon hung up first.
- */
+/* As a spare: the device START names, under the name the real host would have. */
 static const char *spare_devnode(void)
 {
-	static uint8_t buf[PROTO_MAX_MSG];
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	char *args[PROTO_START_MAX_ARGS];
-	const uint8_t *desc;
-	size_t desc_len;
-	unsigned nargs;
-	struct proto_hdr h;
-	ssize_t n;
+	const char *node = spare_wait_start(1);
 
-	prctl(PR_SET_NAME, "plugfs-spare");
-	if (poll(&p, 1, 0) == 0) {
-		struct proto_hdr ready = {.type = PROTO_READY};
-		send_msg(&ready, NULL, 0);
-	}
-	while ((n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_TRUNC)) < 0 && errno == EINTR)
-		;
-	if (n <= 0)
-		return NULL;
-	if (proto_decode_hdr(buf, (size_t)n, &h, NULL) < 0 || h.type != PROTO_START ||
-	    proto_decode_start(buf + PROTO_HDR_LEN, h.len - PROTO_HDR_LEN, h.size, args, PROTO_START_MAX_ARGS,
-			       &nargs, &desc, &desc_len, NULL) < 0)
-		die("not a START");
-	prctl(PR_SET_NAME, "plugfs-driver");
-	return strcmp(args[0], "--detach") == 0 && nargs > 1 ? args[1] : args[0];
+	if (node != NULL)
+		prctl(PR_SET_NAME, "plugfs-driver");
+	return node;
 }
 
 int main(int argc, char **argv)

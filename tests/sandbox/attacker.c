@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "../evil/spare_wait.h"
 
 bool drv_verbose;
 
@@ -120,31 +121,14 @@ static void try_attack(const char *user, int (*run)(void))
 	_exit(r < 0 ? -r : 0);
 }
 
-/* As a spare host (common/proto.h): READY unless START waits, then START's node; NULL on EOF. */
+/* As a spare: the device START names, under the name the real host would have. */
 static const char *spare_devnode(void)
 {
-	static uint8_t buf[PROTO_MAX_MSG];
-	struct pollfd p = {.fd = PROTO_DRIVER_FD, .events = POLLIN};
-	char *args[PROTO_START_MAX_ARGS];
-	const uint8_t *desc;
-	size_t desc_len;
-	unsigned nargs;
-	struct proto_hdr h = {.type = PROTO_READY, .len = PROTO_HDR_LEN};
-	ssize_t n;
+	const char *node = spare_wait_start(0);
 
-	prctl(PR_SET_NAME, "plugfs-spare");
-	if (poll(&p, 1, 0) == 0) {
-		proto_encode_hdr(buf, &h);
-		send(PROTO_DRIVER_FD, buf, PROTO_HDR_LEN, MSG_NOSIGNAL);
-	}
-	if ((n = recv(PROTO_DRIVER_FD, buf, sizeof(buf), MSG_TRUNC)) <= 0)
-		return NULL;
-	if (proto_decode_hdr(buf, (size_t)n, &h, NULL) < 0 || h.type != PROTO_START ||
-	    proto_decode_start(buf + PROTO_HDR_LEN, h.len - PROTO_HDR_LEN, h.size, args, PROTO_START_MAX_ARGS,
-			       &nargs, &desc, &desc_len, NULL) < 0)
-		return NULL;
-	prctl(PR_SET_NAME, "plugfs-sandbox-");
-	return strcmp(args[0], "--detach") == 0 && nargs > 1 ? args[1] : args[0];
+	if (node != NULL)
+		prctl(PR_SET_NAME, "plugfs-sandbox-");
+	return node;
 }
 
 int main(int argc, char **argv)
