@@ -191,6 +191,24 @@ int wait_event(const struct mnt *m, const char *a, const char *b, int ms)
 	return -1;
 }
 
+const char *wait_file_has(const char *path, const char *text, int ms)
+{
+	static char buf[1 << 20];
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	do {
+		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			const char *at = strstr(buf, text);
+			if (at != NULL)
+				return at;
+		}
+		poll_pause();
+	} while (mono_ms() < deadline);
+	return NULL;
+}
+
 int wait_pid_gone(pid_t pid, int ms)
 {
 	uint64_t deadline = mono_ms() + (uint64_t)ms;

@@ -69,6 +69,11 @@ pid_t fn_pid(const struct mnt *m, const char *name);
 int wait_state(const struct mnt *m, const char *fn, const char *state, int ms);
 /* Waits up to ms until the events file has a line containing both strings. */
 int wait_event(const struct mnt *m, const char *a, const char *b, int ms);
+/*
+ * Waits up to ms until the file at path (a mount's log, a command's stderr)
+ * holds text; where it does, in a static buffer, or NULL.
+ */
+const char *wait_file_has(const char *path, const char *text, int ms);
 /* Waits up to ms until a pid no longer exists (and is not a zombie of ours). */
 int wait_pid_gone(pid_t pid, int ms);
 /* Waits for a new driver pid different from old; returns it or 0. */

@@ -185,24 +185,6 @@ static int dd(const char *in, const char *out, const char *bs, const char *count
 	return run(argv, err);
 }
 
-/* Waits until `path` (a log file) holds `what`; 0 or -1. */
-static int log_has(const char *path, const char *what, int ms)
-{
-	static char buf[1 << 20];
-	uint64_t deadline = mono_ms() + (uint64_t)ms;
-
-	do {
-		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
-		if (n > 0) {
-			buf[n] = '\0';
-			if (strstr(buf, what) != NULL)
-				return 0;
-		}
-		usleep(10000);
-	} while (mono_ms() < deadline);
-	return -1;
-}
-
 static void assert_pread(int fd, const uint8_t *want, size_t len, off_t off)
 {
 	uint8_t *got = image_alloc((long long)len + 1);
@@ -451,7 +433,7 @@ START_TEST(edges_of_the_medium)
 	/* dd at the end: nothing written, an error, not a silent success. */
 	int st = dd("/dev/zero", mpath(&m, "disk0/data"), "1M", NULL, tmp("dd.err"));
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0);
-	ck_assert_int_eq(log_has(tmp("dd.err"), "No space left on device", 1000), 0);
+	ck_assert_ptr_nonnull(wait_file_has(tmp("dd.err"), "No space left on device", 1000));
 }
 END_TEST
 
@@ -555,7 +537,7 @@ static void kill_under_dd(bool writing)
 	ck_assert_int_eq(waitpid(ddpid, &st, 0), ddpid);
 	/* dd fails with EIO: not a success with a short count. */
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) != 0, "dd status %d", st);
-	ck_assert_int_eq(log_has(tmp("kill.err"), "Input/output error", 1000), 0);
+	ck_assert_ptr_nonnull(wait_file_has(tmp("kill.err"), "Input/output error", 1000));
 	long long out = dd_records(tmp("kill.err"), "records out");
 	ck_assert_int_ge(out, 0);
 	ck_assert_int_lt(out, STICK_SIZE / MIB);
@@ -800,8 +782,8 @@ START_TEST(stall_mid_data_stage)
 	/* The first read past 1 MiB stalls halfway; the driver clears it, reads the CSW, retries. */
 	pattern(0, MIB, want, 128 * 1024);
 	assert_pread(fd, want, 128 * 1024, MIB);
-	ck_assert_int_eq(log_has(m.log, "data stage of command 28 stalled", 2000), 0);
-	ck_assert_int_eq(log_has(m.log, "sense b/4b/00", 2000), 0);
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "data stage of command 28 stalled", 2000));
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "sense b/4b/00", 2000));
 	pattern(0, 2 * MIB, want, 128 * 1024);
 	assert_pread(fd, want, 128 * 1024, 2 * MIB);
 	ck_assert_str_eq(read_line(mpath(&m, "disk0/restarts")), "0");
@@ -819,7 +801,7 @@ START_TEST(phase_error_resets)
 	/* The phase error fails that request with EIO, after reset recovery ... */
 	ck_assert_int_eq(pread(fd, want, 128 * 1024, MIB), -1);
 	ck_assert_int_eq(errno, EIO);
-	ck_assert_int_eq(log_has(m.log, "phase error: reset recovery", 2000), 0);
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "phase error: reset recovery", 2000));
 	/* ... and the stick works again. */
 	pattern(0, MIB, want, 128 * 1024);
 	assert_pread(fd, want, 128 * 1024, MIB);
@@ -861,7 +843,7 @@ START_TEST(write_protected)
 	close(fd);
 	int st = dd("/dev/zero", mpath(&m, "disk0/data"), "1M", "1", tmp("ro.err"));
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0);
-	ck_assert_int_eq(log_has(tmp("ro.err"), "Read-only file system", 1000), 0);
+	ck_assert_ptr_nonnull(wait_file_has(tmp("ro.err"), "Read-only file system", 1000));
 }
 END_TEST
 
@@ -904,7 +886,7 @@ START_TEST(unreadable_blocks)
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 8192 * 512), -1);
 	ck_assert_int_eq(errno, EIO);
-	ck_assert_int_eq(log_has(m.log, "sense 3/11/00", 2000), 0);
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "sense 3/11/00", 2000));
 	pattern(0, 8200 * 512, want, sizeof(want));
 	assert_pread(fd, want, sizeof(want), 8200 * 512);
 	close(fd);

@@ -184,16 +184,6 @@ static int wait_deleted(int want, int ms)
 	return 0;
 }
 
-static int log_has(const char *s)
-{
-	static char buf[1 << 20];
-	ssize_t n = read_file(m.log, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	return strstr(buf, s) != NULL;
-}
-
 /* ---- escl ---- */
 
 START_TEST(defaults_and_capabilities)
@@ -359,7 +349,7 @@ START_TEST(close_early_cancels)
 	ck_assert_int_gt(read(fd, buf, sizeof(buf)), 0);
 	close(fd);
 	ck_assert_int_eq(wait_deleted(before + 1, 5000), 0);
-	ck_assert(log_has("scan closed early: cancelling /eSCL/ScanJobs/"));
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "scan closed early: cancelling /eSCL/ScanJobs/", 2000));
 	set("region 0 0 300 300", 0);
 	uint8_t *page = scan_page(&len, &err);
 	ck_assert_msg(page != NULL, "scan after a cancel: %s", strerror(err));
@@ -450,7 +440,7 @@ START_TEST(kill_mid_scan)
 	ck_assert_int_eq(wait_state(&m, "scanner0", "running", 5000), 0);
 	/* The new driver found the job still processing and cancelled it. */
 	ck_assert_int_eq(wait_deleted(before + 1, 5000), 0);
-	ck_assert(log_has("left by a previous driver"));
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "left by a previous driver", 2000));
 	/* The settings are the driver's: the new one starts from the defaults. */
 	set("region 0 0 600 600", 0);
 	uint8_t *page = scan_page(&len, &err);
@@ -511,10 +501,10 @@ START_TEST(malformed_answers)
 
 	/* escl-garbage: a malformed status line; an endless header line. */
 	ck_assert_int_eq(read_file(mpath(&m, "scanner0/status"), buf, sizeof(buf)), -EIO);
-	ck_assert(log_has("GET /eSCL/ScannerStatus: bad status code"));
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "GET /eSCL/ScannerStatus: bad status code", 2000));
 	ck_assert_ptr_null(scan_page(&len, &err));
 	ck_assert_int_eq(err, EIO);
-	ck_assert(log_has("POST /eSCL/ScanJobs: line longer than the limit"));
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "POST /eSCL/ScanJobs: line longer than the limit", 2000));
 	/* The connection is in step again: capabilities still read. */
 	ck_assert_int_gt(read_file(mpath(&m, "scanner0/capabilities"), buf, sizeof(buf)), 0);
 
@@ -522,7 +512,7 @@ START_TEST(malformed_answers)
 	uint64_t t0 = mono_ms();
 	ck_assert_int_eq(read_file(mpath(&m, "scanner1/status"), buf, sizeof(buf)), -EIO);
 	ck_assert_uint_lt(mono_ms() - t0, 4500);
-	ck_assert(log_has("the answer stopped before its end"));
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "the answer stopped before its end", 2000));
 	/* ... and a page longer than promised. */
 	uint8_t *page;
 	int fd = open(mpath(&m, "scanner1/scan"), O_RDONLY);
@@ -532,7 +522,7 @@ START_TEST(malformed_answers)
 	free(page);
 	ck_assert_int_eq(n, -EIO);
 	ck_assert_uint_le(len, 1000);
-	ck_assert(log_has("bytes after the end of the answer"));
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "bytes after the end of the answer", 2000));
 	ck_assert_int_gt(read_file(mpath(&m, "scanner1/capabilities"), buf, sizeof(buf)), 0);
 	/* Nobody crashed. */
 	ck_assert_int_eq(fn_pid(&m, "scanner0"), pid0);

@@ -52,42 +52,11 @@ static int open_data(int i, int flags)
 }
 
 /* Waits up to ms until the mount's log has a line containing `s`. */
-static char log_buf[1 << 20];
-
 /* Waits up to ms until the mount's log holds s; 0 (log_at then points at it) or -1. */
 static const char *log_at;
 static int wait_log(const char *s, int ms)
 {
-	uint64_t deadline = mono_ms() + (uint64_t)ms;
-
-	do {
-		ssize_t n = read_file(m.log, log_buf, sizeof(log_buf) - 1);
-		if (n > 0) {
-			log_buf[n] = '\0';
-			if ((log_at = strstr(log_buf, s)) != NULL)
-				return 0;
-		}
-		usleep(5000);
-	} while (mono_ms() < deadline);
-	return -1;
-}
-
-/* Waits up to ms until file `rel` of function i contains `s`. */
-static int wait_file_has(int i, const char *rel, const char *s, int ms)
-{
-	char buf[1024];
-	uint64_t deadline = mono_ms() + (uint64_t)ms;
-
-	do {
-		ssize_t n = read_file(fpath(i, rel), buf, sizeof(buf) - 1);
-		if (n > 0) {
-			buf[n] = '\0';
-			if (strstr(buf, s) != NULL)
-				return 0;
-		}
-		usleep(5000);
-	} while (mono_ms() < deadline);
-	return -1;
+	return (log_at = wait_file_has(m.log, s, ms)) != NULL ? 0 : -1;
 }
 
 static int ctl(int i, const char *cmd)
@@ -301,8 +270,8 @@ END_TEST
 
 static void assert_status(int i, const char *want)
 {
-	ck_assert_msg(wait_file_has(i, "status", want, 3000) == 0, "%s/status never showed '%s'", fns[i],
-		      want);
+	ck_assert_msg(wait_file_has(fpath(i, "status"), want, 3000) != NULL, "%s/status never showed '%s'",
+		      fns[i], want);
 }
 
 /* DTR and RTS reach the device; the loopback plug brings them back as DSR, DCD (and CTS). */

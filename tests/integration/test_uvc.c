@@ -173,20 +173,10 @@ static unsigned grab_jpeg(unsigned w, unsigned h)
 /* Waits until the model's state line for `sysname` contains `s`. */
 static int wait_cam(const char *sysname, const char *s, int ms)
 {
-	char path[256], buf[256];
-	uint64_t deadline = mono_ms() + (uint64_t)ms;
+	char path[256];
 
 	snprintf(path, sizeof(path), "%s/%s.uvc", m.dir, sysname);
-	do {
-		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
-		if (n > 0) {
-			buf[n] = '\0';
-			if (strstr(buf, s) != NULL)
-				return 0;
-		}
-		usleep(5000);
-	} while (mono_ms() < deadline);
-	return -1;
+	return wait_file_has(path, s, ms) != NULL ? 0 : -1;
 }
 
 static void set_format(const char *fn, const char *line)
