@@ -1724,6 +1724,17 @@ static uint16_t handle_flags(struct handle *h, int nonblock)
 	return (uint16_t)((nonblock ? PROTO_F_NONBLOCK : 0) | (h->node != 0 ? PROTO_F_NODE : 0));
 }
 
+/* The READ of `size` bytes at `off` on handle h. */
+static struct proto_hdr read_hdr(struct handle *h, uint64_t off, uint32_t size, int nonblock)
+{
+	return (struct proto_hdr){.type = PROTO_READ,
+				  .handle = h->id,
+				  .file = handle_target(h),
+				  .size = size,
+				  .offset = off,
+				  .flags = handle_flags(h, nonblock)};
+}
+
 /*
  * ---- Read-ahead ----
  *
@@ -1777,8 +1788,6 @@ static void ra_drop(struct drv *d, struct handle *h, int i)
 
 static void ra_drop_all(struct drv *d, struct handle *h)
 {
-	if (h->fn == NULL)
-		return;
 	ra_drop(d, h, 0);
 	ra_drop(d, h, 1);
 }
@@ -1821,14 +1830,10 @@ static void ra_issue(struct drv *d, struct handle *h, int i, uint64_t off, uint3
 	r->size = size;
 	r->offset = off;
 	h->ra[i] = r->id;
-	struct proto_hdr m = {.type = PROTO_READ,
-			      .req = r->id,
-			      .handle = h->id,
-			      .file = f->id,
-			      .size = size,
-			      .offset = off,
-			      .flags = PROTO_F_SHM,
-			      .shm = (uint32_t)r->slot * PROTO_SHM_SLOT};
+	struct proto_hdr m = read_hdr(h, off, size, 0);
+	m.req = r->id;
+	m.flags |= PROTO_F_SHM;
+	m.shm = (uint32_t)r->slot * PROTO_SHM_SLOT;
 	drv_send(d, &m, NULL, 0);
 }
 
@@ -1938,16 +1943,13 @@ static void ra_done(struct drv *d, struct request *r, int32_t status, const uint
 				h->ra[i] = 0;
 		if (req != NULL) {
 			/* The waiting read goes on its own: its error, if any, is its own. */
-			struct proto_hdr m = {.type = PROTO_READ,
-					      .handle = r->handle,
-					      .file = h != NULL ? handle_file(h)->id : 0,
-					      .size = r->want_size,
-					      .offset = r->want_off};
+			uint64_t off = r->want_off;
 			uint32_t size = r->want_size;
 			request_free(d, r);
 			if (h == NULL)
 				return (void)fuse_reply_err(req, EIO);
-			forward(d, req, &m, NULL, 0, 1, size, NULL);
+			struct proto_hdr m = read_hdr(h, off, size, 0);
+			forward(d, req, &m, NULL, 0, !(handle_kind(h) & PROTO_FILE_UNTIMED), size, NULL);
 			return;
 		}
 		request_free(d, r);
@@ -1971,12 +1973,7 @@ void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonb
 	int ahead = size > 0 && ra_readable(d, h);
 	if (ahead && ra_read(d, h, req, (uint32_t)size, (uint64_t)off))
 		return;
-	struct proto_hdr m = {.type = PROTO_READ,
-			      .handle = h->id,
-			      .file = handle_target(h),
-			      .size = (uint32_t)size,
-			      .offset = (uint64_t)off,
-			      .flags = handle_flags(h, nonblock)};
+	struct proto_hdr m = read_hdr(h, (uint64_t)off, (uint32_t)size, nonblock);
 	forward(d, req, &m, NULL, 0, !(handle_kind(h) & PROTO_FILE_UNTIMED), (uint32_t)size, NULL);
 	/* Sent after the read it follows: the driver serves them in that order. */
 	if (ahead && h->ra_seq > 0 && d->state == DRV_RUNNING)
