@@ -864,6 +864,8 @@ START_TEST(readahead_error_is_the_reads_own)
 		pattern(0, (uint64_t)off, want, sizeof(want));
 		ck_assert_int_eq(memcmp(buf, want, sizeof(buf)), 0);
 	}
+	/* Read ahead: the stick was asked for the bad blocks before the reader got there. */
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "sense 3/11/00", 2000));
 	ck_assert_int_eq(read(fd, buf, sizeof(buf)), -1);
 	ck_assert_int_eq(errno, EIO);
 	/* Past them, reading goes on. */
