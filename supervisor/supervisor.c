@@ -781,6 +781,22 @@ static void spare_on_sock(int fd, uint32_t events, void *arg)
 		(unsigned long long)(now_ms() - spare.started_ms));
 }
 
+/*
+ * Counts a spare's death (or failed spawn) in its own crash window and
+ * schedules the next spare after the backoff for that many deaths plus
+ * `extra`; returns the delay.
+ */
+static unsigned spare_death(unsigned extra)
+{
+	uint64_t now = now_ms();
+	unsigned n = drv_record_crash(spare.deaths_ms, &spare.ndeaths, DRV_MAX_CRASH_HISTORY, now,
+				      (uint64_t)opts.restart_window_s * 1000);
+	unsigned delay = drv_respawn_delay_ms(n + extra, opts.backoff_min_ms, opts.backoff_max_ms);
+
+	spare.spawn_at_ms = now + delay;
+	return delay;
+}
+
 static void spare_spawn(void)
 {
 	char *argv[8], why[128];
@@ -792,11 +808,8 @@ static void spare_spawn(void)
 		log_msg(LOG_WARNING, "spare driver host: %s", why);
 		spare.pid = 0;
 		spare.sock = -1;
-		/* As if it had died: the backoff keeps a failing spawn from spinning. */
-		unsigned n = drv_record_crash(spare.deaths_ms, &spare.ndeaths, DRV_MAX_CRASH_HISTORY,
-					      now_ms(), (uint64_t)opts.restart_window_s * 1000);
-		spare.spawn_at_ms =
-		    now_ms() + drv_respawn_delay_ms(n + 1, opts.backoff_min_ms, opts.backoff_max_ms);
+		/* As if it had died, and never at once: the backoff keeps a failing spawn from spinning. */
+		spare_death(1);
 		return;
 	}
 	loop_add(spare.sock, EPOLLIN, spare_on_sock, NULL);
@@ -814,12 +827,8 @@ static void spare_reaped(int status)
 	spare.pid = 0;
 	if (shutting_down)
 		return;
-	uint64_t now = now_ms();
-	unsigned n = drv_record_crash(spare.deaths_ms, &spare.ndeaths, DRV_MAX_CRASH_HISTORY, now,
-				      (uint64_t)opts.restart_window_s * 1000);
 	/* The first death is replaced at once, like a driver's first crash; then backoff_min doubling. */
-	unsigned delay = drv_respawn_delay_ms(n, opts.backoff_min_ms, opts.backoff_max_ms);
-	spare.spawn_at_ms = now + delay;
+	unsigned delay = spare_death(0);
 	describe_status(status, how, sizeof(how));
 	log_msg(LOG_WARNING, "spare driver host died (%s); next one in %u ms", how, delay);
 }
