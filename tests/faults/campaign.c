@@ -389,17 +389,11 @@ static int wait_running(const struct device *d, int ms)
 static void wait_not_stopped(const struct device *d, int ms)
 {
 	uint64_t deadline = mono_ms() + (uint64_t)ms;
-	char name[64], path[64], st[512];
+	char name[64];
 
 	while (mono_ms() < deadline) {
 		pid_t pid = fn_name(d, name, sizeof(name))[0] != '\0' ? fn_pid(&m, name) : 0;
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-		ssize_t n = pid > 0 ? read_file(path, st, sizeof(st) - 1) : -1;
-		if (n <= 0)
-			return;
-		st[n] = '\0';
-		char *p = strrchr(st, ')');
-		if (p == NULL || p[1] != ' ' || p[2] != 'T')
+		if (pid <= 0 || proc_status(pid, "State")[0] != 'T')
 			return;
 		pause_ms(10);
 	}
