@@ -181,7 +181,9 @@ enum proto_kind {
 	PROTO_KIND_SMALL = 0,  /* short content, read to EOF, seekable */
 	PROTO_KIND_STREAM = 1, /* non-seekable byte or record stream, st_size 0 */
 	PROTO_KIND_BLOCK = 2,  /* seekable medium, st_size = size; reads have no side effects and come
-				* back short only at its end, so the daemon may read ahead (supervisor.c) */
+				* back short only at its end, so the daemon may read ahead; a write only
+				* stores its bytes there, so the daemon may gather writes, and write them
+				* again through the next process after a crash (supervisor.c) */
 	PROTO_KIND_DIR = 3,    /* a directory the driver serves; id is its node id */
 };
 #define PROTO_KIND_MASK 0x0f

@@ -918,19 +918,27 @@ static void pl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void pl_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
 	(void)ino;
+	if (h == NULL)
+		return (void)fuse_reply_err(req, 0);
 	/* A node's driver may have an upload to finish: close(2) reports how it went. */
-	if (fi->fh != 0 && ((struct handle *)(uintptr_t)fi->fh)->node != 0)
-		return sup_flush(req, (struct handle *)(uintptr_t)fi->fh);
-	fuse_reply_err(req, 0);
+	if (h->node != 0)
+		return sup_flush(req, h);
+	/* A medium's writes may still be on their way (write-back): close(2) waits and reports them. */
+	sup_sync(req, h);
 }
 
 static void pl_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
 	(void)ino;
 	(void)datasync;
-	(void)fi;
-	fuse_reply_err(req, 0);
+	if (h == NULL || h->node != 0)
+		return (void)fuse_reply_err(req, 0);
+	sup_sync(req, h);
 }
 
 static void pl_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph)

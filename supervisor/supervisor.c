@@ -73,6 +73,12 @@ struct outmsg {
 
 static void drv_on_sock(int fd, uint32_t events, void *arg);
 static void ra_done(struct drv *d, struct request *r, int32_t status, const uint8_t *payload, size_t plen);
+static void wb_done(struct drv *d, struct request *r, int32_t status);
+static void wb_save(struct drv *d);
+static void wb_fail(struct drv *d, int err);
+static void wb_forget(struct drv *d, int err, const char *why);
+static void wb_replay(struct drv *d);
+static uint64_t wb_tick(struct drv *d, uint64_t now);
 
 static char driver_path[4096];
 /* driver_user as "UID:GID", looked up once: drivers do not each ask the name service. */
@@ -382,6 +388,7 @@ static void fail_requests(struct drv *d, int err)
 {
 	struct request *r;
 
+	wb_fail(d, err);
 	while ((r = TAILQ_FIRST(&d->requests)) != NULL) {
 		if (r->req != NULL)
 			fuse_reply_err(r->req, err);
@@ -445,6 +452,7 @@ static void drv_after_death(struct drv *d, const char *how)
 		drv_event(d, "crash %s", how);
 		drv_event(d, "failed %u crashes in %u s, not restarting (echo restart > ctl)", n,
 			  opts.restart_window_s);
+		wb_forget(d, EIO, "the driver failed");
 		return;
 	}
 	unsigned delay = drv_respawn_delay_ms(n, opts.backoff_min_ms, opts.backoff_max_ms);
@@ -470,6 +478,7 @@ static void drv_fail(struct drv *d, const char *fmt, ...)
 		log_msg(LOG_WARNING, "%s: driver pid %d: %s", d->dev->funcs[0]->name, (int)d->pid,
 			d->fail_reason);
 	}
+	wb_save(d);
 	drv_close_sock(d);
 	d->generation++;
 	fail_requests(d, EIO);
@@ -925,6 +934,7 @@ int sup_attach(struct usbdev *dev)
 	TAILQ_INIT(&d->requests);
 	LIST_INIT(&d->handles);
 	STAILQ_INIT(&d->outq);
+	STAILQ_INIT(&d->wb_saved);
 	dev->drv = d;
 	drv_start(d);
 	return 0;
@@ -947,6 +957,7 @@ void sup_detach(struct usbdev *dev)
 	d->state = DRV_GONE;
 	dev->gone = 1;
 	fail_requests(d, ENODEV);
+	wb_forget(d, ENODEV, "the device was unplugged");
 	wake_pollers(d);
 	if (!d->reaped && d->pid > 0) {
 		kill(d->pid, SIGTERM);
@@ -1029,6 +1040,7 @@ static void on_hello(struct drv *d, uint16_t flags, const uint8_t *payload, size
 	else
 		drv_event(d, "restart %u pid %d running after %llu ms", d->restarts, (int)d->pid,
 			  (unsigned long long)(now_ms() - d->started_ms));
+	wb_replay(d);
 }
 
 /* The kernel gave up on an open or create it asked for: it will never release the handle. */
@@ -1209,7 +1221,7 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 {
 	struct request *r = request_find(d, h->req);
 
-	if (r == NULL)
+	if (r == NULL || r->wb_wait)
 		return drv_fail(d, "protocol error: reply to unknown request %u", h->req);
 	if (h->status < 0 && !valid_errno(h->status))
 		return drv_fail(d, "protocol error: reply status %d", h->status);
@@ -1255,6 +1267,8 @@ static void on_reply(struct drv *d, const struct proto_hdr *h, const uint8_t *pa
 
 	if (r->ra)
 		return ra_done(d, r, h->status, payload, plen);
+	if (r->wb || r->replay)
+		return wb_done(d, r, h->status);
 	/*
 	 * Off the list before answering: completing an open may send a RELEASE,
 	 * and a failed send fails (and frees) every request still listed.
@@ -1477,6 +1491,9 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 			return 0;
 	}
 	next = d->ping_req != 0 ? d->ping_sent_ms + opts.timeout_ms : d->next_ping_ms;
+	next = earlier(next, wb_tick(d, now));
+	if (d->state != DRV_RUNNING)
+		return 0;
 
 	for (r = TAILQ_FIRST(&d->requests); r != NULL; r = tmp) {
 		tmp = TAILQ_NEXT(r, link);
@@ -1503,6 +1520,8 @@ static uint64_t drv_tick(struct drv *d, uint64_t now)
 				  opts.timeout_ms);
 		if (r->req != NULL)
 			fuse_reply_err(r->req, ETIMEDOUT);
+		else if (r->wb && h != NULL && h->wb_err == 0)
+			h->wb_err = ETIMEDOUT; /* answered to its writers already: theirs to hear next */
 		r->req = NULL;
 		send_cancel(d, r);
 		if (d->state != DRV_RUNNING)
@@ -1534,6 +1553,7 @@ void sup_free(struct drv *d)
 		return;
 	drv_close_sock(d);
 	fail_requests(d, EIO);
+	wb_forget(d, EIO, NULL);
 	while ((h = LIST_FIRST(&d->handles)) != NULL) {
 		LIST_REMOVE(h, link);
 		if (h->ph != NULL)
@@ -1566,6 +1586,7 @@ void sup_shutdown(void)
 	if (dev->drv != NULL) {
 		drv_close_sock(dev->drv);
 		fail_requests(dev->drv, EIO);
+		wb_forget(dev->drv, EIO, "plugfs is stopping");
 		dev->drv->state = DRV_FAILED;
 		tree_driver_settled(dev);
 	}
@@ -1717,6 +1738,8 @@ void sup_open(fuse_req_t req, struct function *fn, unsigned slot, struct fuse_fi
 	h->slot = slot;
 	h->generation = d->generation;
 	h->ra_next = UINT64_MAX; /* the first read is not "sequential" */
+	h->wb_next = UINT64_MAX; /* nor the first write */
+	h->wb_through = (fi->flags & (O_DSYNC | O_DIRECT)) != 0;
 	struct proto_hdr m = {
 	    .type = PROTO_OPEN, .handle = h->id, .file = file->id, .size = (uint32_t)fi->flags};
 	forward(d, req, &m, NULL, 0, 1, 0, h);
@@ -1767,6 +1790,14 @@ static struct proto_hdr read_hdr(struct handle *h, uint64_t off, uint32_t size, 
 #define RA_WINDOW_MIN (128u * 1024)
 #define RA_WINDOW_MAX PROTO_SHM_SLOT
 #define RA_SLOTS_KEPT 4
+
+/* A slot for read-ahead or write-back, if RA_SLOTS_KEPT would still be free for what users ask; else -1. */
+static int slot_spare(struct drv *d)
+{
+	if (__builtin_popcount(d->shm_busy) >= PROTO_SHM_SLOTS - RA_SLOTS_KEPT)
+		return -1;
+	return slot_take(d, PROTO_SHM_SLOT);
+}
 
 static int ra_readable(struct drv *d, struct handle *h)
 {
@@ -1826,12 +1857,12 @@ static void ra_issue(struct drv *d, struct handle *h, int i, uint64_t off, uint3
 {
 	struct dfile *f = handle_file(h);
 
-	if (off >= f->size || __builtin_popcount(d->shm_busy) >= PROTO_SHM_SLOTS - RA_SLOTS_KEPT)
+	if (off >= f->size)
 		return;
 	struct request *r = request_new(d, PROTO_READ, NULL, h->id, 1);
 	if (r == NULL)
 		return;
-	if ((r->slot = slot_take(d, size)) < 0) {
+	if ((r->slot = slot_spare(d)) < 0) {
 		request_free(d, r);
 		return;
 	}
@@ -1970,6 +2001,450 @@ static void ra_done(struct drv *d, struct request *r, int32_t status, const uint
 		request_free(d, r);
 }
 
+/*
+ * ---- Write-back ----
+ *
+ * A block file written sequentially is written back, as the page cache
+ * does for /dev/sdX: from the second write in a row that starts where the
+ * last one ended, the daemon copies the data into a slot of the shared
+ * buffer, the window being gathered, and answers the write at once.  The
+ * window goes to the driver as one WRITE when the next write does not fit
+ * in it (WB_WINDOW bytes) or goes elsewhere, when anything else is asked
+ * of the driver (a read, a ctl, another handle's write: the driver serves
+ * requests in the order they were sent, so they come after it), on fsync
+ * and close, and WB_IDLE_MS after the last write into it.  One window is
+ * gathered per driver.  A handle has at most WB_INFLIGHT windows sent and
+ * not answered: the write that opens one more is answered when one of
+ * them is.  The first write of a run is sent on its own, so that an error
+ * every write would get (a write-protected medium, the end) is its own.
+ *
+ * A window that fails makes the next write, fsync or close on its handle
+ * fail with its errno: the page cache reports a failed write-back at fsync
+ * the same way.  fsync and close wait for the handle's windows.  A driver
+ * that dies with windows its writers were told are written does not lose
+ * them: they are copied out of the dying driver's buffer (wb_save) and
+ * written by the next process, before anything else, once (wb_replay).
+ * A handle opened with O_DSYNC, O_SYNC or O_DIRECT writes through.
+ */
+#define WB_WINDOW   PROTO_SHM_SLOT
+#define WB_INFLIGHT 2
+#define WB_IDLE_MS  10
+
+/* A window's bytes, answered to their writers and not to the daemon, kept across a respawn. */
+struct wb_saved {
+	STAILQ_ENTRY(wb_saved) link;
+	struct function *fn;
+	unsigned file;	/* fn->files[file] */
+	uint32_t owner; /* the handle it is owed to */
+	uint64_t off;
+	uint32_t len;
+	uint8_t data[];
+};
+
+/* A write of `size` bytes at `off` on h that may be gathered. */
+static int wb_writable(struct drv *d, struct handle *h, size_t size, uint64_t off)
+{
+	if (h->node != 0 || h->wb_through || !d->shm_mapped || size == 0 || size > WB_WINDOW)
+		return 0;
+	struct dfile *f = handle_file(h);
+	return (f->kind & PROTO_KIND_MASK) == PROTO_KIND_BLOCK && off == h->wb_next && off <= f->size &&
+	       size <= f->size - off;
+}
+
+/* Answers the fsyncs and closes waiting for h, once none of its windows is out. */
+static void wb_wake_waiters(struct drv *d, struct handle *h)
+{
+	struct request *r, *tmp;
+	int err = h->wb_err, any = 0;
+
+	if (h->wb_inflight > 0)
+		return;
+	for (r = TAILQ_FIRST(&d->requests); r != NULL; r = tmp) {
+		tmp = TAILQ_NEXT(r, link);
+		if (r->wb_wait && r->handle == h->id) {
+			fuse_reply_err(r->req, err);
+			request_free(d, r);
+			any = 1;
+		}
+	}
+	if (any)
+		h->wb_err = 0;
+}
+
+/* Frees the window being gathered (its bytes go nowhere). */
+static void wb_discard(struct drv *d)
+{
+	if (d->shm != NULL)
+		d->shm_busy &= ~(1u << d->wb_slot);
+	d->wb_h = NULL;
+	d->wb_parked = NULL;
+}
+
+/* Sends the window being gathered, if any; the write waiting for room, if one does, goes with it. */
+static void wb_send(struct drv *d)
+{
+	struct handle *h = d->wb_h;
+	fuse_req_t parked = d->wb_parked;
+
+	if (h == NULL)
+		return;
+	struct request *r = request_new(d, PROTO_WRITE, parked, h->id, 1);
+	if (r == NULL) {
+		wb_discard(d);
+		if (parked != NULL)
+			fuse_reply_err(parked, ENOMEM);
+		else if (h->wb_err == 0)
+			h->wb_err = ENOMEM;
+		return;
+	}
+	r->wb = 1;
+	r->wb_fn = h->fn;
+	r->wb_file = h->slot;
+	r->slot = d->wb_slot;
+	r->size = r->want_size = d->wb_len;
+	r->offset = d->wb_off;
+	d->wb_h = NULL;
+	d->wb_parked = NULL;
+	h->wb_inflight++;
+	struct proto_hdr m = {.type = PROTO_WRITE,
+			      .req = r->id,
+			      .handle = h->id,
+			      .file = handle_target(h),
+			      .offset = r->offset,
+			      .size = r->size,
+			      .flags = handle_flags(h, 0) | PROTO_F_SHM,
+			      .shm = (uint32_t)r->slot * PROTO_SHM_SLOT};
+	drv_send(d, &m, NULL, 0);
+}
+
+/*
+ * A write on a block file: 1 if it was gathered (and answered, or will be
+ * once one of its handle's windows is); 0 to send it on its own.
+ */
+static int wb_write(struct drv *d, struct handle *h, fuse_req_t req, const char *buf, size_t size,
+		    uint64_t off)
+{
+	int seq = wb_writable(d, h, size, off);
+
+	h->wb_next = off + size;
+	if (seq && d->wb_h == h && d->wb_parked == NULL && d->wb_len + size <= WB_WINDOW) {
+		memcpy(d->shm + (size_t)d->wb_slot * PROTO_SHM_SLOT + d->wb_len, buf, size);
+		d->wb_len += (uint32_t)size;
+		d->wb_at_ms = now_ms();
+		fuse_reply_write(req, size);
+		return 1;
+	}
+	/* Whatever was gathered, this handle's or another's, goes before this write. */
+	wb_send(d);
+	if (d->state != DRV_RUNNING) {
+		fuse_reply_err(req, EIO);
+		return 1;
+	}
+	int slot;
+	if (!seq || (slot = slot_spare(d)) < 0)
+		return 0;
+	d->wb_h = h;
+	d->wb_slot = slot;
+	d->wb_off = off;
+	d->wb_len = (uint32_t)size;
+	d->wb_at_ms = now_ms();
+	memcpy(d->shm + (size_t)slot * PROTO_SHM_SLOT, buf, size);
+	if (h->wb_inflight < WB_INFLIGHT)
+		fuse_reply_write(req, size);
+	else
+		d->wb_parked = req;
+	return 1;
+}
+
+/* One of h's windows is answered, with errno err (0: written) if its writer was answered already. */
+static void wb_settle(struct drv *d, struct handle *h, int err)
+{
+	if (err != 0 && h->wb_err == 0)
+		h->wb_err = err;
+	if (h->wb_inflight > 0)
+		h->wb_inflight--;
+	/* Room for the window whose write waited: answer it, with what went wrong meanwhile if anything. */
+	if (d->wb_h == h && d->wb_parked != NULL && h->wb_inflight < WB_INFLIGHT) {
+		fuse_req_t parked = d->wb_parked;
+		d->wb_parked = NULL;
+		if (h->wb_err != 0) {
+			err = h->wb_err;
+			h->wb_err = 0;
+			wb_discard(d);
+			fuse_reply_err(parked, err);
+		} else {
+			fuse_reply_write(parked, d->wb_len);
+		}
+	}
+	wb_wake_waiters(d, h);
+}
+
+/* The driver answered window r, or a replay (already checked by on_reply). */
+static void wb_done(struct drv *d, struct request *r, int32_t status)
+{
+	struct handle *h = handle_find(d, r->replay ? r->wb_owner : r->handle);
+	fuse_req_t req = r->req;
+	uint32_t size = r->size, answer = r->want_size;
+	int err = status < 0 ? -status : (uint32_t)status < size ? EIO : 0, replay = r->replay;
+	int settles = r->wb || (replay && r->type == PROTO_WRITE && r->wb_last);
+
+	if (replay && err != 0 && r->type == PROTO_WRITE)
+		drv_event(d, "replay of %u bytes at %llu written back before the crash failed: %s", size,
+			  (unsigned long long)r->offset, strerror(err));
+	else if (replay && err != 0)
+		drv_event(d, "replay: open of %s failed: %s", r->wb_fn->files[r->wb_file].name,
+			  strerror(err));
+	request_free(d, r);
+	if (replay && --d->replay_pending == 0 && d->state == DRV_RUNNING) {
+		struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = d->replay_handle};
+		if (drv_send(d, &rel, NULL, 0) < 0)
+			return;
+	}
+	if (req != NULL) {
+		if (err != 0)
+			fuse_reply_err(req, err);
+		else
+			fuse_reply_write(req, answer);
+		err = 0; /* its writer heard */
+	}
+	if (h != NULL && settles)
+		wb_settle(d, h, err);
+	else if (h != NULL && err != 0 && h->wb_err == 0)
+		h->wb_err = err; /* a replay's open or first pieces: the window is still owed, and failed */
+}
+
+/* The gathered window's deadline: sent WB_IDLE_MS after its last write. Returns the next deadline. */
+static uint64_t wb_tick(struct drv *d, uint64_t now)
+{
+	if (d->wb_h == NULL || d->wb_parked != NULL)
+		return 0;
+	if (now < d->wb_at_ms + WB_IDLE_MS)
+		return d->wb_at_ms + WB_IDLE_MS;
+	wb_send(d);
+	return 0;
+}
+
+static void wb_save_one(struct drv *d, struct function *fn, unsigned file, uint32_t owner, uint64_t off,
+			const uint8_t *p, uint32_t len)
+{
+	struct wb_saved *w = malloc(sizeof(*w) + len);
+
+	if (w == NULL) {
+		struct handle *h = handle_find(d, owner);
+		drv_event(d, "lost %u bytes at %llu written back before the crash: out of memory", len,
+			  (unsigned long long)off);
+		if (h != NULL)
+			wb_settle(d, h, ENOMEM);
+		return;
+	}
+	w->fn = fn;
+	w->file = file;
+	w->owner = owner;
+	w->off = off;
+	w->len = len;
+	memcpy(w->data, p, len);
+	STAILQ_INSERT_TAIL(&d->wb_saved, w, link);
+}
+
+/*
+ * The driver is failing, its buffer still mapped: every window answered to
+ * its writers (sent and not answered, or gathered) is copied out, in the
+ * order it would have been written, and stays owed to its handle until the
+ * next process has written it.  A window whose write is still waiting is
+ * not: that write fails instead.  A replay in flight is not tried twice.
+ */
+static void wb_save(struct drv *d)
+{
+	struct request *r;
+
+	if (d->shm == NULL)
+		return;
+	TAILQ_FOREACH(r, &d->requests, link)
+	{
+		struct handle *h = handle_find(d, r->replay ? r->wb_owner : r->handle);
+		if (r->replay && r->type == PROTO_WRITE) {
+			drv_event(d,
+				  "lost %u bytes at %llu written back before the crash: the driver failed "
+				  "again while writing them",
+				  r->size, (unsigned long long)r->offset);
+			if (h != NULL && r->wb_last)
+				wb_settle(d, h, EIO);
+			else if (h != NULL && h->wb_err == 0)
+				h->wb_err = EIO;
+		}
+		if (r->wb && r->req == NULL) {
+			wb_save_one(d, r->wb_fn, r->wb_file, r->handle, r->offset,
+				    d->shm + (size_t)r->slot * PROTO_SHM_SLOT, r->size);
+			r->wb = 0; /* the saved copy is what is owed now */
+		}
+	}
+	if (d->wb_h != NULL && d->wb_parked == NULL) {
+		struct handle *h = d->wb_h;
+		h->wb_inflight++;
+		wb_save_one(d, h->fn, h->slot, h->id, d->wb_off, d->shm + (size_t)d->wb_slot * PROTO_SHM_SLOT,
+			    d->wb_len);
+		wb_discard(d);
+	}
+}
+
+/*
+ * Everything in flight fails with err (before fail_requests() answers the
+ * requests): the gathered window, and the windows not saved.  A window
+ * whose writer waits hears it from fail_requests(); the others owe it to
+ * their handle's next write, fsync or close.
+ */
+static void wb_fail(struct drv *d, int err)
+{
+	struct request *r;
+
+	if (d->wb_h != NULL) {
+		fuse_req_t parked = d->wb_parked;
+		if (parked == NULL && d->wb_h->wb_err == 0)
+			d->wb_h->wb_err = err;
+		wb_discard(d);
+		if (parked != NULL)
+			fuse_reply_err(parked, err);
+	}
+	TAILQ_FOREACH(r, &d->requests, link)
+	{
+		struct handle *h = r->wb ? handle_find(d, r->handle) : NULL;
+		if (h == NULL)
+			continue;
+		r->wb = 0;
+		if (h->wb_inflight > 0)
+			h->wb_inflight--;
+		if (r->req == NULL && h->wb_err == 0)
+			h->wb_err = err;
+	}
+	d->replay_pending = 0;
+}
+
+/* Drops the saved windows: their handles get err; `why`, when given, goes to the events log. */
+static void wb_forget(struct drv *d, int err, const char *why)
+{
+	struct wb_saved *w;
+	unsigned long long bytes = 0;
+
+	while ((w = STAILQ_FIRST(&d->wb_saved)) != NULL) {
+		STAILQ_REMOVE_HEAD(&d->wb_saved, link);
+		bytes += w->len;
+		struct handle *h = handle_find(d, w->owner);
+		if (h != NULL)
+			wb_settle(d, h, err);
+		free(w);
+	}
+	if (bytes > 0 && why != NULL)
+		drv_event(d, "lost %llu bytes written back before the crash: %s", bytes, why);
+}
+
+static struct request *replay_request(struct drv *d, uint16_t type, struct wb_saved *w)
+{
+	struct request *r = request_new(d, type, NULL, d->replay_handle, 1);
+
+	if (r == NULL)
+		return NULL;
+	r->replay = 1;
+	r->wb_fn = w->fn;
+	r->wb_file = w->file;
+	r->wb_owner = w->owner;
+	d->replay_pending++;
+	return r;
+}
+
+/* Sends window w's bytes through the replay handle, in as many pieces as need be; -1 if the driver failed. */
+static int replay_one(struct drv *d, struct wb_saved *w, uint32_t file)
+{
+	struct handle *h = handle_find(d, w->owner);
+
+	for (uint32_t done = 0; done < w->len;) {
+		struct proto_hdr m = {
+		    .type = PROTO_WRITE, .handle = d->replay_handle, .file = file, .offset = w->off + done};
+		uint32_t len = w->len - done;
+		int slot = slot_take(d, len);
+		if (slot < 0 && len > PROTO_MAX_IO)
+			len = PROTO_MAX_IO;
+		struct request *r = replay_request(d, PROTO_WRITE, w);
+		if (r == NULL) {
+			if (slot >= 0)
+				d->shm_busy &= ~(1u << slot);
+			if (h != NULL)
+				wb_settle(d, h, ENOMEM);
+			return 0;
+		}
+		r->slot = slot;
+		r->size = m.size = len;
+		r->offset = m.offset;
+		r->wb_last = done + len == w->len;
+		m.req = r->id;
+		if (slot >= 0) {
+			m.flags = PROTO_F_SHM;
+			m.shm = (uint32_t)slot * PROTO_SHM_SLOT;
+			memcpy(d->shm + m.shm, w->data + done, len);
+		}
+		if (drv_send(d, &m, slot >= 0 ? NULL : w->data + done, slot >= 0 ? 0 : len) < 0)
+			return -1;
+		done += len;
+	}
+	return 0;
+}
+
+/*
+ * The new process is running: before anything else, it writes the saved
+ * windows, in the order they were saved, through one handle of its own
+ * (released once all are answered).  Each is still owed to its writer's
+ * handle until then; a failure goes to the events log and to that handle.
+ */
+static void wb_replay(struct drv *d)
+{
+	struct wb_saved *w;
+	unsigned n = 0;
+	unsigned long long bytes = 0;
+	uint32_t opened = UINT32_MAX;
+
+	STAILQ_FOREACH(w, &d->wb_saved, link)
+	{
+		n++;
+		bytes += w->len;
+	}
+	if (n == 0)
+		return;
+	drv_event(d, "replay %u windows, %llu bytes written back before the crash", n, bytes);
+	d->replay_handle = next_handle_id++;
+	while (d->state == DRV_RUNNING && (w = STAILQ_FIRST(&d->wb_saved)) != NULL) {
+		STAILQ_REMOVE_HEAD(&d->wb_saved, link);
+		struct dfile *f = &w->fn->files[w->file];
+		struct handle *h = handle_find(d, w->owner);
+		if (!f->present || (f->kind & PROTO_KIND_MASK) != PROTO_KIND_BLOCK) {
+			drv_event(d, "lost %u bytes at %llu written back before the crash: %s is gone",
+				  w->len, (unsigned long long)w->off, f->name);
+			if (h != NULL)
+				wb_settle(d, h, EIO);
+			free(w);
+			continue;
+		}
+		/* One handle serves one file: a window of another file (another LUN) gets its own. */
+		if (opened != f->id) {
+			if (opened != UINT32_MAX) {
+				struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = d->replay_handle};
+				drv_send(d, &rel, NULL, 0);
+				d->replay_handle = next_handle_id++;
+			}
+			struct proto_hdr open = {
+			    .type = PROTO_OPEN, .handle = d->replay_handle, .file = f->id, .size = O_WRONLY};
+			struct request *r = replay_request(d, PROTO_OPEN, w);
+			if (r != NULL) {
+				open.req = r->id;
+				drv_send(d, &open, NULL, 0);
+			}
+			opened = f->id;
+		}
+		if (d->state == DRV_RUNNING)
+			replay_one(d, w, f->id);
+		free(w);
+	}
+	wb_forget(d, EIO, "the driver failed again");
+}
+
 void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonblock)
 {
 	struct drv *d = h->fn->dev->drv;
@@ -1979,6 +2454,10 @@ void sup_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int nonb
 		return (void)fuse_reply_err(req, err);
 	if (size > PROTO_MAX_REQ)
 		size = PROTO_MAX_REQ;
+	/* What was written before is read: the driver serves requests in order. */
+	wb_send(d);
+	if (d->state != DRV_RUNNING)
+		return (void)fuse_reply_err(req, EIO);
 	int ahead = size > 0 && ra_readable(d, h);
 	if (ahead && ra_read(d, h, req, (uint32_t)size, (uint64_t)off))
 		return;
@@ -1999,6 +2478,14 @@ void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, o
 	if (size > PROTO_MAX_REQ)
 		size = PROTO_MAX_REQ;
 	ra_invalidate(d);
+	/* A write-back that failed: this write does not happen, and says why. */
+	if (h->wb_err != 0) {
+		err = h->wb_err;
+		h->wb_err = 0;
+		return (void)fuse_reply_err(req, err);
+	}
+	if (wb_write(d, h, req, buf, size, (uint64_t)off))
+		return;
 	struct proto_hdr m = {.type = PROTO_WRITE,
 			      .handle = h->id,
 			      .file = handle_target(h),
@@ -2037,6 +2524,8 @@ void sup_release(struct handle *h)
 	struct drv *d = dev->drv;
 
 	ra_drop_all(d, h);
+	if (d->wb_h == h)
+		wb_send(d);
 	if (d->sock >= 0 && h->generation == d->generation) {
 		struct proto_hdr m = {.type = PROTO_RELEASE, .handle = h->id, .flags = handle_flags(h, 0)};
 		drv_send(d, &m, NULL, 0);
@@ -2058,8 +2547,11 @@ void sup_ctl(fuse_req_t req, struct function *fn, const char *cmd, size_t len, s
 		return (void)fuse_reply_err(req, ENODEV);
 	if (d->state != DRV_RUNNING)
 		return (void)fuse_reply_err(req, EIO);
-	/* `eject`, `reset` and the like may change what the medium reads. */
+	/* `eject`, `reset` and the like may change what the medium reads; `sync` comes after every write. */
 	ra_invalidate(d);
+	wb_send(d);
+	if (d->state != DRV_RUNNING)
+		return (void)fuse_reply_err(req, EIO);
 	struct proto_hdr m = {.type = PROTO_CTL, .file = PROTO_CTL_TARGET(fn->index, fn->unit)};
 	forward(d, req, &m, cmd, len, 1, (uint32_t)written, NULL);
 }
@@ -2231,4 +2723,22 @@ void sup_flush(fuse_req_t req, struct handle *h)
 	/* Untimed: an upload the flush finishes takes as long as its size needs; ^C cancels it. */
 	struct proto_hdr m = {.type = PROTO_FLUSH, .handle = h->id, .file = h->node, .flags = PROTO_F_NODE};
 	forward(d, req, &m, NULL, 0, 0, 0, NULL);
+}
+
+void sup_sync(fuse_req_t req, struct handle *h)
+{
+	struct drv *d = h->fn->dev->drv;
+
+	if (d->wb_h == h)
+		wb_send(d);
+	if (h->wb_inflight == 0) {
+		int err = h->wb_err;
+		h->wb_err = 0;
+		return (void)fuse_reply_err(req, err);
+	}
+	/* Answered by wb_wake_waiters() once its windows are, or by fail_requests(). */
+	struct request *w = request_new(d, PROTO_FLUSH, req, h->id, 0);
+	if (w == NULL)
+		return (void)fuse_reply_err(req, ENOMEM);
+	w->wb_wait = 1;
 }

@@ -47,6 +47,14 @@ struct handle {
 	unsigned ra_seq;
 	uint32_t ra_win; /* size of its next read-ahead window */
 	uint32_t ra[2];	 /* ids of its read-ahead requests, earlier first; 0 = none */
+	/*
+	 * Write-back (block files): where the last write ended, its windows
+	 * sent and not answered, the error one of them owes the writer.
+	 */
+	uint64_t wb_next;
+	unsigned wb_inflight; /* windows sent and not answered, or saved for the next process */
+	int wb_err;
+	int wb_through; /* opened O_DSYNC, O_SYNC or O_DIRECT: every write waits for the device */
 	LIST_ENTRY(handle) link;
 };
 
@@ -74,6 +82,17 @@ struct request {
 	int32_t status;
 	uint64_t offset, want_off;
 	uint32_t want_size;
+	/*
+	 * Write-back: a window of `size` bytes at `offset` (req, when set, is
+	 * the write of want_size bytes that waited for room and is answered
+	 * with it); a replay of such a window to the next process; an fsync
+	 * or close waiting for handle's windows (never sent).
+	 */
+	int wb, replay, wb_wait;
+	struct function *wb_fn; /* wb: the file written, fn->files[wb_file] */
+	unsigned wb_file;
+	uint32_t wb_owner; /* replay: the handle whose write it is; WRITE: the window's last piece */
+	int wb_last;
 	/* Node requests: what the reply must match and how to answer it. */
 	unsigned fn_id;	  /* the function whose tree it is (function ids are never reused) */
 	uint32_t node;	  /* GETATTR: the node asked about */
@@ -88,6 +107,8 @@ LIST_HEAD(handle_list, handle);
 
 struct outmsg;
 STAILQ_HEAD(outmsg_queue, outmsg);
+struct wb_saved;
+STAILQ_HEAD(wb_saved_list, wb_saved);
 
 #define DRV_MAX_CRASH_HISTORY 64
 
@@ -122,6 +143,16 @@ struct drv {
 	uint8_t *shm;
 	int shm_mapped;	   /* its HELLO said it mapped the buffer: slots may be given */
 	uint32_t shm_busy; /* bit i: slot i belongs to a request in flight */
+	/* Write-back: the one window being gathered, for handle wb_h (NULL: none). */
+	struct handle *wb_h;
+	int wb_slot;
+	uint64_t wb_off, wb_at_ms;
+	uint32_t wb_len;
+	fuse_req_t wb_parked; /* the write that opened it, waiting for room */
+	/* Windows answered to their writers and lost with the last process: written by the next. */
+	struct wb_saved_list wb_saved;
+	uint32_t replay_handle; /* the next process's handle for them, released once all are answered */
+	unsigned replay_pending;
 };
 
 /* Pure policy, unit-tested: backoff and restart intensity. */
@@ -192,6 +223,12 @@ void sup_create(fuse_req_t req, struct function *fn, uint32_t parent, const char
 void sup_unlink(fuse_req_t req, struct function *fn, uint32_t parent, const char *name);
 /* close(2) of a node's descriptor: the driver may have work to finish (an upload). */
 void sup_flush(fuse_req_t req, struct handle *h);
+/*
+ * fsync(2), and close(2) of a file that is not a node: answered once every
+ * write on h the daemon answered before is answered by the driver, with
+ * the error one of them got, if any.
+ */
+void sup_sync(fuse_req_t req, struct handle *h);
 
 /* Answers the FUSE interrupts seen during the loop pass (EINTR + CANCEL). */
 void sup_flush_interrupts(void);

@@ -17,7 +17,8 @@
  *   disk-ro         MODE SENSE reports write protect; writes fail with
  *                   DATA PROTECT (27)
  *   disk-bad        reads of blocks 8192..8199 fail with MEDIUM ERROR,
- *                   unrecovered read error (11)
+ *                   unrecovered read error (11); writes there with
+ *                   MEDIUM ERROR, write error (0C)
  *
  * Every variant answers the first command other than INQUIRY and
  * REQUEST SENSE with UNIT ATTENTION (power on, 29), as real sticks do.
@@ -199,6 +200,8 @@ static void write_cmd(struct disk *d, struct disk_lun *lun, uint64_t lba, uint64
 		return;
 	if (lun->wp)
 		return fail(d, lun, 0x07, 0x27);
+	if (d->cfg->bad_blocks && lba < BAD_LBA + BAD_COUNT && lba + count > BAD_LBA)
+		return fail(d, lun, 0x03, 0x0c);
 	d->out_dest = lun->image + off;
 	d->out_len = (uint32_t)(count * lun->bs);
 }

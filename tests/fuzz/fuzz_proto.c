@@ -24,7 +24,11 @@
  *   bit 2 set:   the driver has a shared buffer (sup_shm_create) and its
  *                HELLO says it maps it: after the PING, a READ of 8192 bytes
  *                (slot 0) and a WRITE of 4096 (slot 1) go through it.
- *                Without it those two travel inline.
+ *                Without it those two travel inline.  Then the block file
+ *                is written sequentially: a WRITE, two writes gathered
+ *                (write-back), an fsync that sends them as one window and
+ *                waits for it, and a write gathered into the next window.
+ *                Without the buffer they are all plain WRITEs.
  * Request ids and handle ids are the daemon's: a message's req field of
  * 1..32 (handle field 1..16) is replaced by the daemon's Nth request
  * (handle) id, as read off the daemon's end of the socket, so short inputs
@@ -49,8 +53,8 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define NREQ  19
-#define NMADE 19 /* requests_in_flight()'s, each owed one reply */
+#define NREQ  24
+#define NMADE 24 /* requests_in_flight()'s, each owed one reply */
 #define NPH   2
 
 /* Stand-ins for fuse_req_t and fuse_pollhandle: never dereferenced. */
@@ -203,6 +207,7 @@ static void device_new(void)
 	TAILQ_INIT(&drv->requests);
 	LIST_INIT(&drv->handles);
 	STAILQ_INIT(&drv->outq);
+	STAILQ_INIT(&drv->wb_saved);
 	dev->drv = drv;
 	peer = sv[1];
 }
@@ -256,7 +261,7 @@ static void canned_hello(uint16_t flags)
 		 {.id = 2,
 		  .function = 1,
 		  .kind = PROTO_KIND_BLOCK,
-		  .mode = 0444,
+		  .mode = 0666,
 		  .size = 4096,
 		  .name = "data"},
 		 {.id = 0xffffff00u, .function = 0, .kind = PROTO_KIND_DIR, .mode = 0755, .name = "store"}},
@@ -322,6 +327,12 @@ static void requests_in_flight(void)
 	sup_read((fuse_req_t)&fake_req[16], b, 512, 0, 0);
 	sup_read((fuse_req_t)&fake_req[17], b, 512, 512, 0);
 	sup_read((fuse_req_t)&fake_req[18], b, 512, 1024, 0);
+	/* Sequential writes of the block file: write-back windows, one sent and waited for, one gathered. */
+	sup_write((fuse_req_t)&fake_req[19], b, page, 1024, 0, 0);
+	sup_write((fuse_req_t)&fake_req[20], b, page, 1024, 1024, 0);
+	sup_write((fuse_req_t)&fake_req[21], b, page, 1024, 2048, 0);
+	sup_sync((fuse_req_t)&fake_req[22], b);
+	sup_write((fuse_req_t)&fake_req[23], b, page, 512, 3072, 0);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

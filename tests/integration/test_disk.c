@@ -669,6 +669,101 @@ END_TEST
 
 /* ---- 4096-byte blocks ---- */
 
+/*
+ * Write-back (supervisor.c): sequential writes are gathered by the daemon
+ * and answered before the stick has them.  Whatever the pattern, the
+ * medium ends up with every byte, a read through another handle sees what
+ * was written before it, fsync and close wait, and a driver killed with
+ * windows in flight loses none of the bytes the writer was told are
+ * written: the next process writes them first.
+ */
+static void fill_random(uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t v = rng();
+		memcpy(p + i, &v, 8);
+	}
+}
+
+START_TEST(writeback_small_writes_reach_the_medium)
+{
+	const size_t len = 6 * MIB, bs = 4096;
+	const off_t base = 5 * MIB + 512;
+	uint8_t *img = image_alloc(len), *got = image_alloc(64 * 1024);
+	int fd = open(mpath(&m, "disk0/data"), O_WRONLY);
+	int rfd = open(mpath(&m, "disk0/data"), O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(rfd, 0);
+	seed("writeback_small_writes_reach_the_medium");
+	fill_random(img, len);
+	ck_assert_int_eq(lseek(fd, base, SEEK_SET), base);
+	for (size_t off = 0; off < len; off += bs) {
+		ck_assert_int_eq(write(fd, img + off, bs), (ssize_t)bs);
+		/* Now and then, another handle reads what was just written. */
+		if (off % (1536 * 1024) == 1024 * 1024) {
+			size_t n = off + bs < 64 * 1024 ? off + bs : 64 * 1024;
+			ck_assert_int_eq(pread(rfd, got, n, base + (off_t)(off + bs - n)), (ssize_t)n);
+			ck_assert_msg(memcmp(got, img + off + bs - n, n) == 0, "read after write at %zu",
+				      off);
+		}
+	}
+	ck_assert_int_eq(fsync(fd), 0);
+	ck_assert_int_eq(close(fd), 0);
+	assert_pread(rfd, img, len, base);
+	/* And a run of odd sizes, through a handle that is never fsynced. */
+	fd = open(mpath(&m, "disk0/data"), O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	fill_random(img, len);
+	size_t done = 0;
+	for (unsigned i = 0; done < len; i++) {
+		size_t n = (size_t)(rng() % 200000) + 1;
+		if (n > len - done)
+			n = len - done;
+		ck_assert_int_eq(pwrite(fd, img + done, n, base + (off_t)done), (ssize_t)n);
+		done += n;
+	}
+	ck_assert_int_eq(close(fd), 0);
+	assert_pread(rfd, img, len, base);
+	close(rfd);
+	free(img);
+	free(got);
+}
+END_TEST
+
+START_TEST(writeback_survives_a_driver_crash)
+{
+	const size_t bs = 64 * 1024, len = 2 * MIB + bs;
+	const off_t base = 40 * MIB;
+	uint8_t *img = image_alloc(len);
+	pid_t drv = fn_pid(&m, "disk0");
+	int fd = open(mpath(&m, "disk0/data"), O_WRONLY);
+
+	ck_assert_int_gt(drv, 0);
+	ck_assert_int_ge(fd, 0);
+	seed("writeback_survives_a_driver_crash");
+	fill_random(img, len);
+	ck_assert_int_eq(pwrite(fd, img, bs, base), (ssize_t)bs);
+	/* Stopped, the driver answers nothing: the next 2 MiB stay in two windows it was sent. */
+	ck_assert_int_eq(kill(drv, SIGSTOP), 0);
+	for (size_t off = bs; off < len; off += bs)
+		ck_assert_int_eq(pwrite(fd, img + off, bs, base + (off_t)off), (ssize_t)bs);
+	ck_assert_int_eq(kill(drv, SIGKILL), 0);
+	ck_assert_int_gt(wait_new_pid(&m, "disk0", drv, 10000), 0);
+	ck_assert_int_eq(wait_state(&m, "disk0", "running", 10000), 0);
+	ck_assert_ptr_nonnull(wait_file_has(mpath(&m, "events"), "replay 2 windows, 2097152 bytes", 5000));
+	/* The handle is from before the crash: it fails, but its close says its writes are written. */
+	ck_assert_int_eq(write(fd, img, bs), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(close(fd), 0);
+	int rfd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	ck_assert_int_ge(rfd, 0);
+	assert_pread(rfd, img, len, base);
+	close(rfd);
+	free(img);
+}
+END_TEST
+
 START_TEST(big_blocks)
 {
 	ck_assert_str_eq(read_line(mpath(&m, "disk0/block_size")), "4096");
@@ -880,6 +975,61 @@ START_TEST(readahead_error_is_the_reads_own)
 }
 END_TEST
 
+/*
+ * A written-back write that fails is reported by the next write, fsync or
+ * close of its handle, and none of them succeeds past it; with O_DSYNC the
+ * write itself fails.
+ */
+START_TEST(writeback_error_is_reported)
+{
+	uint8_t buf[4096];
+	const off_t bad = 8192 * 512;
+	int fd = open(mpath(&m, "disk0/data"), O_WRONLY);
+
+	memset(buf, 0x5a, sizeof(buf));
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(lseek(fd, bad - 8 * 4096, SEEK_SET), bad - 8 * 4096);
+	/* Up to and over the bad blocks: gathered, answered. */
+	for (int i = 0; i < 9; i++)
+		ck_assert_int_eq(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	ck_assert_int_eq(fsync(fd), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_ptr_nonnull(wait_file_has(m.log, "sense 3/0c/00", 2000));
+	/* Reported once: the handle writes on past the bad blocks. */
+	ck_assert_int_eq(lseek(fd, 8200 * 512, SEEK_SET), 8200 * 512);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	ck_assert_int_eq(close(fd), 0);
+
+	/* Without fsync: the next write says it, or the close does. */
+	fd = open(mpath(&m, "disk0/data"), O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(lseek(fd, bad - 4 * 4096, SEEK_SET), bad - 4 * 4096);
+	int failed = 0;
+	for (int i = 0; i < 512 && !failed; i++) {
+		ssize_t n = write(fd, buf, sizeof(buf));
+		if (n < 0) {
+			ck_assert_int_eq(errno, EIO);
+			failed = 1;
+		} else {
+			ck_assert_int_eq(n, (ssize_t)sizeof(buf));
+		}
+	}
+	int c = close(fd);
+	ck_assert_msg(failed || (c == -1 && errno == EIO), "the failed write-back was never reported");
+
+	/* O_DSYNC: the write that covers the bad blocks is the one that fails. */
+	fd = open(mpath(&m, "disk0/data"), O_WRONLY | O_DSYNC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(lseek(fd, bad - 4 * 4096, SEEK_SET), bad - 4 * 4096);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	ck_assert_int_eq(write(fd, buf, sizeof(buf)), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(close(fd), 0);
+}
+END_TEST
+
 START_TEST(unreadable_blocks)
 {
 	uint8_t buf[4096], want[4096];
@@ -912,6 +1062,8 @@ Suite *disk_suite(void)
 	tcase_add_test(tc, driver_killed_under_dd_write);
 	tcase_add_test(tc, readahead_any_size_to_the_end);
 	tcase_add_test(tc, readahead_sees_every_write);
+	tcase_add_test(tc, writeback_small_writes_reach_the_medium);
+	tcase_add_test(tc, writeback_survives_a_driver_crash);
 	tcase_add_test(tc, ctl_sync_then_eject);
 	suite_add_tcase(s, tc);
 
@@ -928,6 +1080,7 @@ Suite *disk_suite(void)
 	    {"ro", setup_ro, write_protected},
 	    {"bad", setup_bad, unreadable_blocks},
 	    {"bad-readahead", setup_bad, readahead_error_is_the_reads_own},
+	    {"bad-writeback", setup_bad, writeback_error_is_reported},
 	};
 	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
 		tc = tcase_create(one[i].name);
