@@ -1,6 +1,8 @@
 /*
- * Isolation cost: reads of the null driver's `zero` and writes to its
- * `sink` through plugfs (FUSE, the daemon, the driver process), against
+ * Isolation cost: reads of the null driver's `zero`, writes to its `sink`
+ * (a block file, as a disk's `data`: written back by the daemon) and to
+ * its `stream` (as a printer's `data`: every write waits for the driver)
+ * through plugfs (FUSE, the daemon, the driver process), against
  * the same files served in-process by nullfs (tests/bench/nullfs.c, same
  * libfuse settings), at 4 KiB, 64 KiB and 1 MiB a call.  Both sides run in
  * the same run, interleaved round by round (the order alternating), so a
@@ -45,6 +47,17 @@ static const struct {
 };
 #define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
 
+/* What is measured: a read or a write, of which file. */
+static const struct {
+	const char *name, *file;
+	int write;
+} ops[] = {
+    {"read", "zero", 0},
+    {"write", "sink", 1},
+    {"stream write", "stream", 1},
+};
+#define NOPS (sizeof(ops) / sizeof(ops[0]))
+
 enum side { PLUGFS, INPROC, NSIDES };
 static const char *const side_names[NSIDES] = {"plugfs", "in-process"};
 
@@ -80,8 +93,12 @@ static double run_sample(const char *path, int write_side, size_t bs, unsigned c
 		}
 		s->lat[s->nlat++] = (bench_now_ms() - c0) * 1000;
 	}
+	/* The close counts: it waits for what the daemon still writes back. */
+	if (close(fd) < 0) {
+		fprintf(stderr, "bench-io: close of %s: %s\n", path, strerror(errno));
+		return -1;
+	}
 	double ms = bench_now_ms() - t0;
-	close(fd);
 	/* What was measured must have been the file: the last block read is all zeros. */
 	for (size_t i = 0; !write_side && i < bs; i++)
 		if (buf[i] != 0) {
@@ -125,9 +142,9 @@ static void stop(pid_t pid)
 
 static int inside(int rounds)
 {
-	char dir[] = "/tmp/plugfs-bench-io.XXXXXX", mnt[NSIDES][64], path[NSIDES][2][128];
+	char dir[] = "/tmp/plugfs-bench-io.XXXXXX", mnt[NSIDES][64], path[NSIDES][NOPS][128];
 	pid_t pids[NSIDES] = {0};
-	struct series s[NSIZES][2][NSIDES];
+	struct series s[NSIZES][NOPS][NSIDES];
 	uint8_t *buf = aligned_alloc(4096, MIB);
 	int r = 1;
 
@@ -137,21 +154,21 @@ static int inside(int rounds)
 	snprintf(mnt[INPROC], sizeof(mnt[INPROC]), "%s/nullfs", dir);
 	for (int i = 0; i < NSIDES; i++)
 		mkdir(mnt[i], 0755);
-	snprintf(path[PLUGFS][0], sizeof(path[0][0]), "%s/usb0/zero", mnt[PLUGFS]);
-	snprintf(path[PLUGFS][1], sizeof(path[0][1]), "%s/usb0/sink", mnt[PLUGFS]);
-	snprintf(path[INPROC][0], sizeof(path[0][0]), "%s/zero", mnt[INPROC]);
-	snprintf(path[INPROC][1], sizeof(path[0][1]), "%s/sink", mnt[INPROC]);
+	for (size_t o = 0; o < NOPS; o++) {
+		snprintf(path[PLUGFS][o], sizeof(path[0][0]), "%s/usb0/%s", mnt[PLUGFS], ops[o].file);
+		snprintf(path[INPROC][o], sizeof(path[0][0]), "%s/%s", mnt[INPROC], ops[o].file);
+	}
 	pids[PLUGFS] = bench_plugfs_start(mnt[PLUGFS], "plugfs-bench-driver");
 	pids[INPROC] = spawn_nullfs(mnt[INPROC]);
 	for (int i = 0; i < NSIDES; i++)
-		if (wait_for_file(path[i][1], 20000) < 0) {
+		if (wait_for_file(path[i][NOPS - 1], 20000) < 0) {
 			fprintf(stderr, "bench-io: %s did not appear (is %s/plugfs-bench-driver built?)\n",
-				path[i][1], build_dir());
+				path[i][NOPS - 1], build_dir());
 			goto out;
 		}
 	memset(s, 0, sizeof(s));
 	for (size_t z = 0; z < NSIZES; z++)
-		for (int w = 0; w < 2; w++)
+		for (size_t w = 0; w < NOPS; w++)
 			for (int i = 0; i < NSIDES; i++) {
 				s[z][w][i].mibs = calloc((size_t)rounds, sizeof(double));
 				s[z][w][i].lat = calloc((size_t)rounds * sizes[z].calls, sizeof(double));
@@ -160,21 +177,21 @@ static int inside(int rounds)
 			}
 	for (int round = 0; round < rounds; round++)
 		for (size_t z = 0; z < NSIZES; z++)
-			for (int w = 0; w < 2; w++)
+			for (size_t w = 0; w < NOPS; w++)
 				for (int k = 0; k < NSIDES; k++) {
 					/* Alternate which side goes first. */
 					int i = (round + k) % NSIDES;
 					struct series *ss = &s[z][w][i];
-					double v =
-					    run_sample(path[i][w], w, sizes[z].bs, sizes[z].calls, buf, ss);
+					double v = run_sample(path[i][w], ops[w].write, sizes[z].bs,
+							      sizes[z].calls, buf, ss);
 					if (v < 0)
 						goto out;
 					ss->mibs[ss->nmibs++] = v;
 				}
 	for (size_t z = 0; z < NSIZES; z++)
-		for (int w = 0; w < 2; w++) {
+		for (size_t w = 0; w < NOPS; w++) {
 			char fig[96];
-			const char *op = w ? "write" : "read";
+			const char *op = ops[w].name;
 			for (int i = 0; i < NSIDES; i++) {
 				snprintf(fig, sizeof(fig), "%s %s %s", op, sizes[z].name, side_names[i]);
 				bench_report("io", fig, "MiB/s", s[z][w][i].mibs, s[z][w][i].nmibs);
@@ -192,7 +209,7 @@ out:
 	for (int i = 0; i < NSIDES; i++)
 		stop(pids[i]);
 	for (size_t z = 0; z < NSIZES; z++)
-		for (int w = 0; w < 2; w++)
+		for (size_t w = 0; w < NOPS; w++)
 			for (int i = 0; i < NSIDES; i++) {
 				free(s[z][w][i].mibs);
 				free(s[z][w][i].lat);

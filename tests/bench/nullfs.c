@@ -1,8 +1,9 @@
 /*
  * nullfs: the in-process FUSE filesystem the isolation benchmark measures
- * plugfs against.  It serves the null driver's two files itself -- `zero`
- * (a 1 TiB block file of zeros, 0444) and `sink` (a write-only stream that
- * takes everything) -- with plugfs's libfuse settings: the low-level API,
+ * plugfs against.  It serves the null driver's three files itself --
+ * `zero` (a 1 TiB block file of zeros, 0444), `sink` (a 1 TiB block file
+ * that keeps nothing, 0222) and `stream` (a write-only stream that takes
+ * everything) -- with plugfs's libfuse settings: the low-level API,
  * direct_io on every open, max_read = max_write = PROTO_MAX_REQ, no
  * readahead, no writeback cache, default_permissions, and one thread
  * running an epoll loop over the non-blocking FUSE fd that receives and
@@ -28,7 +29,7 @@
 
 #define NULLFS_SIZE (1ull << 40)
 
-enum { INO_ZERO = 2, INO_SINK = 3 };
+enum { INO_ZERO = 2, INO_SINK = 3, INO_STREAM = 4 };
 
 /*
  * Where a read's zeros are made, by a memset per read: the null driver makes
@@ -56,6 +57,10 @@ static int fill_stat(fuse_ino_t ino, struct stat *st)
 		return 0;
 	case INO_SINK:
 		st->st_mode = S_IFREG | 0222;
+		st->st_size = (off_t)NULLFS_SIZE;
+		return 0;
+	case INO_STREAM:
+		st->st_mode = S_IFREG | 0222;
 		return 0;
 	default:
 		return -ENOENT;
@@ -72,6 +77,8 @@ static void nf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		e.ino = INO_ZERO;
 	else if (strcmp(name, "sink") == 0)
 		e.ino = INO_SINK;
+	else if (strcmp(name, "stream") == 0)
+		e.ino = INO_STREAM;
 	else
 		return (void)fuse_reply_err(req, ENOENT);
 	fill_stat(e.ino, &e.attr);
@@ -99,10 +106,10 @@ static void nf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 static void nf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (ino != INO_ZERO && ino != INO_SINK)
+	if (ino != INO_ZERO && ino != INO_SINK && ino != INO_STREAM)
 		return (void)fuse_reply_err(req, EISDIR);
 	fi->direct_io = 1;
-	fi->nonseekable = ino == INO_SINK;
+	fi->nonseekable = ino == INO_STREAM;
 	fuse_reply_open(req, fi);
 }
 
@@ -125,17 +132,21 @@ static void nf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     struct fuse_file_info *fi)
 {
 	(void)buf;
-	(void)off;
 	(void)fi;
+	if (ino == INO_STREAM)
+		return (void)fuse_reply_write(req, size);
 	if (ino != INO_SINK)
 		return (void)fuse_reply_err(req, EBADF);
-	fuse_reply_write(req, size);
+	if ((uint64_t)off >= NULLFS_SIZE)
+		return (void)fuse_reply_err(req, ENOSPC);
+	fuse_reply_write(req,
+			 NULLFS_SIZE - (uint64_t)off < size ? (size_t)(NULLFS_SIZE - (uint64_t)off) : size);
 }
 
 static void nf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	static const char *const names[] = {".", "..", "zero", "sink"};
-	static const fuse_ino_t inos[] = {FUSE_ROOT_ID, FUSE_ROOT_ID, INO_ZERO, INO_SINK};
+	static const char *const names[] = {".", "..", "zero", "sink", "stream"};
+	static const fuse_ino_t inos[] = {FUSE_ROOT_ID, FUSE_ROOT_ID, INO_ZERO, INO_SINK, INO_STREAM};
 	char buf[512];
 	size_t used = 0;
 
@@ -144,7 +155,7 @@ static void nf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		return (void)fuse_reply_err(req, ENOTDIR);
 	if (size > sizeof(buf))
 		size = sizeof(buf);
-	for (off_t i = off; i < 4; i++) {
+	for (off_t i = off; i < (off_t)(sizeof(names) / sizeof(names[0])); i++) {
 		struct stat st = {.st_ino = inos[i], .st_mode = i < 2 ? S_IFDIR : S_IFREG};
 		size_t n = fuse_add_direntry(req, buf + used, size - used, names[i], &st, i + 1);
 		if (n > size - used)
