@@ -7,7 +7,9 @@
  * order alternates from round to round.
  *
  *   disk     reading disk0/data with read(2) of 4 KiB, 64 KiB, 1 MiB, as
- *            dd bs= does, against Bulk-Only READ(10) commands of the same size
+ *            dd bs= does, against Bulk-Only READ(10) commands of the same
+ *            size; then writing it with write(2), the close counted (it
+ *            waits for what the daemon writes back), against WRITE(10)
  *   bulk     writing a block to usb0/ep02 and reading it back from ep81,
  *            against libusb bulk OUT then IN of the same size
  *   control  one 1-byte vendor IN request (0xC0/0x03) through usb0/ep0
@@ -64,7 +66,7 @@ enum side { PLUGFS, DIRECT, NSIDES };
 static const char *const side_names[NSIDES] = {"plugfs", "libusb"};
 
 struct results {
-	double disk[NSIZES][NSIDES][16], bulk[NSIZES][NSIDES][16];
+	double disk[NSIZES][NSIDES][16], disk_w[NSIZES][NSIDES][16], bulk[NSIZES][NSIDES][16];
 	double *control[NSIDES];
 	size_t ncontrol[NSIDES];
 };
@@ -76,24 +78,25 @@ static double mibs(long long bytes, double ms)
 
 /* ---- Through plugfs ---- */
 
-static double plugfs_disk(const char *mnt, size_t bs, long long total, uint8_t *buf)
+static double plugfs_disk(const char *mnt, int write_side, size_t bs, long long total, uint8_t *buf)
 {
 	char path[256];
 	long long done = 0;
 
 	snprintf(path, sizeof(path), "%s/disk0/data", mnt);
-	int fd = open(path, O_RDONLY);
+	int fd = open(path, write_side ? O_WRONLY : O_RDONLY);
 	if (fd < 0)
 		return -1;
 	double t0 = bench_now_ms();
 	while (done < total) {
-		ssize_t n = read(fd, buf, bs);
+		ssize_t n = write_side ? write(fd, buf, bs) : read(fd, buf, bs);
 		if (n <= 0)
 			break;
 		done += n;
 	}
+	if (close(fd) < 0)
+		return -1;
 	double ms = bench_now_ms() - t0;
-	close(fd);
 	return done == total ? mibs(total, ms) : -1;
 }
 
@@ -176,8 +179,9 @@ static void direct_close(struct direct *d)
 	d->fd = -1;
 }
 
+/* One command; its data stage, if len > 0, goes IN into buf, or OUT from it when `out`. */
 static int bot_command(libusb_device_handle *h, uint32_t tag, const uint8_t *cdb, uint8_t cdb_len,
-		       uint8_t *buf, int len)
+		       uint8_t *buf, int len, int out)
 {
 	uint8_t cbw[31] = {0}, csw[13];
 	int n;
@@ -185,12 +189,13 @@ static int bot_command(libusb_device_handle *h, uint32_t tag, const uint8_t *cdb
 	put_le32(cbw, BOT_CBW_SIG);
 	put_le32(cbw + 4, tag);
 	put_le32(cbw + 8, (uint32_t)len);
-	cbw[12] = len > 0 ? 0x80 : 0;
+	cbw[12] = len > 0 && !out ? 0x80 : 0;
 	cbw[14] = cdb_len;
 	memcpy(cbw + 15, cdb, cdb_len);
 	if (libusb_bulk_transfer(h, DISK_BULK_OUT, cbw, sizeof(cbw), &n, 0) < 0 || n != sizeof(cbw))
 		return -1;
-	if (len > 0 && (libusb_bulk_transfer(h, DISK_BULK_IN, buf, len, &n, 0) < 0 || n != len))
+	if (len > 0 &&
+	    (libusb_bulk_transfer(h, out ? DISK_BULK_OUT : DISK_BULK_IN, buf, len, &n, 0) < 0 || n != len))
 		return -1;
 	if (libusb_bulk_transfer(h, DISK_BULK_IN, csw, sizeof(csw), &n, 0) < 0 || n != sizeof(csw))
 		return -1;
@@ -203,10 +208,11 @@ static void bot_start(libusb_device_handle *h)
 	static const uint8_t tur[6] = {0};
 
 	libusb_control_transfer(h, 0x21, 0xff, 0, 0, NULL, 0, 0);
-	bot_command(h, 1, tur, sizeof(tur), NULL, 0);
+	bot_command(h, 1, tur, sizeof(tur), NULL, 0, 0);
 }
 
-static double direct_disk(libusb_device_handle *h, size_t bs, long long total, uint8_t *buf)
+/* READ(10), or WRITE(10) when write_side, of bs bytes at a time from the start of the medium. */
+static double direct_disk(libusb_device_handle *h, int write_side, size_t bs, long long total, uint8_t *buf)
 {
 	static uint32_t tag = 2;
 	double t0 = bench_now_ms();
@@ -214,10 +220,17 @@ static double direct_disk(libusb_device_handle *h, size_t bs, long long total, u
 	for (long long off = 0; off < total; off += (long long)bs) {
 		uint32_t lba = (uint32_t)(off / 512);
 		uint16_t blocks = (uint16_t)(bs / 512);
-		uint8_t cdb[10] = {
-		    0x28,	  0, (uint8_t)(lba >> 24),   (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
-		    (uint8_t)lba, 0, (uint8_t)(blocks >> 8), (uint8_t)blocks,	   0};
-		if (bot_command(h, tag++, cdb, sizeof(cdb), buf, (int)bs) != 0)
+		uint8_t cdb[10] = {write_side ? 0x2a : 0x28,
+				   0,
+				   (uint8_t)(lba >> 24),
+				   (uint8_t)(lba >> 16),
+				   (uint8_t)(lba >> 8),
+				   (uint8_t)lba,
+				   0,
+				   (uint8_t)(blocks >> 8),
+				   (uint8_t)blocks,
+				   0};
+		if (bot_command(h, tag++, cdb, sizeof(cdb), buf, (int)bs, write_side) != 0)
 			return -1;
 	}
 	return mibs(total, bench_now_ms() - t0);
@@ -297,9 +310,11 @@ static int round_plugfs(const char *mnt, int round, struct results *res, uint8_t
 	node_of(mnt, "disk0", nodes[0], sizeof(nodes[0]));
 	node_of(mnt, "usb0", nodes[1], sizeof(nodes[1]));
 	for (size_t z = 0; z < NSIZES; z++) {
-		res->disk[z][PLUGFS][round] = plugfs_disk(mnt, sizes[z].bs, sizes[z].disk_bytes, buf);
+		res->disk[z][PLUGFS][round] = plugfs_disk(mnt, 0, sizes[z].bs, sizes[z].disk_bytes, buf);
+		res->disk_w[z][PLUGFS][round] = plugfs_disk(mnt, 1, sizes[z].bs, sizes[z].disk_bytes, buf);
 		res->bulk[z][PLUGFS][round] = plugfs_bulk(mnt, sizes[z].bs, sizes[z].bulk_bytes, buf);
-		if (res->disk[z][PLUGFS][round] < 0 || res->bulk[z][PLUGFS][round] < 0) {
+		if (res->disk[z][PLUGFS][round] < 0 || res->disk_w[z][PLUGFS][round] < 0 ||
+		    res->bulk[z][PLUGFS][round] < 0) {
 			fprintf(stderr, "bench-disk: plugfs %s failed\n", sizes[z].name);
 			goto out;
 		}
@@ -323,9 +338,11 @@ static int round_direct(int round, struct results *res, uint8_t *buf, char nodes
 	}
 	bot_start(disk.h);
 	for (size_t z = 0; z < NSIZES; z++) {
-		res->disk[z][DIRECT][round] = direct_disk(disk.h, sizes[z].bs, sizes[z].disk_bytes, buf);
+		res->disk[z][DIRECT][round] = direct_disk(disk.h, 0, sizes[z].bs, sizes[z].disk_bytes, buf);
+		res->disk_w[z][DIRECT][round] = direct_disk(disk.h, 1, sizes[z].bs, sizes[z].disk_bytes, buf);
 		res->bulk[z][DIRECT][round] = direct_bulk(lb.h, sizes[z].bs, sizes[z].bulk_bytes, buf);
-		if (res->disk[z][DIRECT][round] < 0 || res->bulk[z][DIRECT][round] < 0) {
+		if (res->disk[z][DIRECT][round] < 0 || res->disk_w[z][DIRECT][round] < 0 ||
+		    res->bulk[z][DIRECT][round] < 0) {
 			fprintf(stderr, "bench-disk: libusb %s failed\n", sizes[z].name);
 			goto out;
 		}
@@ -342,9 +359,9 @@ static void report(const struct results *res, int rounds)
 	char fig[96];
 
 	for (size_t z = 0; z < NSIZES; z++) {
-		const char *what[2] = {"disk read", "bulk loopback"};
-		for (int k = 0; k < 2; k++) {
-			const double(*v)[16] = k == 0 ? res->disk[z] : res->bulk[z];
+		const char *what[3] = {"disk read", "disk write", "bulk loopback"};
+		for (int k = 0; k < 3; k++) {
+			const double(*v)[16] = k == 0 ? res->disk[z] : k == 1 ? res->disk_w[z] : res->bulk[z];
 			for (int i = 0; i < NSIDES; i++) {
 				snprintf(fig, sizeof(fig), "%s %s %s", what[k], sizes[z].name, side_names[i]);
 				bench_report("usb", fig, "MiB/s", v[i], (size_t)rounds);
