@@ -7,14 +7,16 @@
  * writes that wrapper; plugfs-emu's preload reaches plugfs through it,
  * since valgrind keeps LD_PRELOAD for its client).  The scenario touches
  * what the daemon does: mount, the info files of every function, a
- * loopback round trip, a driver crash and respawn with a stale handle, an
- * unplug and replug through plugfs-emu's control socket, unmount on
- * SIGTERM.  Every step is checked; valgrind's own verdict is plugfs's exit
+ * loopback round trip, a driver crash and respawn with a stale handle,
+ * writes to the stick written back, and written again by the next driver
+ * after a crash, an unplug and replug through plugfs-emu's control socket,
+ * unmount on SIGTERM.  Every step is checked; valgrind's own verdict is plugfs's exit
  * status (--error-exitcode), which plugfs-emu passes on.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -80,6 +82,52 @@ static void round_trip(const char *what)
 		close(r);
 }
 
+/*
+ * Writes to the stick, gathered by the daemon (write-back): through fsync
+ * and close; then with the driver stopped, so that two windows are still
+ * unconfirmed when it is killed, and the next driver writes them.
+ */
+static void write_back(void)
+{
+	static uint8_t blk[64 * 1024], got[64 * 1024];
+	const off_t base = 8 << 20;
+	int fd = open(mpath(&m, "disk0/data"), O_WRONLY | O_CLOEXEC);
+
+	CHECK(fd >= 0, "open disk0/data");
+	if (fd < 0)
+		return;
+	for (int i = 0; i < 8; i++) {
+		memset(blk, 'a' + i, sizeof(blk));
+		CHECK(pwrite(fd, blk, sizeof(blk), base + i * (off_t)sizeof(blk)) == (ssize_t)sizeof(blk),
+		      "write %d", i);
+	}
+	CHECK(fsync(fd) == 0, "fsync disk0/data");
+	pid_t pid = fn_pid(&m, "disk0");
+	/* Stopped, it answers nothing: the next 32 writes fill two windows (a 33rd would wait for room). */
+	CHECK(pid > 0 && kill(pid, SIGSTOP) == 0, "stop disk0's driver");
+	for (int i = 8; i < 40; i++) {
+		memset(blk, 'a' + i % 26, sizeof(blk));
+		CHECK(pwrite(fd, blk, sizeof(blk), base + i * (off_t)sizeof(blk)) == (ssize_t)sizeof(blk),
+		      "write %d", i);
+	}
+	CHECK(kill(pid, SIGKILL) == 0, "kill disk0's driver");
+	CHECK(wait_new_pid(&m, "disk0", pid, 20000) > 0 && wait_state(&m, "disk0", "running", 20000) == 0,
+	      "disk0 respawned");
+	CHECK(wait_file_has(mpath(&m, "events"), "replay 2 windows", 20000) != NULL, "the windows replayed");
+	CHECK(write(fd, blk, sizeof(blk)) == -1 && errno == EIO, "stale handle gives EIO");
+	CHECK(close(fd) == 0, "close after the replay");
+	fd = open(mpath(&m, "disk0/data"), O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0, "reopen disk0/data");
+	for (int i = 0; fd >= 0 && i < 40; i++) {
+		memset(blk, 'a' + i % 26, sizeof(blk));
+		CHECK(pread(fd, got, sizeof(got), base + i * (off_t)sizeof(got)) == (ssize_t)sizeof(got) &&
+			  memcmp(got, blk, sizeof(got)) == 0,
+		      "block %d on the medium", i);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
 int main(void)
 {
 	static const char *const models[] = {"loopback", "loopback", "printer-zh380", "disk", NULL};
@@ -101,6 +149,8 @@ int main(void)
 	if (stale >= 0)
 		close(stale);
 	round_trip("after the respawn");
+
+	write_back();
 
 	/* An unplug and a replug of the second loopback: its name comes back. */
 	CHECK(emu_unplug(&m, "1-2") == 0, "unplug 1-2");
