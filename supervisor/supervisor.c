@@ -2195,11 +2195,13 @@ static void wb_done(struct drv *d, struct request *r, int32_t status)
 		drv_event(d, "replay: open of %s failed: %s", r->wb_fn->files[r->wb_file].name,
 			  strerror(err));
 	request_free(d, r);
-	if (replay && --d->replay_pending == 0 && d->state == DRV_RUNNING) {
-		struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = d->replay_handle};
-		if (drv_send(d, &rel, NULL, 0) < 0)
-			return;
-	}
+	/* The replay's handles go only now: a RELEASE cancels what is still in flight on its handle. */
+	if (replay && --d->replay_pending == 0)
+		for (uint32_t id = d->replay_first; id <= d->replay_handle && d->state == DRV_RUNNING; id++) {
+			struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = id};
+			if (drv_send(d, &rel, NULL, 0) < 0)
+				return;
+		}
 	if (req != NULL) {
 		if (err != 0)
 			fuse_reply_err(req, err);
@@ -2351,8 +2353,8 @@ static struct request *replay_request(struct drv *d, uint16_t type, struct wb_sa
 	return r;
 }
 
-/* Sends window w's bytes through the replay handle, in as many pieces as need be; -1 if the driver failed. */
-static int replay_one(struct drv *d, struct wb_saved *w, uint32_t file)
+/* Sends window w's bytes through the current replay handle, in as many pieces as need be. */
+static void replay_one(struct drv *d, struct wb_saved *w, uint32_t file)
 {
 	struct handle *h = handle_find(d, w->owner);
 
@@ -2369,7 +2371,7 @@ static int replay_one(struct drv *d, struct wb_saved *w, uint32_t file)
 				d->shm_busy &= ~(1u << slot);
 			if (h != NULL)
 				wb_settle(d, h, ENOMEM);
-			return 0;
+			return;
 		}
 		r->slot = slot;
 		r->size = m.size = len;
@@ -2382,16 +2384,15 @@ static int replay_one(struct drv *d, struct wb_saved *w, uint32_t file)
 			memcpy(d->shm + m.shm, w->data + done, len);
 		}
 		if (drv_send(d, &m, slot >= 0 ? NULL : w->data + done, slot >= 0 ? 0 : len) < 0)
-			return -1;
+			return;
 		done += len;
 	}
-	return 0;
 }
 
 /*
  * The new process is running: before anything else, it writes the saved
- * windows, in the order they were saved, through one handle of its own
- * (released once all are answered).  Each is still owed to its writer's
+ * windows, in the order they were saved, through handles of its own, one
+ * per file (released once all are answered).  Each is still owed to its writer's
  * handle until then; a failure goes to the events log and to that handle.
  */
 static void wb_replay(struct drv *d)
@@ -2409,7 +2410,7 @@ static void wb_replay(struct drv *d)
 	if (n == 0)
 		return;
 	drv_event(d, "replay %u windows, %llu bytes written back before the crash", n, bytes);
-	d->replay_handle = next_handle_id++;
+	d->replay_first = d->replay_handle = next_handle_id++;
 	while (d->state == DRV_RUNNING && (w = STAILQ_FIRST(&d->wb_saved)) != NULL) {
 		STAILQ_REMOVE_HEAD(&d->wb_saved, link);
 		struct dfile *f = &w->fn->files[w->file];
@@ -2422,13 +2423,10 @@ static void wb_replay(struct drv *d)
 			free(w);
 			continue;
 		}
-		/* One handle serves one file: a window of another file (another LUN) gets its own. */
+		/* One handle serves one file: a window of another file (another LUN) gets the next. */
 		if (opened != f->id) {
-			if (opened != UINT32_MAX) {
-				struct proto_hdr rel = {.type = PROTO_RELEASE, .handle = d->replay_handle};
-				drv_send(d, &rel, NULL, 0);
+			if (opened != UINT32_MAX)
 				d->replay_handle = next_handle_id++;
-			}
 			struct proto_hdr open = {
 			    .type = PROTO_OPEN, .handle = d->replay_handle, .file = f->id, .size = O_WRONLY};
 			struct request *r = replay_request(d, PROTO_OPEN, w);

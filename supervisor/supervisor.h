@@ -151,7 +151,9 @@ struct drv {
 	fuse_req_t wb_parked; /* the write that opened it, waiting for room */
 	/* Windows answered to their writers and lost with the last process: written by the next. */
 	struct wb_saved_list wb_saved;
-	uint32_t replay_handle; /* the next process's handle for them, released once all are answered */
+	/* The next process's handles for them, ids replay_first..replay_handle, released once all are
+	 * answered. */
+	uint32_t replay_first, replay_handle;
 	unsigned replay_pending;
 };
 

@@ -975,6 +975,48 @@ START_TEST(readahead_error_is_the_reads_own)
 }
 END_TEST
 
+/* Two LUNs, one driver: windows of both are in flight when it dies, and the next one writes each to its own.
+ */
+START_TEST(writeback_replays_two_luns)
+{
+	const size_t bs = 64 * 1024, la = MIB + bs, lb = MIB / 2 + bs;
+	uint8_t *a = image_alloc((long long)la), *b = image_alloc((long long)lb);
+	int fa = open(mpath(&m, "disk0/data"), O_WRONLY), fb = open(mpath(&m, "disk1/data"), O_WRONLY);
+	pid_t drv = fn_pid(&m, "disk0");
+
+	ck_assert_int_ge(fa, 0);
+	ck_assert_int_ge(fb, 0);
+	ck_assert_int_gt(drv, 0);
+	seed("writeback_replays_two_luns");
+	fill_random(a, la);
+	fill_random(b, lb);
+	ck_assert_int_eq(pwrite(fa, a, bs, 0), (ssize_t)bs);
+	ck_assert_int_eq(pwrite(fb, b, bs, 0), (ssize_t)bs);
+	ck_assert_int_eq(kill(drv, SIGSTOP), 0);
+	/* LUN 0's next MiB fills a window; LUN 1's first write sends it, and gathers the next 512 KiB. */
+	for (size_t off = bs; off < la; off += bs)
+		ck_assert_int_eq(pwrite(fa, a + off, bs, (off_t)off), (ssize_t)bs);
+	for (size_t off = bs; off < lb; off += bs)
+		ck_assert_int_eq(pwrite(fb, b + off, bs, (off_t)off), (ssize_t)bs);
+	ck_assert_int_eq(kill(drv, SIGKILL), 0);
+	ck_assert_int_gt(wait_new_pid(&m, "disk0", drv, 10000), 0);
+	ck_assert_int_eq(wait_state(&m, "disk0", "running", 10000), 0);
+	ck_assert_ptr_nonnull(wait_file_has(mpath(&m, "events"), "replay 2 windows, 1572864 bytes", 5000));
+	ck_assert_int_eq(close(fa), 0);
+	ck_assert_int_eq(close(fb), 0);
+	fa = open(mpath(&m, "disk0/data"), O_RDONLY);
+	fb = open(mpath(&m, "disk1/data"), O_RDONLY);
+	ck_assert_int_ge(fa, 0);
+	ck_assert_int_ge(fb, 0);
+	assert_pread(fa, a, la, 0);
+	assert_pread(fb, b, lb, 0);
+	close(fa);
+	close(fb);
+	free(a);
+	free(b);
+}
+END_TEST
+
 /*
  * A written-back write that fails is reported by the next write, fsync or
  * close of its handle, and none of them succeeds past it; with O_DSYNC the
@@ -1074,6 +1116,7 @@ Suite *disk_suite(void)
 	} one[] = {
 	    {"4k", setup_4k, big_blocks},
 	    {"2lun", setup_2lun, two_luns},
+	    {"2lun-writeback", setup_2lun, writeback_replays_two_luns},
 	    {"stall", setup_stall, stall_mid_data_stage},
 	    {"phase", setup_phase, phase_error_resets},
 	    {"nomedium", setup_nomedium, no_medium},
