@@ -77,6 +77,7 @@ static void wb_done(struct drv *d, struct request *r, int32_t status);
 static void wb_save(struct drv *d);
 static void wb_fail(struct drv *d, int err);
 static void wb_forget(struct drv *d, int err, const char *why);
+static int wb_owed(struct drv *d, uint32_t handle);
 static void wb_replay(struct drv *d);
 static uint64_t wb_tick(struct drv *d, uint64_t now);
 
@@ -386,10 +387,15 @@ static void describe_status(int status, char *buf, size_t cap)
 
 static void fail_requests(struct drv *d, int err)
 {
-	struct request *r;
+	struct request *r, *next;
 
 	wb_fail(d, err);
-	while ((r = TAILQ_FIRST(&d->requests)) != NULL) {
+	for (r = TAILQ_FIRST(&d->requests); r != NULL; r = next) {
+		next = TAILQ_NEXT(r, link);
+		/* An fsync or close waiting for windows saved for the next process waits for it (wb_settle).
+		 */
+		if (r->wb_wait && wb_owed(d, r->handle))
+			continue;
 		if (r->req != NULL)
 			fuse_reply_err(r->req, err);
 		request_free(d, r);
@@ -1409,17 +1415,20 @@ static void drv_on_sock(int fd, uint32_t events, void *arg)
 
 	if (events & EPOLLOUT)
 		drv_flush(d);
-	/* Bounded, so one chatty driver cannot starve the others. */
-	for (int budget = 64; budget > 0 && d->sock == fd; budget--) {
-		ssize_t n = recv(fd, msgbuf, sizeof(msgbuf), MSG_DONTWAIT | MSG_TRUNC);
-
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (n <= 0)
-			return drv_fail(d, NULL);
-		if (sup_on_message(d, msgbuf, (size_t)n) < 0)
-			return;
-	}
+	if (d->sock != fd)
+		return; /* the flush failed it */
+	/*
+	 * One message per wake-up: epoll reports the socket again while more
+	 * are queued, so a reply that comes alone (one request in flight, the
+	 * usual case) costs no second recv() to learn that none follows, and
+	 * a chatty driver takes turns with the others.
+	 */
+	ssize_t n = recv(fd, msgbuf, sizeof(msgbuf), MSG_DONTWAIT | MSG_TRUNC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0)
+		return drv_fail(d, NULL);
+	sup_on_message(d, msgbuf, (size_t)n);
 }
 
 /* ---- Timing ---- */
@@ -2319,6 +2328,17 @@ static void wb_fail(struct drv *d, int err)
 			h->wb_err = err;
 	}
 	d->replay_pending = 0;
+}
+
+/* Whether handle `handle` has windows saved for the next process (wb_save). */
+static int wb_owed(struct drv *d, uint32_t handle)
+{
+	struct wb_saved *w;
+
+	STAILQ_FOREACH(w, &d->wb_saved, link)
+	if (w->owner == handle)
+		return 1;
+	return 0;
 }
 
 /* Drops the saved windows: their handles get err; `why`, when given, goes to the events log. */

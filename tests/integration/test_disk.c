@@ -14,6 +14,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -975,7 +976,63 @@ START_TEST(readahead_error_is_the_reads_own)
 }
 END_TEST
 
-/* Two LUNs, one driver: windows of both are in flight when it dies, and the next one writes each to its own.
+/* The system call process pid is blocked in, or -1. */
+static long blocked_in(pid_t pid)
+{
+	char path[64], buf[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	ssize_t n = read_file(path, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return atol(buf);
+}
+
+/* A close waiting for windows when the driver dies waits for the next driver to write them: 0, not EIO. */
+START_TEST(writeback_close_waits_through_a_crash)
+{
+	const size_t bs = 64 * 1024, len = 8 * bs;
+	const off_t base = 44 * MIB;
+	uint8_t *img = image_alloc(len);
+	pid_t drv = fn_pid(&m, "disk0");
+	int fd = open(mpath(&m, "disk0/data"), O_WRONLY);
+
+	ck_assert_int_gt(drv, 0);
+	ck_assert_int_ge(fd, 0);
+	seed("writeback_close_waits_through_a_crash");
+	fill_random(img, len);
+	ck_assert_int_eq(pwrite(fd, img, bs, base), (ssize_t)bs);
+	ck_assert_int_eq(kill(drv, SIGSTOP), 0);
+	for (size_t off = bs; off < len; off += bs)
+		ck_assert_int_eq(pwrite(fd, img + off, bs, base + (off_t)off), (ssize_t)bs);
+	/* A child closes its copy of the descriptor: the close waits for the stopped driver. */
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0)
+		_exit(close(fd) == 0 ? 0 : errno);
+	uint64_t deadline = mono_ms() + 5000;
+	while (blocked_in(child) != SYS_close && mono_ms() < deadline)
+		usleep(2000);
+	ck_assert_int_eq(blocked_in(child), SYS_close);
+	ck_assert_int_eq(kill(drv, SIGKILL), 0);
+	int st;
+	ck_assert_int_eq(waitpid(child, &st, 0), child);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "close through the crash: %s",
+		      WIFEXITED(st) ? strerror(WEXITSTATUS(st)) : "killed");
+	ck_assert_ptr_nonnull(wait_file_has(mpath(&m, "events"), "replay 1 windows, 458752 bytes", 5000));
+	ck_assert_int_eq(close(fd), 0);
+	int rfd = open(mpath(&m, "disk0/data"), O_RDONLY);
+	ck_assert_int_ge(rfd, 0);
+	assert_pread(rfd, img, len, base);
+	close(rfd);
+	free(img);
+}
+END_TEST
+
+/*
+ * Two LUNs, one driver: windows of both are in flight when it dies, and the
+ * next one writes each to its own.
  */
 START_TEST(writeback_replays_two_luns)
 {
@@ -1106,6 +1163,7 @@ Suite *disk_suite(void)
 	tcase_add_test(tc, readahead_sees_every_write);
 	tcase_add_test(tc, writeback_small_writes_reach_the_medium);
 	tcase_add_test(tc, writeback_survives_a_driver_crash);
+	tcase_add_test(tc, writeback_close_waits_through_a_crash);
 	tcase_add_test(tc, ctl_sync_then_eject);
 	suite_add_tcase(s, tc);
 
