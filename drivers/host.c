@@ -64,8 +64,6 @@ extern const struct driver_ops null_driver;
 #define MAX_UNITS   32
 #define MAX_USB_FDS 16
 #define MAX_DESC    (64 * 1024)
-/* Messages read from the daemon per loop pass, so USB completions are not starved. */
-#define MAX_MSGS_PER_PASS 64
 /* Spurious-wakeup back-off of libusb's fds, see handle_usb_events(). */
 #define USB_BACKOFF_MAX_US 16000
 /* How long to wait at exit for cancelled transfers to come back. */
@@ -903,47 +901,45 @@ static const msg_handler msg_handlers[] = {
 };
 
 /*
- * Reads what the daemon sent.  Returns -1 to go on, or the exit status:
- * 0 on EOF (the daemon hung up), 1 on a malformed message.
+ * Reads one message the daemon sent: poll() reports the socket again while
+ * more are queued, so a request that comes alone costs no second recv() to
+ * learn that none follows, and USB completions get their turn between
+ * messages.  Returns -1 to go on, or the exit status: 0 on EOF (the daemon
+ * hung up), 1 on a malformed message.
  */
-static int read_messages(void)
+static int read_message(void)
 {
-	for (int i = 0; i < MAX_MSGS_PER_PASS; i++) {
-		ssize_t n = recv(PROTO_DRIVER_FD, rxbuf, sizeof(rxbuf), MSG_DONTWAIT | MSG_TRUNC);
-		struct proto_hdr m;
-		const char *why = NULL;
+	ssize_t n = recv(PROTO_DRIVER_FD, rxbuf, sizeof(rxbuf), MSG_DONTWAIT | MSG_TRUNC);
+	struct proto_hdr m;
+	const char *why = NULL;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return -1;
-		if (n < 0) {
-			drv_log(LOG_ERR, "recv: %s", strerror(errno));
-			return errno == ECONNRESET ? 0 : 1;
-		}
-		if (n == 0)
-			return 0;
-		if (proto_decode_hdr(rxbuf, (size_t)n, &m, &why) < 0) {
-			drv_log(LOG_ERR, "malformed message from the daemon: %s", why);
-			return 1;
-		}
-		if (m.type >= sizeof(msg_handlers) / sizeof(msg_handlers[0]) ||
-		    msg_handlers[m.type] == NULL) {
-			drv_log(LOG_ERR, "daemon sent %s, not a request for a running driver",
-				proto_type_name(m.type));
-			return 1;
-		}
-		if ((m.flags & PROTO_F_SHM) && shm == NULL) {
-			drv_log(LOG_ERR, "daemon sent %s in a shared buffer this driver has not mapped",
-				proto_type_name(m.type));
-			return 1;
-		}
-		/* The codec checked that a WRITE's data lies within the buffer. */
-		if (m.type == PROTO_WRITE && (m.flags & PROTO_F_SHM))
-			msg_handlers[m.type](&m, shm + m.shm, m.size);
-		else
-			msg_handlers[m.type](&m, rxbuf + PROTO_HDR_LEN, m.len - PROTO_HDR_LEN);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return -1;
+	if (n < 0) {
+		drv_log(LOG_ERR, "recv: %s", strerror(errno));
+		return errno == ECONNRESET ? 0 : 1;
 	}
+	if (n == 0)
+		return 0;
+	if (proto_decode_hdr(rxbuf, (size_t)n, &m, &why) < 0) {
+		drv_log(LOG_ERR, "malformed message from the daemon: %s", why);
+		return 1;
+	}
+	if (m.type >= sizeof(msg_handlers) / sizeof(msg_handlers[0]) || msg_handlers[m.type] == NULL) {
+		drv_log(LOG_ERR, "daemon sent %s, not a request for a running driver",
+			proto_type_name(m.type));
+		return 1;
+	}
+	if ((m.flags & PROTO_F_SHM) && shm == NULL) {
+		drv_log(LOG_ERR, "daemon sent %s in a shared buffer this driver has not mapped",
+			proto_type_name(m.type));
+		return 1;
+	}
+	/* The codec checked that a WRITE's data lies within the buffer. */
+	if (m.type == PROTO_WRITE && (m.flags & PROTO_F_SHM))
+		msg_handlers[m.type](&m, shm + m.shm, m.size);
+	else
+		msg_handlers[m.type](&m, rxbuf + PROTO_HDR_LEN, m.len - PROTO_HDR_LEN);
 	return -1;
 }
 
@@ -981,7 +977,7 @@ static int run(void)
 			return 1;
 		}
 		if (r > 0 && pfd[0].revents != 0) {
-			int st = read_messages();
+			int st = read_message();
 			if (st >= 0)
 				return st;
 		}

@@ -81,19 +81,23 @@ static void on_fuse(int fd, uint32_t events, void *arg)
 	(void)fd;
 	(void)events;
 	(void)arg;
-	for (int budget = 64; budget > 0 && !exiting; budget--) {
-		int r = fuse_session_receive_buf(se, &fbuf);
-		if (r == -EAGAIN || r == -EINTR)
-			return;
-		if (r <= 0 || fuse_session_exited(se)) {
-			/* Unmounted from outside (fusermount3 -u, umount). */
-			if (r < 0 && r != -ENODEV)
-				log_msg(LOG_ERR, "reading /dev/fuse: %s", strerror(-r));
-			exiting = 1;
-			return;
-		}
-		fuse_session_process_buf(se, &fbuf);
+	/*
+	 * One request per wake-up: epoll reports /dev/fuse again while more
+	 * are queued, and a request that comes alone (a process reading or
+	 * writing, waiting for each answer) costs no second read() to learn
+	 * that none follows.
+	 */
+	int r = fuse_session_receive_buf(se, &fbuf);
+	if (r == -EAGAIN || r == -EINTR)
+		return;
+	if (r <= 0 || fuse_session_exited(se)) {
+		/* Unmounted from outside (fusermount3 -u, umount). */
+		if (r < 0 && r != -ENODEV)
+			log_msg(LOG_ERR, "reading /dev/fuse: %s", strerror(-r));
+		exiting = 1;
+		return;
 	}
+	fuse_session_process_buf(se, &fbuf);
 }
 
 static void on_signal(int fd, uint32_t events, void *arg)

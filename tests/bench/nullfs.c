@@ -210,16 +210,13 @@ static int serve(struct fuse_session *se)
 			r = 1;
 			break;
 		}
-		for (int budget = 64; budget > 0; budget--) {
-			int n = fuse_session_receive_buf(se, &fbuf);
-			if (n == -EAGAIN || n == -EINTR)
-				break;
-			if (n <= 0 || fuse_session_exited(se)) {
-				stop = 1;
-				break;
-			}
-			fuse_session_process_buf(se, &fbuf);
-		}
+		/* One request per wake-up, as fs/main.c reads them. */
+		int n = fuse_session_receive_buf(se, &fbuf);
+		if (n == -EAGAIN || n == -EINTR)
+			continue;
+		if (n <= 0 || fuse_session_exited(se))
+			break;
+		fuse_session_process_buf(se, &fbuf);
 	}
 out:
 	if (ep >= 0)
