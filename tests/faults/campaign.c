@@ -63,6 +63,7 @@
  */
 #define CALL_LIMIT_MS (TIMEOUT_MS + 2 * TIMEOUT_MS + 1000)
 #define RSS_MARGIN_KB 8192
+#define EXTRA_MS      30000 /* at most this much more while no stick write was read back */
 #define OPTS	      "timeout=500,restart_max=63,restart_window=1,backoff_min=10,backoff_max=100"
 
 enum kind { LOOPBACK, STALL, HANG, DISK };
@@ -890,7 +891,14 @@ int main(int argc, char **argv)
 	}
 	pthread_t injector;
 	pthread_create(&injector, NULL, injector_main, &daemon);
-	while (mono_ms() - start < (uint64_t)seconds * 1000 && kill(daemon, 0) == 0)
+	/*
+	 * On a loaded machine (an ASan build, 10 s) the stick's writer may not
+	 * have had a run to read back yet: the faults go on for up to
+	 * EXTRA_MS more, so that "none read back" is a finding, not bad luck.
+	 */
+	uint64_t end = (uint64_t)seconds * 1000;
+	while (kill(daemon, 0) == 0 && (mono_ms() - start < end || (atomic_load(&wr_verified) == 0 &&
+								    mono_ms() - start < end + EXTRA_MS)))
 		pause_ms(50);
 	atomic_store(&stop, 1);
 	pthread_join(injector, NULL);
