@@ -444,11 +444,19 @@ static void *disk_writer_main(void *arg)
 			memcpy(shadow + k, &v, total - k < 8 ? total - k : 8);
 		}
 		unsigned sync_at = rand_r(&seed) % 3 == 0 ? (unsigned)rand_r(&seed) % nblk : 0;
+		/*
+		 * Half the runs think between writes, as tar or a camera would: their
+		 * windows leave on the idle timer while the run goes on, so a crash
+		 * meets the writer between writes rather than in close().
+		 */
+		unsigned think_ms = rand_r(&seed) % 2 == 0 ? 1 + (unsigned)rand_r(&seed) % 20 : 0;
 		size_t ok = 0;	 /* [start, start + ok) written with success */
 		size_t from = 0; /* what lies before was covered by a failure reported later */
 		int stale = 0;	 /* a write failed with EIO: the driver died, the handle with it */
 		char what[96] = "";
 		for (unsigned i = 0; i < nblk && !atomic_load(&stop); i++) {
+			if (think_ms > 0 && i > 0)
+				pause_ms(think_ms);
 			if (i == sync_at && i > 0) {
 				uint64_t t = mono_ms();
 				int r = fsync(fd), err = errno;
