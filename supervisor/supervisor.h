@@ -91,8 +91,8 @@ struct request {
 	int wb, replay, wb_wait;
 	struct function *wb_fn; /* wb: the file written, fn->files[wb_file] */
 	unsigned wb_file;
-	uint32_t wb_owner; /* replay: the handle whose write it is; WRITE: the window's last piece */
-	int wb_last;
+	uint32_t wb_owner; /* replay: the handle whose write it is */
+	int wb_last;	   /* replay WRITE: the last piece of its window */
 	/* Node requests: what the reply must match and how to answer it. */
 	unsigned fn_id;	  /* the function whose tree it is (function ids are never reused) */
 	uint32_t node;	  /* GETATTR: the node asked about */
@@ -151,8 +151,7 @@ struct drv {
 	fuse_req_t wb_parked; /* the write that opened it, waiting for room */
 	/* Windows answered to their writers and lost with the last process: written by the next. */
 	struct wb_saved_list wb_saved;
-	/* The next process's handles for them, ids replay_first..replay_handle, released once all are
-	 * answered. */
+	/* The next process's handles for them (ids replay_first..replay_handle), released together. */
 	uint32_t replay_first, replay_handle;
 	unsigned replay_pending;
 };
