@@ -13,6 +13,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -604,20 +605,29 @@ void mnt_stop(struct mnt *m)
 		sanitizer_report_found(m->log);
 }
 
-int wait_blocked_in_read(pid_t tid, int ms)
+int wait_blocked_in(pid_t tid, long nr, int ms)
 {
 	uint64_t deadline = mono_ms() + (uint64_t)ms;
 	char path[64], buf[256];
 
 	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
 	do {
+		/* The call's number, then its arguments: the task is inside it, waiting on FUSE. */
 		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
-		/* "0 ..." is read(2) on x86-64; the task is inside it, waiting on FUSE. */
-		if (n > 2 && buf[0] == '0' && buf[1] == ' ')
-			return 0;
+		if (n > 0) {
+			buf[n] = '\0';
+			char *end;
+			if (strtol(buf, &end, 10) == nr && *end == ' ')
+				return 0;
+		}
 		poll_pause();
 	} while (mono_ms() < deadline);
 	return -1;
+}
+
+int wait_blocked_in_read(pid_t tid, int ms)
+{
+	return wait_blocked_in(tid, SYS_read, ms);
 }
 
 static void *bg_read_main(void *arg)

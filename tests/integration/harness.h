@@ -145,5 +145,7 @@ struct bg_read {
 void bg_read_start(struct bg_read *b, int fd, size_t want);
 /* Joins it, waiting at most ms: 0, or -1 if it is still blocked. */
 int bg_read_join(struct bg_read *b, int ms);
-/* Waits until task tid (of this process or another) sleeps in read(2). */
+/* Waits until task tid (of this process or another) sleeps in system call nr (SYS_close...). */
+int wait_blocked_in(pid_t tid, long nr, int ms);
+/* The same for read(2). */
 int wait_blocked_in_read(pid_t tid, int ms);

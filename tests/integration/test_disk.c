@@ -201,6 +201,18 @@ static void assert_pread(int fd, const uint8_t *want, size_t len, off_t off)
 	free(got);
 }
 
+/* What a new handle on FN/data reads at [off, off + len) is want. */
+static void assert_on_medium(const char *fn, const uint8_t *want, size_t len, off_t off)
+{
+	char rel[64];
+
+	snprintf(rel, sizeof(rel), "%s/data", fn);
+	int fd = open(mpath(&m, rel), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	assert_pread(fd, want, len, off);
+	close(fd);
+}
+
 /* ---- the stick ---- */
 
 START_TEST(info_files)
@@ -732,23 +744,38 @@ START_TEST(writeback_small_writes_reach_the_medium)
 }
 END_TEST
 
+/*
+ * Writes img[0, len) at base on a new handle, 64 KiB a call: the first
+ * while disk0's driver runs, the others once it is stopped, so that they
+ * stay in windows it was given and did not answer.  Returns the handle;
+ * *drv is the stopped driver.
+ */
+static int write_to_a_stopped_driver(const char *what, off_t base, uint8_t *img, size_t len, pid_t *drv)
+{
+	const size_t bs = 64 * 1024;
+	int fd = open(mpath(&m, "disk0/data"), O_WRONLY);
+
+	*drv = fn_pid(&m, "disk0");
+	ck_assert_int_gt(*drv, 0);
+	ck_assert_int_ge(fd, 0);
+	seed(what);
+	fill_random(img, len);
+	ck_assert_int_eq(pwrite(fd, img, bs, base), (ssize_t)bs);
+	ck_assert_int_eq(kill(*drv, SIGSTOP), 0);
+	for (size_t off = bs; off < len; off += bs)
+		ck_assert_int_eq(pwrite(fd, img + off, bs, base + (off_t)off), (ssize_t)bs);
+	return fd;
+}
+
 START_TEST(writeback_survives_a_driver_crash)
 {
 	const size_t bs = 64 * 1024, len = 2 * MIB + bs;
 	const off_t base = 40 * MIB;
 	uint8_t *img = image_alloc(len);
-	pid_t drv = fn_pid(&m, "disk0");
-	int fd = open(mpath(&m, "disk0/data"), O_WRONLY);
+	pid_t drv;
+	/* The 2 MiB after the first write stay in two windows. */
+	int fd = write_to_a_stopped_driver("writeback_survives_a_driver_crash", base, img, len, &drv);
 
-	ck_assert_int_gt(drv, 0);
-	ck_assert_int_ge(fd, 0);
-	seed("writeback_survives_a_driver_crash");
-	fill_random(img, len);
-	ck_assert_int_eq(pwrite(fd, img, bs, base), (ssize_t)bs);
-	/* Stopped, the driver answers nothing: the next 2 MiB stay in two windows it was sent. */
-	ck_assert_int_eq(kill(drv, SIGSTOP), 0);
-	for (size_t off = bs; off < len; off += bs)
-		ck_assert_int_eq(pwrite(fd, img + off, bs, base + (off_t)off), (ssize_t)bs);
 	ck_assert_int_eq(kill(drv, SIGKILL), 0);
 	ck_assert_int_gt(wait_new_pid(&m, "disk0", drv, 10000), 0);
 	ck_assert_int_eq(wait_state(&m, "disk0", "running", 10000), 0);
@@ -757,10 +784,7 @@ START_TEST(writeback_survives_a_driver_crash)
 	ck_assert_int_eq(write(fd, img, bs), -1);
 	ck_assert_int_eq(errno, EIO);
 	ck_assert_int_eq(close(fd), 0);
-	int rfd = open(mpath(&m, "disk0/data"), O_RDONLY);
-	ck_assert_int_ge(rfd, 0);
-	assert_pread(rfd, img, len, base);
-	close(rfd);
+	assert_on_medium("disk0", img, len, base);
 	free(img);
 }
 END_TEST
@@ -976,45 +1000,21 @@ START_TEST(readahead_error_is_the_reads_own)
 }
 END_TEST
 
-/* The system call process pid is blocked in, or -1. */
-static long blocked_in(pid_t pid)
-{
-	char path[64], buf[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
-	ssize_t n = read_file(path, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	return atol(buf);
-}
-
 /* A close waiting for windows when the driver dies waits for the next driver to write them: 0, not EIO. */
 START_TEST(writeback_close_waits_through_a_crash)
 {
-	const size_t bs = 64 * 1024, len = 8 * bs;
+	const size_t len = 8 * 64 * 1024;
 	const off_t base = 44 * MIB;
 	uint8_t *img = image_alloc(len);
-	pid_t drv = fn_pid(&m, "disk0");
-	int fd = open(mpath(&m, "disk0/data"), O_WRONLY);
+	pid_t drv;
+	int fd = write_to_a_stopped_driver("writeback_close_waits_through_a_crash", base, img, len, &drv);
 
-	ck_assert_int_gt(drv, 0);
-	ck_assert_int_ge(fd, 0);
-	seed("writeback_close_waits_through_a_crash");
-	fill_random(img, len);
-	ck_assert_int_eq(pwrite(fd, img, bs, base), (ssize_t)bs);
-	ck_assert_int_eq(kill(drv, SIGSTOP), 0);
-	for (size_t off = bs; off < len; off += bs)
-		ck_assert_int_eq(pwrite(fd, img + off, bs, base + (off_t)off), (ssize_t)bs);
 	/* A child closes its copy of the descriptor: the close waits for the stopped driver. */
 	pid_t child = fork();
 	ck_assert_int_ge(child, 0);
 	if (child == 0)
 		_exit(close(fd) == 0 ? 0 : errno);
-	uint64_t deadline = mono_ms() + 5000;
-	while (blocked_in(child) != SYS_close && mono_ms() < deadline)
-		usleep(2000);
-	ck_assert_int_eq(blocked_in(child), SYS_close);
+	ck_assert_int_eq(wait_blocked_in(child, SYS_close, 5000), 0);
 	ck_assert_int_eq(kill(drv, SIGKILL), 0);
 	int st;
 	ck_assert_int_eq(waitpid(child, &st, 0), child);
@@ -1022,10 +1022,7 @@ START_TEST(writeback_close_waits_through_a_crash)
 		      WIFEXITED(st) ? strerror(WEXITSTATUS(st)) : "killed");
 	ck_assert_ptr_nonnull(wait_file_has(mpath(&m, "events"), "replay 1 windows, 458752 bytes", 5000));
 	ck_assert_int_eq(close(fd), 0);
-	int rfd = open(mpath(&m, "disk0/data"), O_RDONLY);
-	ck_assert_int_ge(rfd, 0);
-	assert_pread(rfd, img, len, base);
-	close(rfd);
+	assert_on_medium("disk0", img, len, base);
 	free(img);
 }
 END_TEST
@@ -1061,14 +1058,8 @@ START_TEST(writeback_replays_two_luns)
 	ck_assert_ptr_nonnull(wait_file_has(mpath(&m, "events"), "replay 2 windows, 1572864 bytes", 5000));
 	ck_assert_int_eq(close(fa), 0);
 	ck_assert_int_eq(close(fb), 0);
-	fa = open(mpath(&m, "disk0/data"), O_RDONLY);
-	fb = open(mpath(&m, "disk1/data"), O_RDONLY);
-	ck_assert_int_ge(fa, 0);
-	ck_assert_int_ge(fb, 0);
-	assert_pread(fa, a, la, 0);
-	assert_pread(fb, b, lb, 0);
-	close(fa);
-	close(fb);
+	assert_on_medium("disk0", a, la, 0);
+	assert_on_medium("disk1", b, lb, 0);
 	free(a);
 	free(b);
 }
