@@ -392,8 +392,7 @@ static void fail_requests(struct drv *d, int err)
 	wb_fail(d, err);
 	for (r = TAILQ_FIRST(&d->requests); r != NULL; r = next) {
 		next = TAILQ_NEXT(r, link);
-		/* An fsync or close waiting for windows saved for the next process waits for it (wb_settle).
-		 */
+		/* An fsync or close owed windows the next process will write waits for them. */
 		if (r->wb_wait && wb_owed(d, r->handle))
 			continue;
 		if (r->req != NULL)
