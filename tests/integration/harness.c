@@ -605,6 +605,33 @@ void mnt_stop(struct mnt *m)
 		sanitizer_report_found(m->log);
 }
 
+void assert_loopback_works(const struct mnt *m, const char *fn)
+{
+	char path[300], c = 0;
+
+	snprintf(path, sizeof(path), "%s/ep02", fn);
+	int w = open(mpath(m, path), O_WRONLY);
+	snprintf(path, sizeof(path), "%s/ep81", fn);
+	int r = open(mpath(m, path), O_RDONLY);
+	ck_assert_msg(w >= 0 && r >= 0, "open %s's endpoints: %s", fn, strerror(errno));
+	ck_assert_int_eq(write(w, "k", 1), 1);
+	ck_assert_int_eq(read(r, &c, 1), 1);
+	ck_assert_int_eq(c, 'k');
+	close(w);
+	close(r);
+}
+
+void suite_add_one(Suite *s, const char *name, void (*setup)(void), void (*teardown)(void), int timeout_s,
+		   const TTest *test)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, timeout_s);
+	tcase_add_test(tc, test);
+	suite_add_tcase(s, tc);
+}
+
 int wait_blocked_in(pid_t tid, long nr, int ms)
 {
 	uint64_t deadline = mono_ms() + (uint64_t)ms;

@@ -145,6 +145,12 @@ struct bg_read {
 void bg_read_start(struct bg_read *b, int fd, size_t want);
 /* Joins it, waiting at most ms: 0, or -1 if it is still blocked. */
 int bg_read_join(struct bg_read *b, int ms);
+/* One byte out through FN/ep02 and back from FN/ep81 of a loopback function: its driver works. */
+void assert_loopback_works(const struct mnt *m, const char *fn);
+/* Adds a test case of its own to s: one test, with its own fixture (a mount of its own) and timeout. */
+void suite_add_one(Suite *s, const char *name, void (*setup)(void), void (*teardown)(void), int timeout_s,
+		   const TTest *test);
+
 /* Waits until task tid (of this process or another) sleeps in system call nr (SYS_close...). */
 int wait_blocked_in(pid_t tid, long nr, int ms);
 /* The same for read(2). */

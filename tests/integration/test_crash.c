@@ -42,21 +42,6 @@ static void setup_sigstop(void)
 	ck_assert_int_eq(mnt_start(&m, one_loopback, "timeout=500", 1), 0);
 }
 
-/* One byte out and back through the loopback: the driver works. */
-static void assert_works(void)
-{
-	char c = 0;
-	int w = open(mpath(&m, "usb0/ep02"), O_WRONLY);
-	int r = open(mpath(&m, "usb0/ep81"), O_RDONLY);
-
-	ck_assert_msg(w >= 0 && r >= 0, "open after respawn: %s", strerror(errno));
-	ck_assert_int_eq(write(w, "k", 1), 1);
-	ck_assert_int_eq(read(r, &c, 1), 1);
-	ck_assert_int_eq(c, 'k');
-	close(w);
-	close(r);
-}
-
 /* Kills the driver during a read; checks what the reader and a stale handle see. */
 static pid_t crash_during_read(int sig, const char *signame)
 {
@@ -80,7 +65,7 @@ static pid_t crash_during_read(int sig, const char *signame)
 	ck_assert_int_eq(errno, EIO);
 	close(fd);
 	/* ...and a new one works. */
-	assert_works();
+	assert_loopback_works(&m, "usb0");
 	return npid;
 }
 
@@ -101,7 +86,7 @@ START_TEST(sigkill_then_sigsegv)
 	ck_assert_int_eq(wait_event(&m, "usb0 crash SIGSEGV", "restart 2 in 1500 ms", 5000), 0);
 	ck_assert_int_gt(wait_new_pid(&m, "usb0", pid, 10000), 0);
 	ck_assert_str_eq(read_line(mpath(&m, "usb0/restarts")), "2");
-	assert_works();
+	assert_loopback_works(&m, "usb0");
 }
 END_TEST
 
@@ -137,7 +122,7 @@ START_TEST(crash_loop_fails_then_ctl_restart)
 
 	ck_assert_int_eq(write_file(mpath(&m, "usb0/ctl"), "restart\n"), 0);
 	ck_assert_int_gt(wait_new_pid(&m, "usb0", 0, 5000), 0);
-	assert_works();
+	assert_loopback_works(&m, "usb0");
 	ck_assert_int_gt(wait_spare(daemon, 0, 5000), 0);
 	ck_assert_int_eq(count_fds(daemon), fds);
 	ck_assert_int_eq(count_driver_processes(daemon), 1);
@@ -158,7 +143,7 @@ START_TEST(stopped_driver_times_out_and_is_replaced)
 	ck_assert_int_eq(wait_event(&m, "usb0 timeout heartbeat lost", NULL, 5000), 0);
 	ck_assert_int_eq(wait_pid_gone(pid, 5000), 0);
 	ck_assert_int_gt(wait_new_pid(&m, "usb0", pid, 5000), 0);
-	assert_works();
+	assert_loopback_works(&m, "usb0");
 }
 END_TEST
 

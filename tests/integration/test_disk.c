@@ -1174,12 +1174,7 @@ Suite *disk_suite(void)
 	    {"bad-readahead", setup_bad, readahead_error_is_the_reads_own},
 	    {"bad-writeback", setup_bad, writeback_error_is_reported},
 	};
-	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
-		tc = tcase_create(one[i].name);
-		tcase_add_unchecked_fixture(tc, one[i].setup, teardown);
-		tcase_set_timeout(tc, 120);
-		tcase_add_test(tc, one[i].test);
-		suite_add_tcase(s, tc);
-	}
+	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
+		suite_add_one(s, one[i].name, one[i].setup, teardown, 120, one[i].test);
 	return s;
 }

@@ -149,20 +149,6 @@ static void set_mode(const char *devnode, const char *mode)
 	ck_assert_int_eq(rename(tmp, conf), 0);
 }
 
-static void assert_loopback(const char *fn)
-{
-	char w[64], r[64], c = 0;
-	snprintf(w, sizeof(w), "%s/ep02", fn);
-	snprintf(r, sizeof(r), "%s/ep81", fn);
-	int wfd = open(mpath(&m, w), O_WRONLY), rfd = open(mpath(&m, r), O_RDONLY);
-	ck_assert_msg(wfd >= 0 && rfd >= 0, "open %s: %s", fn, strerror(errno));
-	ck_assert_int_eq(write(wfd, "k", 1), 1);
-	ck_assert_int_eq(read(rfd, &c, 1), 1);
-	ck_assert_int_eq(c, 'k');
-	close(wfd);
-	close(rfd);
-}
-
 struct attack {
 	char devnode[256];
 	pid_t daemon;
@@ -205,8 +191,8 @@ static void attack_end(struct attack *a, unsigned crashes)
 	set_mode(a->devnode, NULL);
 	ck_assert_int_eq(write_file(mpath(&m, "usb1/ctl"), "restart\n"), 0);
 	ck_assert_int_gt(wait_new_pid(&m, "usb1", 0, 10000), 0);
-	assert_loopback("usb1");
-	assert_loopback("usb0");
+	assert_loopback_works(&m, "usb1");
+	assert_loopback_works(&m, "usb0");
 	ck_assert_int_gt(wait_spare(a->daemon, 0, 5000), 0);
 	ck_assert_int_eq(count_fds(a->daemon), a->fds);
 	ck_assert_int_eq(count_driver_processes(a->daemon), 2);
@@ -393,32 +379,23 @@ START_TEST(never_reads)
 }
 END_TEST
 
-static void add_case(Suite *s, const char *name, void (*set)(void), const TTest *t)
-{
-	TCase *tc = tcase_create(name);
-	tcase_add_unchecked_fixture(tc, set, teardown);
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, t);
-	suite_add_tcase(s, tc);
-}
-
 Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("hostile");
 
-	add_case(s, "garbage", setup, garbage);
-	add_case(s, "oversized", setup, oversized);
-	add_case(s, "truncated", setup, truncated);
-	add_case(s, "bad_hello", setup, bad_hello);
-	add_case(s, "reply_before_hello", setup, reply_before_hello);
-	add_case(s, "hello_twice", setup, hello_twice);
-	add_case(s, "unknown_reply", setup, unknown_reply);
-	add_case(s, "duplicated_reply", setup, duplicated_reply);
-	add_case(s, "wrong_direction", setup, wrong_direction);
-	add_case(s, "never_reads", setup, never_reads);
-	add_case(s, "shm_outside", setup, shm_outside);
-	add_case(s, "shm_foreign", setup, shm_foreign);
-	add_case(s, "log_flood", setup, log_flood);
-	add_case(s, "poll_ready_flood", setup, poll_ready_flood);
+	suite_add_one(s, "garbage", setup, teardown, 60, garbage);
+	suite_add_one(s, "oversized", setup, teardown, 60, oversized);
+	suite_add_one(s, "truncated", setup, teardown, 60, truncated);
+	suite_add_one(s, "bad_hello", setup, teardown, 60, bad_hello);
+	suite_add_one(s, "reply_before_hello", setup, teardown, 60, reply_before_hello);
+	suite_add_one(s, "hello_twice", setup, teardown, 60, hello_twice);
+	suite_add_one(s, "unknown_reply", setup, teardown, 60, unknown_reply);
+	suite_add_one(s, "duplicated_reply", setup, teardown, 60, duplicated_reply);
+	suite_add_one(s, "wrong_direction", setup, teardown, 60, wrong_direction);
+	suite_add_one(s, "never_reads", setup, teardown, 60, never_reads);
+	suite_add_one(s, "shm_outside", setup, teardown, 60, shm_outside);
+	suite_add_one(s, "shm_foreign", setup, teardown, 60, shm_foreign);
+	suite_add_one(s, "log_flood", setup, teardown, 60, log_flood);
+	suite_add_one(s, "poll_ready_flood", setup, teardown, 60, poll_ready_flood);
 	return s;
 }

@@ -58,23 +58,6 @@ static void setup_fail_fast(void)
 	ck_assert_int_eq(mnt_start(&m, one_loopback, "restart_max=0", 1), 0);
 }
 
-/* One byte out and back through a loopback function. */
-static void assert_works(const char *fn)
-{
-	char path[64], c = 0;
-
-	snprintf(path, sizeof(path), "%s/ep02", fn);
-	int w = open(mpath(&m, path), O_WRONLY);
-	snprintf(path, sizeof(path), "%s/ep81", fn);
-	int r = open(mpath(&m, path), O_RDONLY);
-	ck_assert_msg(w >= 0 && r >= 0, "open %s: %s", fn, strerror(errno));
-	ck_assert_int_eq(write(w, "h", 1), 1);
-	ck_assert_int_eq(read(r, &c, 1), 1);
-	ck_assert_int_eq(c, 'h');
-	close(w);
-	close(r);
-}
-
 static void assert_link(const char *rel, const char *target)
 {
 	char buf[128];
@@ -130,7 +113,7 @@ START_TEST(plug_after_mount)
 	assert_link("by-path/1-2:1.0", "../usb0");
 	ck_assert_int_eq(wait_event(&m, "usb0 attach 1-2 1209:0001", "driver usb", 1000), 0);
 	ck_assert_int_eq(wait_event(&m, "usb0 bind usb pid", NULL, 1000), 0);
-	assert_works("usb0");
+	assert_loopback_works(&m, "usb0");
 }
 END_TEST
 
@@ -289,7 +272,7 @@ START_TEST(stale_handle_never_reaches_the_new_device)
 	/* ...and the old handle still answers ENODEV, while a new one works. */
 	ck_assert_int_eq(write(w, "x", 1), -1);
 	ck_assert_int_eq(errno, ENODEV);
-	assert_works("usb0");
+	assert_loopback_works(&m, "usb0");
 	close(w);
 }
 END_TEST
@@ -315,8 +298,8 @@ START_TEST(replug_keeps_names_and_links)
 	assert_link("by-path/1-3:1.0", "../usb0");
 	assert_link("by-path/1-2:1.0", "../usb1");
 	assert_absent("by-path/1-1:1.0");
-	assert_works("by-id/usb-plugfs_Loopback_LB0001-if00");
-	assert_works("usb1");
+	assert_loopback_works(&m, "by-id/usb-plugfs_Loopback_LB0001-if00");
+	assert_loopback_works(&m, "usb1");
 	ck_assert_int_eq(count_events("usb0 attach 1-3 1209:0001", NULL), 1);
 }
 END_TEST
@@ -343,8 +326,8 @@ START_TEST(twins_told_apart_by_port)
 		ck_assert_str_eq(read_line(mpath(&m, "usb0/port")), "1-1");
 		ck_assert_str_eq(read_line(mpath(&m, "usb1/port")), "1-2");
 	}
-	assert_works("usb0");
-	assert_works("usb1");
+	assert_loopback_works(&m, "usb0");
+	assert_loopback_works(&m, "usb1");
 }
 END_TEST
 
@@ -371,7 +354,7 @@ START_TEST(hundred_cycles_leave_nothing_behind)
 		ck_assert_int_eq(wait_new_pid(&m, "usb0", pid, 5000) > 0, 1);
 	}
 	uint64_t ms = mono_ms() - t0;
-	assert_works("usb0");
+	assert_loopback_works(&m, "usb0");
 	ck_assert_int_gt(wait_spare(daemon, 0, 5000), 0);
 	int fds2 = count_fds(daemon), children2 = count_driver_processes(daemon);
 	long rss2 = rss_kb(daemon);
@@ -409,7 +392,7 @@ START_TEST(twenty_in_one_burst)
 	ck_assert_int_eq(count_events(" attach ", NULL), 20);
 	ck_assert_int_gt(wait_spare(daemon_pid(&m), 0, 5000), 0);
 	ck_assert_int_eq(count_driver_processes(daemon_pid(&m)), 20);
-	assert_works("usb19");
+	assert_loopback_works(&m, "usb19");
 }
 END_TEST
 

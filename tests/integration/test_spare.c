@@ -52,23 +52,6 @@ static void setup_empty(void)
 	start(none, "timeout=2000", 0);
 }
 
-/* One byte out and back through fn's loopback: its driver works. */
-static void assert_works(const char *fn)
-{
-	char w_path[64], r_path[64], c = 0;
-
-	snprintf(w_path, sizeof(w_path), "%s/ep02", fn);
-	snprintf(r_path, sizeof(r_path), "%s/ep81", fn);
-	int w = open(mpath(&m, w_path), O_WRONLY);
-	int r = open(mpath(&m, r_path), O_RDONLY);
-	ck_assert_msg(w >= 0 && r >= 0, "open %s: %s", fn, strerror(errno));
-	ck_assert_int_eq(write(w, "s", 1), 1);
-	ck_assert_int_eq(read(r, &c, 1), 1);
-	ck_assert_int_eq(c, 's');
-	close(w);
-	close(r);
-}
-
 /* Whether pid's command line holds `arg` (the spare's --spare, a plain start's node). */
 static int cmdline_has(pid_t pid, const char *arg)
 {
@@ -136,15 +119,15 @@ START_TEST(crash_hands_the_device_to_the_spare)
 	ck_assert_int_eq(crash("usb0"), spare);
 	/* Now it is the driver: named so, serving the device. */
 	ck_assert_str_eq(proc_status(spare, "Name"), "plugfs-driver");
-	assert_works("usb0");
-	assert_works("usb1");
+	assert_loopback_works(&m, "usb0");
+	assert_loopback_works(&m, "usb1");
 	ck_assert_int_eq(wait_event(&m, "usb0 restart 1", "running after", 1000), 0);
 	/* The next spare comes once the start is over. */
 	pid_t next = wait_spare(plugfs_pid, spare, 5000);
 	ck_assert_int_gt(next, 0);
 	ck_assert_int_ne(next, spare);
 	ck_assert_int_eq(crash("usb1"), next);
-	assert_works("usb1");
+	assert_loopback_works(&m, "usb1");
 	ck_assert_int_eq(count_zombies(plugfs_pid), 0);
 }
 END_TEST
@@ -184,7 +167,7 @@ START_TEST(spare_killed_while_idle_is_replaced)
 	uint64_t t0 = mono_ms();
 	ck_assert_int_eq(crash("usb0"), next);
 	ck_assert_uint_lt(mono_ms() - t0, 1000);
-	assert_works("usb0");
+	assert_loopback_works(&m, "usb0");
 	/* Not a device's crash: nothing about it in the events. */
 	ck_assert_int_eq(wait_event(&m, "usb1", "crash", 0), -1);
 }
@@ -211,8 +194,8 @@ START_TEST(start_without_ready_spare_execs_a_host)
 	/* The other one was exec'd with its device on the command line, as before spares. */
 	pid_t plain = n0 == spare ? n1 : n0;
 	ck_assert(!cmdline_has(plain, "--spare"));
-	assert_works("usb0");
-	assert_works("usb1");
+	assert_loopback_works(&m, "usb0");
+	assert_loopback_works(&m, "usb1");
 	ck_assert_int_gt(wait_spare(plugfs_pid, spare, 5000), 0);
 }
 END_TEST
@@ -233,8 +216,8 @@ START_TEST(hung_spare_times_out_like_a_start)
 	ck_assert_int_gt(wait_new_pid(&m, "usb0", spare, 5000), 0);
 	ck_assert_int_eq(wait_state(&m, "usb0", "running", 5000), 0);
 	ck_assert_int_eq(wait_pid_gone(spare, 5000), 0);
-	assert_works("usb0");
-	assert_works("usb1");
+	assert_loopback_works(&m, "usb0");
+	assert_loopback_works(&m, "usb1");
 }
 END_TEST
 
@@ -264,7 +247,7 @@ START_TEST(dying_spare_is_rate_limited)
 	pid_t driver = crash("usb0");
 	ck_assert_uint_lt(mono_ms() - t0, 1000);
 	ck_assert(!cmdline_has(driver, "--spare"));
-	assert_works("usb0");
+	assert_loopback_works(&m, "usb0");
 }
 END_TEST
 
@@ -298,7 +281,7 @@ START_TEST(plugged_device_takes_the_spare)
 	ck_assert_int_eq(wait_function(&m, "usb0", 1, 5000), 0);
 	ck_assert_int_eq(wait_state(&m, "usb0", "running", 5000), 0);
 	ck_assert_int_eq(fn_pid(&m, "usb0"), spare);
-	assert_works("usb0");
+	assert_loopback_works(&m, "usb0");
 	ck_assert_int_eq(emu_unplug(&m, "1-2"), 0);
 	ck_assert_int_eq(wait_pid_gone(spare, 5000), 0);
 	/* The next spare first: one being started is not named plugfs-spare yet. */
@@ -308,28 +291,18 @@ START_TEST(plugged_device_takes_the_spare)
 }
 END_TEST
 
-static void add(Suite *s, const char *name, void (*setup)(void), const TTest *test)
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_add_unchecked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
-	_tcase_add_test(tc, test, 0, 0, 0, 1);
-	suite_add_tcase(s, tc);
-}
-
 /* One mount per test: each counts crashes, processes and spares from a fresh start. */
 Suite *spare_suite(void)
 {
 	Suite *s = suite_create("spare");
 
-	add(s, "handover", setup_two, crash_hands_the_device_to_the_spare);
-	add(s, "nodevice", setup_two, spare_is_no_device);
-	add(s, "replaced", setup_two, spare_killed_while_idle_is_replaced);
-	add(s, "notready", setup_two, start_without_ready_spare_execs_a_host);
-	add(s, "shutdown", setup_two, shutdown_leaves_no_child);
-	add(s, "hung", setup_two, hung_spare_times_out_like_a_start);
-	add(s, "backoff", setup_backoff, dying_spare_is_rate_limited);
-	add(s, "hotplug", setup_empty, plugged_device_takes_the_spare);
+	suite_add_one(s, "handover", setup_two, teardown, 60, crash_hands_the_device_to_the_spare);
+	suite_add_one(s, "nodevice", setup_two, teardown, 60, spare_is_no_device);
+	suite_add_one(s, "replaced", setup_two, teardown, 60, spare_killed_while_idle_is_replaced);
+	suite_add_one(s, "notready", setup_two, teardown, 60, start_without_ready_spare_execs_a_host);
+	suite_add_one(s, "shutdown", setup_two, teardown, 60, shutdown_leaves_no_child);
+	suite_add_one(s, "hung", setup_two, teardown, 60, hung_spare_times_out_like_a_start);
+	suite_add_one(s, "backoff", setup_backoff, teardown, 60, dying_spare_is_rate_limited);
+	suite_add_one(s, "hotplug", setup_empty, teardown, 60, plugged_device_takes_the_spare);
 	return s;
 }

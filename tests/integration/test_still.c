@@ -402,17 +402,8 @@ Suite *still_suite(void)
 	};
 
 	/* One mount per case: rm, upload and capture change the camera. */
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_unchecked_fixture(tc, setup, teardown);
-		tcase_set_timeout(tc, 120);
-		tcase_add_test(tc, cases[i].test);
-		suite_add_tcase(s, tc);
-	}
-	TCase *tc = tcase_create("liar");
-	tcase_add_unchecked_fixture(tc, setup_liar, teardown);
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, lying_camera);
-	suite_add_tcase(s, tc);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		suite_add_one(s, cases[i].name, setup, teardown, 120, cases[i].test);
+	suite_add_one(s, "liar", setup_liar, teardown, 120, lying_camera);
 	return s;
 }
