@@ -789,6 +789,23 @@ START_TEST(writeback_survives_a_driver_crash)
 }
 END_TEST
 
+/* An unplug loses what the stick had not taken, as it does for /dev/sdX: the close says so, ENODEV. */
+START_TEST(writeback_unplug_fails_the_close)
+{
+	const size_t len = 2 * MIB + 64 * 1024;
+	uint8_t *img = image_alloc(len);
+	pid_t drv;
+	int fd = write_to_a_stopped_driver("writeback_unplug_fails_the_close", 40 * MIB, img, len, &drv);
+
+	ck_assert_int_eq(emu_unplug(&m, "1-1"), 0);
+	ck_assert_int_eq(wait_function(&m, "disk0", 0, 5000), 0);
+	ck_assert_int_eq(close(fd), -1);
+	ck_assert_int_eq(errno, ENODEV);
+	ck_assert_int_eq(wait_pid_gone(drv, 5000), 0);
+	free(img);
+}
+END_TEST
+
 START_TEST(big_blocks)
 {
 	ck_assert_str_eq(read_line(mpath(&m, "disk0/block_size")), "4096");
@@ -1166,6 +1183,7 @@ Suite *disk_suite(void)
 	    {"4k", setup_4k, big_blocks},
 	    {"2lun", setup_2lun, two_luns},
 	    {"2lun-writeback", setup_2lun, writeback_replays_two_luns},
+	    {"unplug-writeback", setup_disk, writeback_unplug_fails_the_close},
 	    {"stall", setup_stall, stall_mid_data_stage},
 	    {"phase", setup_phase, phase_error_resets},
 	    {"nomedium", setup_nomedium, no_medium},
