@@ -1793,16 +1793,16 @@ static struct proto_hdr read_hdr(struct handle *h, uint64_t off, uint32_t size, 
  * read that crossed the write would); so does a non-sequential read.  A
  * window that fails is dropped and the read it held is sent on its own,
  * so an error is the read's own.  Read-ahead takes slots only while
- * RA_SLOTS_KEPT of them stay free for what users ask.
+ * SLOTS_KEPT of them stay free for what users ask (write-back too).
  */
 #define RA_WINDOW_MIN (128u * 1024)
 #define RA_WINDOW_MAX PROTO_SHM_SLOT
-#define RA_SLOTS_KEPT 4
+#define SLOTS_KEPT    4
 
-/* A slot for read-ahead or write-back, if RA_SLOTS_KEPT would still be free for what users ask; else -1. */
+/* A slot for read-ahead or write-back, if SLOTS_KEPT would still be free for what users ask; else -1. */
 static int slot_spare(struct drv *d)
 {
-	if (__builtin_popcount(d->shm_busy) >= PROTO_SHM_SLOTS - RA_SLOTS_KEPT)
+	if (__builtin_popcount(d->shm_busy) >= PROTO_SHM_SLOTS - SLOTS_KEPT)
 		return -1;
 	return slot_take(d, PROTO_SHM_SLOT);
 }
@@ -2082,8 +2082,7 @@ static void wb_wake_waiters(struct drv *d, struct handle *h)
 /* Frees the window being gathered (its bytes go nowhere). */
 static void wb_discard(struct drv *d)
 {
-	if (d->shm != NULL)
-		d->shm_busy &= ~(1u << d->wb_slot);
+	d->shm_busy &= ~(1u << d->wb_slot);
 	d->wb_h = NULL;
 	d->wb_parked = NULL;
 }
@@ -2109,7 +2108,7 @@ static void wb_send(struct drv *d)
 	r->wb_fn = h->fn;
 	r->wb_file = h->slot;
 	r->slot = d->wb_slot;
-	r->size = r->want_size = d->wb_len;
+	r->size = d->wb_len;
 	r->offset = d->wb_off;
 	d->wb_h = NULL;
 	d->wb_parked = NULL;
@@ -2192,7 +2191,7 @@ static void wb_done(struct drv *d, struct request *r, int32_t status)
 {
 	struct handle *h = handle_find(d, r->replay ? r->wb_owner : r->handle);
 	fuse_req_t req = r->req;
-	uint32_t size = r->size, answer = r->want_size;
+	uint32_t size = r->size;
 	int err = status < 0 ? -status : (uint32_t)status < size ? EIO : 0, replay = r->replay;
 	int settles = r->wb || (replay && r->type == PROTO_WRITE && r->wb_last);
 
@@ -2214,8 +2213,8 @@ static void wb_done(struct drv *d, struct request *r, int32_t status)
 		if (err != 0)
 			fuse_reply_err(req, err);
 		else
-			fuse_reply_write(req, answer);
-		err = 0; /* its writer heard */
+			fuse_reply_write(req, size); /* the write that waited was the whole window */
+		err = 0;			     /* its writer heard */
 	}
 	if (h != NULL && settles)
 		wb_settle(d, h, err);

@@ -84,9 +84,8 @@ struct request {
 	uint32_t want_size;
 	/*
 	 * Write-back: a window of `size` bytes at `offset` (req, when set, is
-	 * the write of want_size bytes that waited for room and is answered
-	 * with it); a replay of such a window to the next process; an fsync
-	 * or close waiting for handle's windows (never sent).
+	 * the write that waited for room, the whole window, answered with it); a replay of such a window to
+	 * the next process; an fsync or close waiting for handle's windows (never sent).
 	 */
 	int wb, replay, wb_wait;
 	struct function *wb_fn; /* wb: the file written, fn->files[wb_file] */
