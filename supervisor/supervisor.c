@@ -2135,10 +2135,11 @@ static int wb_write(struct drv *d, struct handle *h, fuse_req_t req, const char 
 
 	h->wb_next = off + size;
 	if (seq && d->wb_h == h && d->wb_parked == NULL && d->wb_len + size <= WB_WINDOW) {
+		/* Answered first: the writer makes its next write while the daemon copies this one. */
+		fuse_reply_write(req, size);
 		memcpy(d->shm + (size_t)d->wb_slot * PROTO_SHM_SLOT + d->wb_len, buf, size);
 		d->wb_len += (uint32_t)size;
 		d->wb_at_ms = now_ms();
-		fuse_reply_write(req, size);
 		return 1;
 	}
 	/* Whatever was gathered, this handle's or another's, goes before this write. */
@@ -2155,11 +2156,11 @@ static int wb_write(struct drv *d, struct handle *h, fuse_req_t req, const char 
 	d->wb_off = off;
 	d->wb_len = (uint32_t)size;
 	d->wb_at_ms = now_ms();
-	memcpy(d->shm + (size_t)slot * PROTO_SHM_SLOT, buf, size);
 	if (h->wb_inflight < WB_INFLIGHT)
 		fuse_reply_write(req, size);
 	else
 		d->wb_parked = req;
+	memcpy(d->shm + (size_t)slot * PROTO_SHM_SLOT, buf, size);
 	return 1;
 }
 

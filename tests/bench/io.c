@@ -43,7 +43,7 @@ static const struct {
 } sizes[] = {
     {4 * KIB, 16384, "4KiB"},
     {64 * KIB, 4096, "64KiB"},
-    {MIB, 512, "1MiB"},
+    {MIB, 1024, "1MiB"},
 };
 #define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
 
