@@ -8,8 +8,8 @@
  * the same run, interleaved round by round (the order alternating), so a
  * busy machine slows both alike.  Per size and direction: throughput of
  * each side (one sample a round), latency of one read()/write() call (every
- * call of every round), and the ratio plugfs / in-process of the median
- * throughputs.  A benchmark: it prints numbers and never fails for being
+ * call of every round), and the ratio plugfs / in-process of each
+ * round's two samples (median and spread over the rounds).  A benchmark: it prints numbers and never fails for being
  * slow.
  *
  *     build/bench-io [ROUNDS]     (default 5)
@@ -199,10 +199,18 @@ static int inside(int rounds)
 					 side_names[i]);
 				bench_report("io", fig, "us", s[z][w][i].lat, s[z][w][i].nlat);
 			}
-			double p = bench_median(s[z][w][PLUGFS].mibs, s[z][w][PLUGFS].nmibs);
-			double q = bench_median(s[z][w][INPROC].mibs, s[z][w][INPROC].nmibs);
+			/*
+			 * One ratio per round, of the two samples taken back to back: a
+			 * machine whose speed drifts between rounds (a shared host) moves
+			 * both alike.  Median and spread over the rounds.
+			 */
+			double ratio[s[z][w][PLUGFS].nmibs + 1];
+			size_t nr = 0;
+			for (size_t k = 0; k < s[z][w][PLUGFS].nmibs && k < s[z][w][INPROC].nmibs; k++)
+				if (s[z][w][INPROC].mibs[k] > 0)
+					ratio[nr++] = s[z][w][PLUGFS].mibs[k] / s[z][w][INPROC].mibs[k];
 			snprintf(fig, sizeof(fig), "%s %s ratio plugfs/in-process", op, sizes[z].name);
-			bench_report_value("io", fig, "x", q > 0 ? p / q : 0);
+			bench_report("io", fig, "x", ratio, nr);
 		}
 	r = 0;
 out:
