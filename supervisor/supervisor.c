@@ -2306,9 +2306,12 @@ static void wb_save(struct drv *d)
 static void wb_fail(struct drv *d, int err)
 {
 	struct request *r;
+	unsigned long long lost = 0; /* bytes whose writers were told they were taken */
 
 	if (d->wb_h != NULL) {
 		fuse_req_t parked = d->wb_parked;
+		if (parked == NULL)
+			lost += d->wb_len;
 		if (parked == NULL && d->wb_h->wb_err == 0)
 			d->wb_h->wb_err = err;
 		wb_discard(d);
@@ -2323,10 +2326,18 @@ static void wb_fail(struct drv *d, int err)
 		r->wb = 0;
 		if (h->wb_inflight > 0)
 			h->wb_inflight--;
+		if (r->req == NULL)
+			lost += r->size;
 		if (r->req == NULL && h->wb_err == 0)
 			h->wb_err = err;
 	}
 	d->replay_pending = 0;
+	/* A crash saved them all (wb_save) before this: an unplug, or plugfs stopping, did not. */
+	if (lost > 0)
+		drv_event(d, "lost %llu bytes written back: %s", lost,
+			  err == ENODEV	  ? "the device was unplugged"
+			  : shutting_down ? "plugfs is stopping"
+					  : strerror(err));
 }
 
 /* Whether handle `handle` has windows saved for the next process (wb_save). */

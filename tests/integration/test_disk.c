@@ -13,6 +13,7 @@
 #include <string.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -21,6 +22,7 @@
 
 #include "../emu/disk_pattern.h"
 #include "harness.h"
+#include "proto.h"
 #include "suites.h"
 
 #define MIB	   (1024 * 1024)
@@ -767,6 +769,94 @@ static int write_to_a_stopped_driver(const char *what, off_t base, uint8_t *img,
 	return fd;
 }
 
+/* Waits up to ms until pid is stopped (SIGSTOP); 0, or -1. */
+static int wait_stopped(pid_t pid, int ms)
+{
+	char path[64], buf[512];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (uint64_t deadline = mono_ms() + (uint64_t)ms; mono_ms() < deadline; usleep(1000)) {
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			return -1;
+		char *line = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		char *end = line != NULL ? strrchr(line, ')') : NULL;
+		if (end != NULL && end[1] == ' ' && end[2] == 'T')
+			return 0;
+	}
+	return -1;
+}
+
+/*
+ * Whether a WRITE of `size` bytes at `off` is among the messages queued on
+ * sock (a stopped driver's end), peeked one after the other without taking
+ * them (SO_PEEK_OFF), then left as they were.
+ */
+static bool queued_write(int sock, uint64_t off, uint32_t size)
+{
+	static uint8_t msg[PROTO_MAX_MSG];
+	int zero = 0, none = -1;
+	bool found = false;
+
+	ck_assert_int_eq(setsockopt(sock, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)), 0);
+	for (;;) {
+		ssize_t n = recv(sock, msg, sizeof(msg), MSG_PEEK | MSG_DONTWAIT);
+		if (n < PROTO_HDR_LEN)
+			break;
+		uint16_t type = (uint16_t)(msg[4] | msg[5] << 8);
+		uint32_t msize = (uint32_t)msg[20] | (uint32_t)msg[21] << 8 | (uint32_t)msg[22] << 16 |
+				 (uint32_t)msg[23] << 24;
+		uint64_t moff = 0;
+		for (int i = 7; i >= 0; i--)
+			moff = moff << 8 | msg[24 + i];
+		if (type == PROTO_WRITE && moff == off && msize == size)
+			found = true;
+	}
+	ck_assert_int_eq(setsockopt(sock, SOL_SOCKET, SO_PEEK_OFF, &none, sizeof(none)), 0);
+	return found;
+}
+
+/*
+ * A gathered window goes to the driver on its own once its writer is idle
+ * (WB_IDLE_MS), with nothing else asked of the driver: a writer that never
+ * closes still gets its data to the medium.  Seen on the stopped driver's
+ * socket, peeked without taking a message.
+ */
+START_TEST(writeback_idle_window_goes_on_its_own)
+{
+	const size_t bs = 4096;
+	const off_t base = 48 * MIB;
+	uint8_t img[2 * 4096];
+	pid_t drv = fn_pid(&m, "disk0");
+	int fd = open(mpath(&m, "disk0/data"), O_WRONLY);
+
+	ck_assert_int_gt(drv, 0);
+	ck_assert_int_ge(fd, 0);
+	seed("writeback_idle_window_goes_on_its_own");
+	fill_random(img, sizeof(img));
+	/* The first write of a run goes alone, and is answered by the driver. */
+	ck_assert_int_eq(pwrite(fd, img, bs, base), (ssize_t)bs);
+	ck_assert_int_eq(kill(drv, SIGSTOP), 0);
+	ck_assert_int_eq(wait_stopped(drv, 5000), 0);
+	int pidfd = (int)syscall(SYS_pidfd_open, drv, 0);
+	ck_assert_int_ge(pidfd, 0);
+	int sock = (int)syscall(SYS_pidfd_getfd, pidfd, PROTO_DRIVER_FD, 0);
+	ck_assert_int_ge(sock, 0);
+	/* The second is gathered, and answered at once although the driver is stopped. */
+	ck_assert_int_eq(pwrite(fd, img + bs, bs, base + (off_t)bs), (ssize_t)bs);
+	bool sent = false;
+	for (uint64_t deadline = mono_ms() + 5000; !sent && mono_ms() < deadline; usleep(2000))
+		sent = queued_write(sock, (uint64_t)base + bs, (uint32_t)bs);
+	ck_assert(sent);
+	close(sock);
+	close(pidfd);
+	ck_assert_int_eq(kill(drv, SIGCONT), 0);
+	ck_assert_int_eq(close(fd), 0);
+	assert_on_medium("disk0", img, sizeof(img), base);
+}
+END_TEST
+
 START_TEST(writeback_survives_a_driver_crash)
 {
 	const size_t bs = 64 * 1024, len = 2 * MIB + bs;
@@ -799,6 +889,9 @@ START_TEST(writeback_unplug_fails_the_close)
 
 	ck_assert_int_eq(emu_unplug(&m, "1-1"), 0);
 	ck_assert_int_eq(wait_function(&m, "disk0", 0, 5000), 0);
+	/* The two windows the stopped driver was sent, and the log says so. */
+	ck_assert_ptr_nonnull(
+	    wait_file_has(mpath(&m, "events"), "lost 2097152 bytes written back: the device was unplugged", 5000));
 	ck_assert_int_eq(close(fd), -1);
 	ck_assert_int_eq(errno, ENODEV);
 	ck_assert_int_eq(wait_pid_gone(drv, 5000), 0);
@@ -1170,6 +1263,7 @@ Suite *disk_suite(void)
 	tcase_add_test(tc, readahead_any_size_to_the_end);
 	tcase_add_test(tc, readahead_sees_every_write);
 	tcase_add_test(tc, writeback_small_writes_reach_the_medium);
+	tcase_add_test(tc, writeback_idle_window_goes_on_its_own);
 	tcase_add_test(tc, writeback_survives_a_driver_crash);
 	tcase_add_test(tc, writeback_close_waits_through_a_crash);
 	tcase_add_test(tc, ctl_sync_then_eject);
