@@ -9,8 +9,8 @@
  * busy machine slows both alike.  Per size and direction: throughput of
  * each side (one sample a round), latency of one read()/write() call (every
  * call of every round), and the ratio plugfs / in-process of each
- * round's two samples (median and spread over the rounds).  A benchmark: it prints numbers and never fails for being
- * slow.
+ * round's two samples (median and spread over the rounds).  A benchmark:
+ * it prints numbers and never fails for being slow.
  *
  *     build/bench-io [ROUNDS]     (default 5)
  *

@@ -890,8 +890,8 @@ START_TEST(writeback_unplug_fails_the_close)
 	ck_assert_int_eq(emu_unplug(&m, "1-1"), 0);
 	ck_assert_int_eq(wait_function(&m, "disk0", 0, 5000), 0);
 	/* The two windows the stopped driver was sent, and the log says so. */
-	ck_assert_ptr_nonnull(
-	    wait_file_has(mpath(&m, "events"), "lost 2097152 bytes written back: the device was unplugged", 5000));
+	ck_assert_ptr_nonnull(wait_file_has(
+	    mpath(&m, "events"), "lost 2097152 bytes written back: the device was unplugged", 5000));
 	ck_assert_int_eq(close(fd), -1);
 	ck_assert_int_eq(errno, ENODEV);
 	ck_assert_int_eq(wait_pid_gone(drv, 5000), 0);
