@@ -116,6 +116,7 @@ enum bot_stage { BOT_IDLE, BOT_CBW, BOT_DATA, BOT_CSW, BOT_RESET };
 struct bot {
 	libusb_device_handle *usb;
 	uint8_t ifnum, ep_in, ep_out;
+	uint32_t max_xfer; /* bytes one READ or WRITE may move (bot_max_xfer) */
 	uint32_t tag;
 	struct scsi_queue queue;
 	struct scsi_cmd *cur;
@@ -145,13 +146,18 @@ struct lun {
 	bool write_protected;
 };
 
-/* One read or write of `data`. */
+/*
+ * One read or write of `data`: blocks [lba, lba + nblocks), moved by as
+ * many commands as the stick takes (bot->max_xfer), one after the other;
+ * `at` blocks of the current pass are done.  A write of partial blocks
+ * makes two passes: it reads the blocks, then writes them back.
+ */
 struct job {
 	struct drv_req *req;
 	struct lun *lun;
-	bool write, cancelled, started;
+	bool write, cancelled; /* write: the current pass writes */
 	uint64_t lba;
-	uint32_t nblocks;
+	uint32_t nblocks, at;
 	uint8_t *buf;	/* nblocks * block_size */
 	size_t skip;	/* where the caller's bytes start in buf */
 	size_t len;	/* the caller's bytes */
@@ -161,6 +167,22 @@ struct job {
 };
 
 static void bot_kick(struct bot *bot);
+
+/*
+ * The most one READ or WRITE moves, as Linux's usb-storage allows by
+ * default: 240 sectors of 512 bytes on a high- or full-speed stick (some
+ * firmware fails longer transfers), 2048 on a SuperSpeed one.  A longer
+ * request is cut into commands of at most this many bytes.
+ */
+#define MAX_XFER_HIGH  (240u * 512)
+#define MAX_XFER_SUPER (2048u * 512)
+
+static uint32_t bot_max_xfer(libusb_device_handle *usb)
+{
+	int speed = libusb_get_device_speed(libusb_get_device(usb));
+
+	return speed >= LIBUSB_SPEED_SUPER ? MAX_XFER_SUPER : MAX_XFER_HIGH;
+}
 
 static void put_be16(uint8_t *p, uint16_t v)
 {
@@ -609,36 +631,47 @@ static void job_cancel(struct drv_req *req)
 	/* Otherwise its REQUEST SENSE is running: it ends with it. */
 }
 
-static void job_read_done(struct scsi_cmd *c)
+static void job_chunk_done(struct scsi_cmd *c);
+
+/* Queues the job's next command, of as many blocks as one may move; first in the queue if `front`. */
+static void job_step(struct job *j, bool front)
+{
+	uint32_t bs = j->lun->block_size, max = j->lun->bot->max_xfer / bs;
+	uint32_t n = j->nblocks - j->at;
+
+	if (max == 0)
+		max = 1;
+	if (n > max)
+		n = max;
+	cmd_rw(&j->cmd, j->write, j->lba + j->at, n);
+	j->cmd.data = j->buf + (size_t)j->at * bs;
+	j->cmd.len = n * bs;
+	j->cmd.done = job_chunk_done;
+	bot_queue(j->lun->bot, &j->cmd, front);
+}
+
+static void job_chunk_done(struct scsi_cmd *c)
 {
 	struct job *j = c->arg;
 
 	if (c->result < 0)
 		return job_end(j, c->result, NULL, 0);
+	j->at += c->len / j->lun->block_size;
+	if (j->at < j->nblocks || (!j->write && j->wdata != NULL)) {
+		if (j->cancelled)
+			return job_end(j, -EINTR, NULL, 0);
+		if (j->at == j->nblocks) {
+			/* Partial blocks read: put the new bytes in and write them back. */
+			memcpy(j->buf + j->skip, j->wdata, j->len);
+			j->write = true;
+			j->at = 0;
+		}
+		/* Right after: no other command comes between a request's own. */
+		return job_step(j, true);
+	}
+	if (j->write)
+		return job_end(j, (int32_t)j->len, NULL, 0);
 	job_end(j, (int32_t)j->len, j->buf + j->skip, j->len);
-}
-
-static void job_write_done(struct scsi_cmd *c)
-{
-	struct job *j = c->arg;
-
-	job_end(j, c->result < 0 ? c->result : (int32_t)j->len, NULL, 0);
-}
-
-static void job_rmw_done(struct scsi_cmd *c)
-{
-	struct job *j = c->arg;
-
-	if (c->result < 0)
-		return job_end(j, c->result, NULL, 0);
-	if (j->cancelled)
-		return job_end(j, -EINTR, NULL, 0);
-	memcpy(j->buf + j->skip, j->wdata, j->len);
-	cmd_rw(&j->cmd, true, j->lba, j->nblocks);
-	j->cmd.data = j->buf;
-	j->cmd.done = job_write_done;
-	/* Right after its read, so no other write to these blocks comes between. */
-	bot_queue(j->lun->bot, &j->cmd, true);
 }
 
 /* A job for [offset, offset + len) of the medium, len > 0 and within it. */
@@ -661,8 +694,6 @@ static struct job *job_new(struct drv_req *req, struct lun *lun, uint64_t offset
 	}
 	j->cmd.lun = lun;
 	j->cmd.arg = j;
-	j->cmd.data = j->buf;
-	j->cmd.len = (uint32_t)(j->nblocks * bs);
 	TAILQ_INSERT_TAIL(&lun->bot->jobs, j, link);
 	req->cancel = job_cancel;
 	return j;
@@ -692,9 +723,7 @@ static void data_read(struct drv_req *req)
 		return drv_reply(req, (int32_t)n, NULL, 0);
 	if ((j = job_new(req, lun, req->offset, (size_t)n)) == NULL)
 		return drv_reply(req, -ENOMEM, NULL, 0);
-	cmd_rw(&j->cmd, false, j->lba, j->nblocks);
-	j->cmd.done = job_read_done;
-	bot_queue(lun->bot, &j->cmd, false);
+	job_step(j, false);
 }
 
 static void data_write(struct drv_req *req, const uint8_t *data, size_t len)
@@ -712,19 +741,16 @@ static void data_write(struct drv_req *req, const uint8_t *data, size_t len)
 		return drv_reply(req, -ENOSPC, NULL, 0);
 	if ((j = job_new(req, lun, req->offset, (size_t)n)) == NULL)
 		return drv_reply(req, -ENOMEM, NULL, 0);
-	if (j->skip == 0 && j->len == j->cmd.len) {
+	if (j->skip == 0 && j->len == (size_t)j->nblocks * lun->block_size) {
 		memcpy(j->buf, data, j->len);
-		cmd_rw(&j->cmd, true, j->lba, j->nblocks);
-		j->cmd.done = job_write_done;
+		j->write = true;
 	} else {
-		/* Partial blocks: read them first, put the new bytes in, write them back. */
+		/* Partial blocks: read them first, put the new bytes in, write them back (job_chunk_done). */
 		if ((j->wdata = malloc(j->len)) == NULL)
 			return job_end(j, -ENOMEM, NULL, 0);
 		memcpy(j->wdata, data, j->len);
-		cmd_rw(&j->cmd, false, j->lba, j->nblocks);
-		j->cmd.done = job_rmw_done;
 	}
-	bot_queue(lun->bot, &j->cmd, false);
+	job_step(j, false);
 }
 
 static int data_open(struct drv_handle *h, uint32_t flags)
@@ -945,6 +971,7 @@ static int disk_probe(struct drv_function *fn)
 	if ((bot = calloc(1, sizeof(*bot))) == NULL)
 		return -ENOMEM;
 	bot->usb = dev->usb;
+	bot->max_xfer = bot_max_xfer(dev->usb);
 	bot->ifnum = fn->ifnum;
 	TAILQ_INIT(&bot->queue);
 	TAILQ_INIT(&bot->jobs);

@@ -8,8 +8,9 @@
  *
  *   disk     reading disk0/data with read(2) of 4 KiB, 64 KiB, 1 MiB, as
  *            dd bs= does, against Bulk-Only READ(10) commands of the same
- *            size; then writing it with write(2), the close counted (it
- *            waits for what the daemon writes back), against WRITE(10)
+ *            size, cut as the disk driver cuts them (120 KiB at most);
+ *            then writing it with write(2), the close counted (it waits
+ *            for what the daemon writes back), against WRITE(10)
  *   bulk     writing a block to usb0/ep02 and reading it back from ep81,
  *            against libusb bulk OUT then IN of the same size
  *   control  one 1-byte vendor IN request (0xC0/0x03) through usb0/ep0
@@ -211,28 +212,40 @@ static void bot_start(libusb_device_handle *h)
 	bot_command(h, 1, tur, sizeof(tur), NULL, 0, 0);
 }
 
-/* READ(10), or WRITE(10) when write_side, of bs bytes at a time from the start of the medium. */
+/*
+ * The most one command moves, for both sides: the disk driver cuts a
+ * request into commands of at most this on a high-speed stick, as Linux's
+ * usb-storage does (drivers/disk.c, MAX_XFER_HIGH).
+ */
+#define DIRECT_MAX_XFER (240u * 512)
+
+/*
+ * READ(10), or WRITE(10) when write_side, of bs bytes at a time from the
+ * start of the medium, each cut into commands of DIRECT_MAX_XFER at most.
+ */
 static double direct_disk(libusb_device_handle *h, int write_side, size_t bs, long long total, uint8_t *buf)
 {
 	static uint32_t tag = 2;
 	double t0 = bench_now_ms();
 
-	for (long long off = 0; off < total; off += (long long)bs) {
-		uint32_t lba = (uint32_t)(off / 512);
-		uint16_t blocks = (uint16_t)(bs / 512);
-		uint8_t cdb[10] = {write_side ? 0x2a : 0x28,
-				   0,
-				   (uint8_t)(lba >> 24),
-				   (uint8_t)(lba >> 16),
-				   (uint8_t)(lba >> 8),
-				   (uint8_t)lba,
-				   0,
-				   (uint8_t)(blocks >> 8),
-				   (uint8_t)blocks,
-				   0};
-		if (bot_command(h, tag++, cdb, sizeof(cdb), buf, (int)bs, write_side) != 0)
-			return -1;
-	}
+	for (long long off = 0; off < total; off += (long long)bs)
+		for (size_t at = 0; at < bs; at += DIRECT_MAX_XFER) {
+			size_t len = bs - at < DIRECT_MAX_XFER ? bs - at : DIRECT_MAX_XFER;
+			uint32_t lba = (uint32_t)((off + (long long)at) / 512);
+			uint16_t blocks = (uint16_t)(len / 512);
+			uint8_t cdb[10] = {write_side ? 0x2a : 0x28,
+					   0,
+					   (uint8_t)(lba >> 24),
+					   (uint8_t)(lba >> 16),
+					   (uint8_t)(lba >> 8),
+					   (uint8_t)lba,
+					   0,
+					   (uint8_t)(blocks >> 8),
+					   (uint8_t)blocks,
+					   0};
+			if (bot_command(h, tag++, cdb, sizeof(cdb), buf + at, (int)len, write_side) != 0)
+				return -1;
+		}
 	return mibs(total, bench_now_ms() - t0);
 }
 

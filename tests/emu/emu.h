@@ -155,7 +155,7 @@ extern const struct emu_model emu_model_printer_zh380, emu_model_printer_slow, e
     emu_model_printer_error, emu_model_printer_dymo, emu_model_printer_ql800, emu_model_printer_badid;
 extern const struct emu_model emu_model_thermo, emu_model_keypad, emu_model_keypad_out;
 extern const struct emu_model emu_model_disk, emu_model_disk_4k, emu_model_disk_2lun, emu_model_disk_stall,
-    emu_model_disk_phase, emu_model_disk_nomedium, emu_model_disk_ro, emu_model_disk_bad;
+    emu_model_disk_phase, emu_model_disk_nomedium, emu_model_disk_ro, emu_model_disk_bad, emu_model_disk_120k;
 extern const struct emu_model emu_model_acm, emu_model_ft232r;
 extern const struct emu_model emu_model_twin;
 extern const struct emu_model emu_model_c270, emu_model_bulkcam;

@@ -19,6 +19,9 @@
  *   disk-bad        reads of blocks 8192..8199 fail with MEDIUM ERROR,
  *                   unrecovered read error (11); writes there with
  *                   MEDIUM ERROR, write error (0C)
+ *   disk-120k       a READ or WRITE of more than 240 blocks (120 KiB)
+ *                   fails with ILLEGAL REQUEST, invalid field in CDB (24),
+ *                   as firmware that takes no longer transfers does
  *
  * Every variant answers the first command other than INQUIRY and
  * REQUEST SENSE with UNIT ATTENTION (power on, 29), as real sticks do.
@@ -49,6 +52,7 @@ struct disk_cfg {
 	uint32_t block_size;
 	uint64_t bytes[DISK_LUNS];
 	bool stall_once, phase_once, no_medium, write_protected, bad_blocks;
+	uint32_t max_blocks; /* a READ or WRITE of more fails (0: any length) */
 };
 
 enum disk_stage { EXPECT_CBW, DATA_IN, DATA_OUT, STATUS };
@@ -167,6 +171,10 @@ static int64_t rw_range(struct disk *d, struct disk_lun *lun, uint64_t lba, uint
 	}
 	if (lba > lun->blocks || count > lun->blocks - lba || count * lun->bs != d->expected) {
 		fail(d, lun, 0x05, 0x21); /* LBA out of range (or a length that disagrees) */
+		return -1;
+	}
+	if (d->cfg->max_blocks != 0 && count > d->cfg->max_blocks) {
+		fail(d, lun, 0x05, 0x24);
 		return -1;
 	}
 	return (int64_t)(lba * lun->bs);
@@ -483,6 +491,8 @@ const struct emu_model emu_model_disk_phase =
 const struct emu_model emu_model_disk_nomedium = CONTOUR("disk-nomedium", "disk reader with no medium");
 const struct emu_model emu_model_disk_ro = CONTOUR("disk-ro", "write-protected disk");
 const struct emu_model emu_model_disk_bad = CONTOUR("disk-bad", "disk with unreadable blocks 8192..8199");
+const struct emu_model emu_model_disk_120k =
+    CONTOUR("disk-120k", "disk that fails a READ or WRITE of more than 120 KiB");
 const struct emu_model emu_model_disk_2lun = {
     .name = "disk-2lun",
     .summary = "0781:5200 two LUNs: 64 MiB and 16 MiB",
@@ -498,14 +508,15 @@ const struct emu_model emu_model_disk_2lun = {
 };
 
 static const struct disk_cfg disk_cfgs[] = {
-    {&emu_model_disk, 1, 512, {64 * MIB}, false, false, false, false, false},
-    {&emu_model_disk_4k, 1, 4096, {64 * MIB}, false, false, false, false, false},
-    {&emu_model_disk_2lun, 2, 512, {64 * MIB, 16 * MIB}, false, false, false, false, false},
-    {&emu_model_disk_stall, 1, 512, {64 * MIB}, true, false, false, false, false},
-    {&emu_model_disk_phase, 1, 512, {64 * MIB}, false, true, false, false, false},
-    {&emu_model_disk_nomedium, 1, 512, {64 * MIB}, false, false, true, false, false},
-    {&emu_model_disk_ro, 1, 512, {64 * MIB}, false, false, false, true, false},
-    {&emu_model_disk_bad, 1, 512, {64 * MIB}, false, false, false, false, true},
+    {&emu_model_disk, 1, 512, {64 * MIB}, false, false, false, false, false, 0},
+    {&emu_model_disk_4k, 1, 4096, {64 * MIB}, false, false, false, false, false, 0},
+    {&emu_model_disk_2lun, 2, 512, {64 * MIB, 16 * MIB}, false, false, false, false, false, 0},
+    {&emu_model_disk_stall, 1, 512, {64 * MIB}, true, false, false, false, false, 0},
+    {&emu_model_disk_phase, 1, 512, {64 * MIB}, false, true, false, false, false, 0},
+    {&emu_model_disk_nomedium, 1, 512, {64 * MIB}, false, false, true, false, false, 0},
+    {&emu_model_disk_ro, 1, 512, {64 * MIB}, false, false, false, true, false, 0},
+    {&emu_model_disk_bad, 1, 512, {64 * MIB}, false, false, false, false, true, 0},
+    {&emu_model_disk_120k, 1, 512, {64 * MIB}, false, false, false, false, false, 240},
 };
 
 static const struct disk_cfg *cfg_of(const struct emu_model *m)

@@ -34,6 +34,7 @@ const struct emu_model *const emu_models[] = {
     &emu_model_disk_nomedium,
     &emu_model_disk_ro,
     &emu_model_disk_bad,
+    &emu_model_disk_120k,
     /* Serial: model_serial.c. */
     &emu_model_acm,
     &emu_model_ft232r,

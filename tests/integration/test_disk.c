@@ -70,6 +70,10 @@ static void setup_bad(void)
 {
 	start("disk-bad", 1);
 }
+static void setup_120k(void)
+{
+	start("disk-120k", 1);
+}
 
 static void teardown(void)
 {
@@ -1285,6 +1289,8 @@ Suite *disk_suite(void)
 	    {"bad", setup_bad, unreadable_blocks},
 	    {"bad-readahead", setup_bad, readahead_error_is_the_reads_own},
 	    {"bad-writeback", setup_bad, writeback_error_is_reported},
+	    /* A 1 MiB read or write is cut into commands the stick takes. */
+	    {"120k", setup_120k, dd_both_ways_1m},
 	};
 	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
 		suite_add_one(s, one[i].name, one[i].setup, teardown, 120, one[i].test);
