@@ -216,11 +216,17 @@ static struct request *request_new(struct drv *d, uint16_t type, fuse_req_t req,
 	return r;
 }
 
+/* Slot `slot` (slot_take, below) is free again. */
+static void slot_give(struct drv *d, int slot)
+{
+	d->shm_busy &= ~(1u << slot);
+}
+
 /* Frees a request already off d's list: its slot, its handle-to-be, itself. */
 static void request_destroy(struct drv *d, struct request *r)
 {
 	if (r->slot >= 0)
-		d->shm_busy &= ~(1u << r->slot);
+		slot_give(d, r->slot);
 	free(r->opening);
 	free(r->name);
 	free(r);
@@ -2059,6 +2065,15 @@ static int wb_writable(struct drv *d, struct handle *h, size_t size, uint64_t of
 	       size <= f->size - off;
 }
 
+/* The error a failed window owes h's writer, told once: 0 if none. */
+static int wb_err_take(struct handle *h)
+{
+	int err = h->wb_err;
+
+	h->wb_err = 0;
+	return err;
+}
+
 /* Answers the fsyncs and closes waiting for h, once none of its windows is out. */
 static void wb_wake_waiters(struct drv *d, struct handle *h)
 {
@@ -2082,7 +2097,7 @@ static void wb_wake_waiters(struct drv *d, struct handle *h)
 /* Frees the window being gathered (its bytes go nowhere). */
 static void wb_discard(struct drv *d)
 {
-	d->shm_busy &= ~(1u << d->wb_slot);
+	slot_give(d, d->wb_slot);
 	d->wb_h = NULL;
 	d->wb_parked = NULL;
 }
@@ -2175,9 +2190,7 @@ static void wb_settle(struct drv *d, struct handle *h, int err)
 	if (d->wb_h == h && d->wb_parked != NULL && h->wb_inflight < WB_INFLIGHT) {
 		fuse_req_t parked = d->wb_parked;
 		d->wb_parked = NULL;
-		if (h->wb_err != 0) {
-			err = h->wb_err;
-			h->wb_err = 0;
+		if ((err = wb_err_take(h)) != 0) {
 			wb_discard(d);
 			fuse_reply_err(parked, err);
 		} else {
@@ -2398,7 +2411,7 @@ static void replay_one(struct drv *d, struct wb_saved *w, uint32_t file)
 		struct request *r = replay_request(d, PROTO_WRITE, w);
 		if (r == NULL) {
 			if (slot >= 0)
-				d->shm_busy &= ~(1u << slot);
+				slot_give(d, slot);
 			if (h != NULL)
 				wb_settle(d, h, ENOMEM);
 			return;
@@ -2507,11 +2520,8 @@ void sup_write(fuse_req_t req, struct handle *h, const char *buf, size_t size, o
 		size = PROTO_MAX_REQ;
 	ra_invalidate(d);
 	/* A write-back that failed: this write does not happen, and says why. */
-	if (h->wb_err != 0) {
-		err = h->wb_err;
-		h->wb_err = 0;
+	if ((err = wb_err_take(h)) != 0)
 		return (void)fuse_reply_err(req, err);
-	}
 	if (wb_write(d, h, req, buf, size, (uint64_t)off))
 		return;
 	struct proto_hdr m = {.type = PROTO_WRITE,
@@ -2759,11 +2769,8 @@ void sup_sync(fuse_req_t req, struct handle *h)
 
 	if (d->wb_h == h)
 		wb_send(d);
-	if (h->wb_inflight == 0) {
-		int err = h->wb_err;
-		h->wb_err = 0;
-		return (void)fuse_reply_err(req, err);
-	}
+	if (h->wb_inflight == 0)
+		return (void)fuse_reply_err(req, wb_err_take(h));
 	/* Answered by wb_wake_waiters() once its windows are, or by fail_requests(). */
 	struct request *w = request_new(d, PROTO_FLUSH, req, h->id, 0);
 	if (w == NULL)
