@@ -805,16 +805,12 @@ static bool queued_write(int sock, uint64_t off, uint32_t size)
 
 	ck_assert_int_eq(setsockopt(sock, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)), 0);
 	for (;;) {
+		struct proto_hdr h;
 		ssize_t n = recv(sock, msg, sizeof(msg), MSG_PEEK | MSG_DONTWAIT);
-		if (n < PROTO_HDR_LEN)
+		if (n <= 0)
 			break;
-		uint16_t type = (uint16_t)(msg[4] | msg[5] << 8);
-		uint32_t msize = (uint32_t)msg[20] | (uint32_t)msg[21] << 8 | (uint32_t)msg[22] << 16 |
-				 (uint32_t)msg[23] << 24;
-		uint64_t moff = 0;
-		for (int i = 7; i >= 0; i--)
-			moff = moff << 8 | msg[24 + i];
-		if (type == PROTO_WRITE && moff == off && msize == size)
+		ck_assert_int_eq(proto_decode_hdr(msg, (size_t)n, &h, NULL), 0);
+		if (h.type == PROTO_WRITE && h.offset == off && h.size == size)
 			found = true;
 	}
 	ck_assert_int_eq(setsockopt(sock, SOL_SOCKET, SO_PEEK_OFF, &none, sizeof(none)), 0);
