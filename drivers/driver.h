@@ -245,9 +245,10 @@ int drv_xfer_errno(enum libusb_transfer_status status);
  */
 int drv_sandbox_enter(const char *user);
 /*
- * Builds the seccomp filter ahead, for a spare host to do before it has a
- * device (libseccomp probes the kernel and compiles the rules: a good part
- * of a millisecond here); drv_sandbox_enter() then only loads it.
+ * Generates the seccomp filter's program ahead, for a spare host to do
+ * before it has a device (libseccomp probes the kernel and compiles the
+ * rules: some 0.2 ms here); drv_sandbox_enter() then installs it with one
+ * system call.
  */
 void drv_sandbox_prepare(void);
 

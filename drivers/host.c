@@ -1448,13 +1448,19 @@ int main(int argc, char **argv)
 		function_active[i] = r == 0;
 	}
 	usb_fds_init();
-	/* Everything that needs privileges or new fds is done: the device is open and claimed. */
-	if ((r = drv_sandbox_enter(opt.user)) < 0)
-		goto out_release;
+	/*
+	 * HELLO goes before the sandbox is entered, so that the daemon's
+	 * answer to it (the state `running`, a user's first request) overlaps
+	 * the entry; nothing the daemon sends is read before the sandbox is in
+	 * place.  Everything that needs privileges or new fds is done by now:
+	 * the device is open and claimed.
+	 */
 	if ((r = send_hello()) < 0) {
 		drv_log(LOG_ERR, "sending HELLO: %s", strerror(-r));
 		goto out_release;
 	}
+	if ((r = drv_sandbox_enter(opt.user)) < 0)
+		goto out_release;
 
 	status = run();
 	if (!drain_transfers()) {

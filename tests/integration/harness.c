@@ -157,6 +157,19 @@ pid_t fn_pid(const struct mnt *m, const char *name)
 	return 0;
 }
 
+pid_t fn_pid_served(const struct mnt *m, const char *fn, const char *file)
+{
+	char rel[128], buf[256];
+
+	snprintf(rel, sizeof(rel), "%s/%s", fn, file);
+	int fd = open(mpath(m, rel), O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf));
+	close(fd);
+	return n >= 0 ? fn_pid(m, fn) : 0;
+}
+
 int wait_state(const struct mnt *m, const char *fn, const char *state, int ms)
 {
 	char rel[128];

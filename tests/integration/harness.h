@@ -65,6 +65,12 @@ const char *read_line(const char *path);
 
 /* From the `devices` file: the driver pid of a function (0: none). */
 pid_t fn_pid(const struct mnt *m, const char *name);
+/*
+ * fn's driver pid once that driver has answered a read of fn/file (0 if
+ * the read failed): a driver reads no request before its sandbox is in
+ * place (drivers/host.c), so from then on /proc shows it sandboxed.
+ */
+pid_t fn_pid_served(const struct mnt *m, const char *fn, const char *file);
 /* Waits up to ms until fn/state reads `state`; 0 or -1. */
 int wait_state(const struct mnt *m, const char *fn, const char *state, int ms);
 /* Waits up to ms until the events file has a line containing both strings. */

@@ -121,7 +121,7 @@ START_TEST(driver_runs_as_nobody)
 	struct passwd *pw = getpwnam("nobody");
 
 	ck_assert_ptr_nonnull(pw);
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)fn_pid(&m, "usb0"));
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)fn_pid_served(&m, "usb0", "ep0"));
 	ssize_t n = read_file(path, status, sizeof(status) - 1);
 	ck_assert_int_gt(n, 0);
 	status[n] = '\0';

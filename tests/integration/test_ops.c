@@ -327,10 +327,10 @@ START_TEST(user_mount_drivers_keep_uid)
 	/* Drivers keep the daemon's uid (driver_user= is root's) and still sandbox themselves. */
 	snprintf(want, sizeof(want), "%u %u %u %u", (unsigned)user_uid, (unsigned)user_uid,
 		 (unsigned)user_uid, (unsigned)user_uid);
-	static const char *const fns[] = {"usb0", "printer0"};
+	static const char *const fns[] = {"usb0", "printer0"}, *const files[] = {"ep0", "status"};
 	pid_t daemon = 0;
 	for (unsigned i = 0; i < 2; i++) {
-		pid_t pid = fn_pid(&um, fns[i]);
+		pid_t pid = fn_pid_served(&um, fns[i], files[i]);
 		ck_assert_int_gt(pid, 0);
 		ck_assert_str_eq(proc_status(pid, "Uid"), want);
 		ck_assert_str_eq(proc_status(pid, "NoNewPrivs"), "1");

@@ -61,7 +61,7 @@ static void setup_evil(void)
 
 START_TEST(real_driver_is_sandboxed)
 {
-	pid_t pid = fn_pid(&m, "usb0");
+	pid_t pid = fn_pid_served(&m, "usb0", "ep0");
 	char path[96], link[512], buf[8192];
 
 	ck_assert_int_gt(pid, 0);
