@@ -162,12 +162,7 @@ pid_t fn_pid_served(const struct mnt *m, const char *fn, const char *file)
 	char rel[128], buf[256];
 
 	snprintf(rel, sizeof(rel), "%s/%s", fn, file);
-	int fd = open(mpath(m, rel), O_RDONLY);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf));
-	close(fd);
-	return n >= 0 ? fn_pid(m, fn) : 0;
+	return read_file(mpath(m, rel), buf, sizeof(buf)) >= 0 ? fn_pid(m, fn) : 0;
 }
 
 int wait_state(const struct mnt *m, const char *fn, const char *state, int ms)
@@ -652,7 +647,7 @@ int wait_blocked_in(pid_t tid, long nr, int ms)
 
 	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
 	do {
-		/* The call's number, then its arguments: the task is inside it, waiting on FUSE. */
+		/* The call's number, then its arguments: the task is inside it, asleep. */
 		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
 		if (n > 0) {
 			buf[n] = '\0';

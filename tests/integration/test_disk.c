@@ -776,19 +776,9 @@ static int write_to_a_stopped_driver(const char *what, off_t base, uint8_t *img,
 /* Waits up to ms until pid is stopped (SIGSTOP); 0, or -1. */
 static int wait_stopped(pid_t pid, int ms)
 {
-	char path[64], buf[512];
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	for (uint64_t deadline = mono_ms() + (uint64_t)ms; mono_ms() < deadline; usleep(1000)) {
-		FILE *f = fopen(path, "r");
-		if (f == NULL)
-			return -1;
-		char *line = fgets(buf, sizeof(buf), f);
-		fclose(f);
-		char *end = line != NULL ? strrchr(line, ')') : NULL;
-		if (end != NULL && end[1] == ' ' && end[2] == 'T')
+	for (uint64_t deadline = mono_ms() + (uint64_t)ms; mono_ms() < deadline; usleep(1000))
+		if (proc_status(pid, "State")[0] == 'T')
 			return 0;
-	}
 	return -1;
 }
 

@@ -67,23 +67,6 @@ static int cmdline_has(pid_t pid, const char *arg)
 	return 0;
 }
 
-/* Waits until pid sleeps in recvfrom(2): a spare that said READY and waits for START. */
-static int wait_in_recv(pid_t pid, int ms)
-{
-	uint64_t deadline = mono_ms() + (uint64_t)ms;
-	char path[64], buf[256], want[16];
-
-	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
-	snprintf(want, sizeof(want), "%ld ", (long)SYS_recvfrom);
-	do {
-		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
-		if (n > 0 && strncmp(buf, want, strlen(want)) == 0)
-			return 0;
-		usleep(2000);
-	} while (mono_ms() < deadline);
-	return -1;
-}
-
 /*
  * A spare other than `not` that has said READY and waits for START (0 if
  * none within ms): one named plugfs-spare may still be preparing (libusb,
@@ -95,7 +78,8 @@ static pid_t wait_ready_spare(pid_t not, int ms)
 {
 	pid_t spare = wait_spare(plugfs_pid, not, ms);
 
-	return spare > 0 && wait_in_recv(spare, ms) == 0 ? spare : 0;
+	/* Asleep in recvfrom(2): it said READY and waits for START. */
+	return spare > 0 && wait_blocked_in(spare, SYS_recvfrom, ms) == 0 ? spare : 0;
 }
 
 /* Waits until fn's driver (in any state) is pid. */
