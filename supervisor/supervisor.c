@@ -91,8 +91,8 @@ static uint8_t msgbuf[PROTO_MAX_MSG];
 
 /*
  * One driver host kept started ahead of need (proto.h, "Spare hosts"):
- * exec'd, its libraries loaded, libusb initialised, its seccomp filter
- * built, blocked reading its socket after saying READY.  A driver start
+ * exec'd, its libraries loaded, libusb initialised, its seccomp program
+ * generated, blocked reading its socket after saying READY.  A driver start
  * (attach, respawn, ctl restart) hands it the device with START instead of
  * exec'ing a host, and the next spare is started once no driver is
  * starting, so that it does not take the CPU from the one that is.  The
@@ -2323,10 +2323,11 @@ static void wb_fail(struct drv *d, int err)
 
 	if (d->wb_h != NULL) {
 		fuse_req_t parked = d->wb_parked;
-		if (parked == NULL)
+		if (parked == NULL) {
 			lost += d->wb_len;
-		if (parked == NULL && d->wb_h->wb_err == 0)
-			d->wb_h->wb_err = err;
+			if (d->wb_h->wb_err == 0)
+				d->wb_h->wb_err = err;
+		}
 		wb_discard(d);
 		if (parked != NULL)
 			fuse_reply_err(parked, err);
@@ -2339,10 +2340,11 @@ static void wb_fail(struct drv *d, int err)
 		r->wb = 0;
 		if (h->wb_inflight > 0)
 			h->wb_inflight--;
-		if (r->req == NULL)
+		if (r->req == NULL) {
 			lost += r->size;
-		if (r->req == NULL && h->wb_err == 0)
-			h->wb_err = err;
+			if (h->wb_err == 0)
+				h->wb_err = err;
+		}
 	}
 	d->replay_pending = 0;
 	/* A crash saved them all (wb_save) before this: an unplug, or plugfs stopping, did not. */
