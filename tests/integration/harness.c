@@ -640,21 +640,27 @@ void suite_add_one(Suite *s, const char *name, void (*setup)(void), void (*teard
 	suite_add_tcase(s, tc);
 }
 
+/* Whether task tid (of this process or another) sleeps in system call nr now. */
+static int blocked_in(pid_t tid, long nr)
+{
+	char path[64], buf[256], *end;
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
+	/* The call's number, then its arguments: the task is inside it, asleep. */
+	ssize_t n = read_file(path, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtol(buf, &end, 10) == nr && *end == ' ';
+}
+
 int wait_blocked_in(pid_t tid, long nr, int ms)
 {
 	uint64_t deadline = mono_ms() + (uint64_t)ms;
-	char path[64], buf[256];
 
-	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
 	do {
-		/* The call's number, then its arguments: the task is inside it, asleep. */
-		ssize_t n = read_file(path, buf, sizeof(buf) - 1);
-		if (n > 0) {
-			buf[n] = '\0';
-			char *end;
-			if (strtol(buf, &end, 10) == nr && *end == ' ')
-				return 0;
-		}
+		if (blocked_in(tid, nr))
+			return 0;
 		poll_pause();
 	} while (mono_ms() < deadline);
 	return -1;
@@ -821,7 +827,7 @@ pid_t wait_spare(pid_t daemon, pid_t not, int ms)
 
 	do {
 		pid_t pid = spare_pid(daemon);
-		if (pid > 0 && pid != not )
+		if (pid > 0 && pid != not &&blocked_in(pid, SYS_recvfrom))
 			return pid;
 		poll_pause();
 	} while (mono_ms() < deadline);

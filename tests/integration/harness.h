@@ -125,7 +125,11 @@ int count_child_processes(pid_t ppid);
 int count_driver_processes(pid_t ppid);
 /*
  * The daemon's idle spare driver host (a child named plugfs-spare), or 0;
- * wait_spare() waits up to ms for one other than `not`, 0 if none came.
+ * wait_spare() waits up to ms for one other than `not` that is ready: it
+ * said READY and sleeps in recvfrom(2) waiting for START (one named so may
+ * still be preparing, and a crash then gets a host exec'd for it); 0 if
+ * none came.  The daemon reads that READY before the death of a driver
+ * killed afterwards: it was queued first.
  */
 pid_t spare_pid(pid_t daemon);
 pid_t wait_spare(pid_t daemon, pid_t not, int ms);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -67,21 +66,6 @@ static int cmdline_has(pid_t pid, const char *arg)
 	return 0;
 }
 
-/*
- * A spare other than `not` that has said READY and waits for START (0 if
- * none within ms): one named plugfs-spare may still be preparing (libusb,
- * the seccomp program), and a crash then gets a host exec'd for it.  The
- * daemon reads its READY before the death of a driver killed after this:
- * the READY was queued first.
- */
-static pid_t wait_ready_spare(pid_t not, int ms)
-{
-	pid_t spare = wait_spare(plugfs_pid, not, ms);
-
-	/* Asleep in recvfrom(2): it said READY and waits for START. */
-	return spare > 0 && wait_blocked_in(spare, SYS_recvfrom, ms) == 0 ? spare : 0;
-}
-
 /* Waits until fn's driver (in any state) is pid. */
 static int wait_driver_is(const char *fn, pid_t pid, int ms)
 {
@@ -110,7 +94,7 @@ static pid_t crash(const char *fn)
 
 START_TEST(crash_hands_the_device_to_the_spare)
 {
-	pid_t spare = wait_ready_spare(0, 5000);
+	pid_t spare = wait_spare(plugfs_pid, 0, 5000);
 
 	ck_assert_int_gt(spare, 0);
 	ck_assert(cmdline_has(spare, "--spare"));
@@ -121,7 +105,7 @@ START_TEST(crash_hands_the_device_to_the_spare)
 	assert_loopback_works(&m, "usb1");
 	ck_assert_int_eq(wait_event(&m, "usb0 restart 1", "running after", 1000), 0);
 	/* The next spare comes once the start is over. */
-	pid_t next = wait_ready_spare(spare, 5000);
+	pid_t next = wait_spare(plugfs_pid, spare, 5000);
 	ck_assert_int_gt(next, 0);
 	ck_assert_int_ne(next, spare);
 	ck_assert_int_eq(crash("usb1"), next);
@@ -158,7 +142,7 @@ START_TEST(spare_killed_while_idle_is_replaced)
 	ck_assert_int_eq(kill(spare, SIGKILL), 0);
 	ck_assert_int_eq(wait_pid_gone(spare, 5000), 0);
 	/* Its first death is replaced at once, like a driver's first crash. */
-	pid_t next = wait_ready_spare(spare, 2000);
+	pid_t next = wait_spare(plugfs_pid, spare, 2000);
 	ck_assert_int_gt(next, 0);
 	ck_assert_int_eq(count_zombies(plugfs_pid), 0);
 	/* ...and the next crash is served by the new one within the usual bound. */
@@ -173,7 +157,7 @@ END_TEST
 
 START_TEST(start_without_ready_spare_execs_a_host)
 {
-	pid_t spare = wait_ready_spare(0, 5000);
+	pid_t spare = wait_spare(plugfs_pid, 0, 5000);
 	pid_t p0 = fn_pid(&m, "usb0"), p1 = fn_pid(&m, "usb1");
 	char node1[64];
 
@@ -201,7 +185,7 @@ END_TEST
 /* A spare that hangs once it has the device is a driver that hangs at its start. */
 START_TEST(hung_spare_times_out_like_a_start)
 {
-	pid_t spare = wait_ready_spare(0, 5000), old = fn_pid(&m, "usb0");
+	pid_t spare = wait_spare(plugfs_pid, 0, 5000), old = fn_pid(&m, "usb0");
 
 	ck_assert_int_gt(spare, 0);
 	ck_assert_int_eq(kill(spare, SIGSTOP), 0);
@@ -251,7 +235,7 @@ END_TEST
 START_TEST(shutdown_leaves_no_child)
 {
 	static char log[1 << 20];
-	pid_t spare = wait_ready_spare(0, 5000);
+	pid_t spare = wait_spare(plugfs_pid, 0, 5000);
 	pid_t d0 = fn_pid(&m, "usb0"), d1 = fn_pid(&m, "usb1");
 
 	ck_assert_int_gt(spare, 0);
@@ -271,7 +255,7 @@ END_TEST
 
 START_TEST(plugged_device_takes_the_spare)
 {
-	pid_t spare = wait_ready_spare(0, 5000);
+	pid_t spare = wait_spare(plugfs_pid, 0, 5000);
 
 	ck_assert_int_gt(spare, 0);
 	ck_assert_int_eq(emu_plug(&m, "loopback", 2), 0);
