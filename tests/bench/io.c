@@ -17,19 +17,35 @@
  * It runs itself again under plugfs-emu --model null (`--inside`), mounts
  * plugfs there with the test-only driver host build/plugfs-bench-driver
  * (which gives the null model the null driver) and nullfs beside it.
+ *
+ * Two more figures say where what is left of the difference goes, so that
+ * every run measures it rather than a note once:
+ *   - the machine's process round trip, a SOCK_SEQPACKET ping-pong of one
+ *     protocol header between two processes, and from it the ceiling of
+ *     the stream-write ratio (SPEC: a stream write waits for the driver, so
+ *     it costs at least an in-process write plus one round trip);
+ *   - the 1 MiB figures with each server held on one CPU and the
+ *     reader on another (sched_setaffinity on every task of each server,
+ *     its drivers included): what the ratio is once the bytes a driver
+ *     makes no longer move between CPUs on their way to the reader.
+ *     Measurement only; plugfs pins nothing.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "nullfs.h"
+#include "proto.h"
 #include "report.h"
 
 #define KIB 1024
@@ -58,6 +74,11 @@ static const struct {
 };
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
 
+/* The pinned comparison (run_pinned) repeats every op at the biggest size. */
+#define NPINNED NOPS
+/* Round trips per round of the ping-pong (run_round_trips). */
+#define RT_CALLS 4096
+
 enum side { PLUGFS, INPROC, NSIDES };
 static const char *const side_names[NSIDES] = {"plugfs", "in-process"};
 
@@ -66,6 +87,20 @@ struct series {
 	double *lat;  /* one latency sample (us) per call */
 	size_t nmibs, nlat;
 };
+
+/* Room for `rounds` samples of `calls` calls each. */
+static int series_alloc(struct series *s, int rounds, unsigned calls)
+{
+	s->mibs = calloc((size_t)rounds, sizeof(double));
+	s->lat = calloc((size_t)rounds * calls, sizeof(double));
+	return s->mibs != NULL && s->lat != NULL ? 0 : -1;
+}
+
+static void series_free(struct series *s)
+{
+	free(s->mibs);
+	free(s->lat);
+}
 
 /* One sample: `calls` reads of `bs` bytes from path (write: to it); MiB/s, or -1. */
 static double run_sample(const char *path, int write_side, size_t bs, unsigned calls, uint8_t *buf,
@@ -108,6 +143,164 @@ static double run_sample(const char *path, int write_side, size_t bs, unsigned c
 	return ms > 0 ? (double)bs * calls / MIB / (ms / 1000) : 0;
 }
 
+/*
+ * One comparison: each side's throughput and call latency, and one ratio
+ * per round, of the two samples taken back to back: a machine whose speed
+ * drifts between rounds (a shared host) moves both alike.  Median and
+ * spread over the rounds.
+ */
+static void report_pair(const char *op, const char *size, const char *how, const struct series *s)
+{
+	char fig[128];
+	double ratio[s[PLUGFS].nmibs + 1];
+	size_t nr = 0;
+
+	for (int i = 0; i < NSIDES; i++) {
+		snprintf(fig, sizeof(fig), "%s %s%s %s", op, size, how, side_names[i]);
+		bench_report("io", fig, "MiB/s", s[i].mibs, s[i].nmibs);
+		snprintf(fig, sizeof(fig), "%s %s%s %s latency", op, size, how, side_names[i]);
+		bench_report("io", fig, "us", s[i].lat, s[i].nlat);
+	}
+	for (size_t k = 0; k < s[PLUGFS].nmibs && k < s[INPROC].nmibs; k++)
+		if (s[INPROC].mibs[k] > 0)
+			ratio[nr++] = s[PLUGFS].mibs[k] / s[INPROC].mibs[k];
+	snprintf(fig, sizeof(fig), "%s %s%s ratio plugfs/in-process", op, size, how);
+	bench_report("io", fig, "x", ratio, nr);
+}
+
+/*
+ * The machine's process round trip: one protocol header sent over a
+ * SOCK_SEQPACKET socketpair (the pipe protocol's transport) to a child
+ * that sends it back.  A blocking recv on both sides, no poll: the least a
+ * daemon-driver round trip can cost.  Started once, sampled every round
+ * (RT_CALLS round trips) beside the other figures.
+ */
+struct pingpong {
+	int fd;
+	pid_t pid;
+};
+
+static int pingpong_start(struct pingpong *p)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	if ((p->pid = fork()) == 0) {
+		uint8_t msg[PROTO_HDR_LEN];
+		ssize_t n;
+
+		close(sv[0]);
+		while ((n = recv(sv[1], msg, sizeof(msg), 0)) > 0 && send(sv[1], msg, (size_t)n, 0) == n)
+			;
+		_exit(0);
+	}
+	close(sv[1]);
+	p->fd = sv[0];
+	if (p->pid < 0) {
+		close(p->fd);
+		return -1;
+	}
+	return 0;
+}
+
+static int pingpong_sample(struct pingpong *p, struct series *s)
+{
+	uint8_t msg[PROTO_HDR_LEN] = {0};
+
+	for (unsigned i = 0; i < RT_CALLS; i++) {
+		double t0 = bench_now_ms();
+		if (send(p->fd, msg, sizeof(msg), 0) != (ssize_t)sizeof(msg) ||
+		    recv(p->fd, msg, sizeof(msg), 0) != (ssize_t)sizeof(msg)) {
+			fprintf(stderr, "bench-io: round trip: %s\n", strerror(errno));
+			return -1;
+		}
+		s->lat[s->nlat++] = (bench_now_ms() - t0) * 1000;
+	}
+	return 0;
+}
+
+static void pingpong_stop(struct pingpong *p)
+{
+	if (p->pid > 0) {
+		close(p->fd);
+		waitpid(p->pid, NULL, 0);
+		p->pid = 0;
+	}
+}
+
+/* Holds every task of pid, and of its children and theirs, to the CPUs of mask. */
+static void pin_tree(pid_t pid, const cpu_set_t *mask)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char children[96], buf[1024], *save = NULL;
+		pid_t tid = (pid_t)atoi(e->d_name);
+
+		if (tid <= 0)
+			continue;
+		sched_setaffinity(tid, sizeof(*mask), mask);
+		snprintf(children, sizeof(children), "/proc/%d/task/%d/children", (int)pid, (int)tid);
+		ssize_t n = read_file(children, buf, sizeof(buf) - 1);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		for (char *c = strtok_r(buf, " \n", &save); c != NULL; c = strtok_r(NULL, " \n", &save))
+			pin_tree((pid_t)atoi(c), mask);
+	}
+	closedir(d);
+}
+
+/*
+ * The 1 MiB reads and writes again, each server (nullfs; the daemon
+ * with its drivers) held on the first CPU this process may use and the
+ * reader on the second; everything is let go afterwards.  Skipped on one CPU.
+ */
+static int run_pinned(const pid_t *pids, char path[NSIDES][NOPS][128], int rounds, uint8_t *buf,
+		      struct series pinned[NPINNED][NSIDES])
+{
+	cpu_set_t all, server, reader;
+	int cpu[2], n = 0, r = 0;
+
+	if (sched_getaffinity(0, sizeof(all), &all) < 0 || CPU_COUNT(&all) < 2)
+		return 0;
+	for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+		if (CPU_ISSET(c, &all))
+			cpu[n++] = c;
+	CPU_ZERO(&server);
+	CPU_SET(cpu[0], &server);
+	CPU_ZERO(&reader);
+	CPU_SET(cpu[1], &reader);
+	for (int i = 0; i < NSIDES; i++)
+		pin_tree(pids[i], &server);
+	sched_setaffinity(0, sizeof(reader), &reader);
+	for (int round = 0; r == 0 && round < rounds; round++)
+		for (size_t w = 0; r == 0 && w < NPINNED; w++)
+			for (int k = 0; r == 0 && k < NSIDES; k++) {
+				int i = (round + k) % NSIDES;
+				struct series *ss = &pinned[w][i];
+				double v = run_sample(path[i][w], ops[w].write, sizes[NSIZES - 1].bs,
+						      sizes[NSIZES - 1].calls, buf, ss);
+				if (v < 0)
+					r = -1;
+				else
+					ss->mibs[ss->nmibs++] = v;
+			}
+	for (int i = 0; i < NSIDES; i++)
+		pin_tree(pids[i], &all);
+	sched_setaffinity(0, sizeof(all), &all);
+	printf("bench-io: \"pinned\": each server held on CPU %d, the caller on CPU %d\n", cpu[0], cpu[1]);
+	for (size_t w = 0; r == 0 && w < NPINNED; w++)
+		report_pair(ops[w].name, sizes[NSIZES - 1].name, " pinned", pinned[w]);
+	return r;
+}
+
 static int wait_for_file(const char *path, int ms)
 {
 	struct stat st;
@@ -144,12 +337,16 @@ static int inside(int rounds)
 {
 	char dir[] = "/tmp/plugfs-bench-io.XXXXXX", mnt[NSIDES][64], path[NSIDES][NOPS][128];
 	pid_t pids[NSIDES] = {0};
-	struct series s[NSIZES][NOPS][NSIDES];
+	struct series s[NSIZES][NOPS][NSIDES], pinned[NPINNED][NSIDES] = {0}, rt = {0};
+	struct pingpong pp = {.pid = 0};
 	uint8_t *buf = aligned_alloc(4096, MIB);
 	int r = 1;
 
-	if (buf == NULL || mkdtemp(dir) == NULL)
+	memset(s, 0, sizeof(s));
+	if (buf == NULL || mkdtemp(dir) == NULL) {
+		free(buf);
 		return 1;
+	}
 	snprintf(mnt[PLUGFS], sizeof(mnt[PLUGFS]), "%s/plugfs", dir);
 	snprintf(mnt[INPROC], sizeof(mnt[INPROC]), "%s/nullfs", dir);
 	for (int i = 0; i < NSIDES; i++)
@@ -166,16 +363,20 @@ static int inside(int rounds)
 				path[i][NOPS - 1], build_dir());
 			goto out;
 		}
-	memset(s, 0, sizeof(s));
 	for (size_t z = 0; z < NSIZES; z++)
 		for (size_t w = 0; w < NOPS; w++)
-			for (int i = 0; i < NSIDES; i++) {
-				s[z][w][i].mibs = calloc((size_t)rounds, sizeof(double));
-				s[z][w][i].lat = calloc((size_t)rounds * sizes[z].calls, sizeof(double));
-				if (s[z][w][i].mibs == NULL || s[z][w][i].lat == NULL)
+			for (int i = 0; i < NSIDES; i++)
+				if (series_alloc(&s[z][w][i], rounds, sizes[z].calls) < 0)
 					goto out;
-			}
-	for (int round = 0; round < rounds; round++)
+	for (size_t w = 0; w < NPINNED; w++)
+		for (int i = 0; i < NSIDES; i++)
+			if (series_alloc(&pinned[w][i], rounds, sizes[NSIZES - 1].calls) < 0)
+				goto out;
+	if (series_alloc(&rt, rounds, RT_CALLS) < 0)
+		goto out;
+	if (pingpong_start(&pp) < 0)
+		goto out;
+	for (int round = 0; round < rounds; round++) {
 		for (size_t z = 0; z < NSIZES; z++)
 			for (size_t w = 0; w < NOPS; w++)
 				for (int k = 0; k < NSIDES; k++) {
@@ -188,40 +389,37 @@ static int inside(int rounds)
 						goto out;
 					ss->mibs[ss->nmibs++] = v;
 				}
+		if (pingpong_sample(&pp, &rt) < 0)
+			goto out;
+	}
 	for (size_t z = 0; z < NSIZES; z++)
-		for (size_t w = 0; w < NOPS; w++) {
-			char fig[96];
-			const char *op = ops[w].name;
-			for (int i = 0; i < NSIDES; i++) {
-				snprintf(fig, sizeof(fig), "%s %s %s", op, sizes[z].name, side_names[i]);
-				bench_report("io", fig, "MiB/s", s[z][w][i].mibs, s[z][w][i].nmibs);
-				snprintf(fig, sizeof(fig), "%s %s %s latency", op, sizes[z].name,
-					 side_names[i]);
-				bench_report("io", fig, "us", s[z][w][i].lat, s[z][w][i].nlat);
-			}
-			/*
-			 * One ratio per round, of the two samples taken back to back: a
-			 * machine whose speed drifts between rounds (a shared host) moves
-			 * both alike.  Median and spread over the rounds.
-			 */
-			double ratio[s[z][w][PLUGFS].nmibs + 1];
-			size_t nr = 0;
-			for (size_t k = 0; k < s[z][w][PLUGFS].nmibs && k < s[z][w][INPROC].nmibs; k++)
-				if (s[z][w][INPROC].mibs[k] > 0)
-					ratio[nr++] = s[z][w][PLUGFS].mibs[k] / s[z][w][INPROC].mibs[k];
-			snprintf(fig, sizeof(fig), "%s %s ratio plugfs/in-process", op, sizes[z].name);
-			bench_report("io", fig, "x", ratio, nr);
-		}
+		for (size_t w = 0; w < NOPS; w++)
+			report_pair(ops[w].name, sizes[z].name, "", s[z][w]);
+	bench_report("io", "process round trip (socketpair, 40 bytes)", "us", rt.lat, rt.nlat);
+	for (size_t z = 0; z < NSIZES; z++) {
+		/* The stream file is the last of ops. */
+		double in = bench_median(s[z][NOPS - 1][INPROC].lat, s[z][NOPS - 1][INPROC].nlat);
+		double trip = bench_median(rt.lat, rt.nlat);
+		char fig[96];
+		snprintf(fig, sizeof(fig), "stream write %s ceiling in-process/(in-process+round trip)",
+			 sizes[z].name);
+		bench_report_value("io", fig, "x", in / (in + trip));
+	}
+	if (run_pinned(pids, path, rounds, buf, pinned) < 0)
+		goto out;
 	r = 0;
 out:
+	pingpong_stop(&pp);
 	for (int i = 0; i < NSIDES; i++)
 		stop(pids[i]);
 	for (size_t z = 0; z < NSIZES; z++)
 		for (size_t w = 0; w < NOPS; w++)
-			for (int i = 0; i < NSIDES; i++) {
-				free(s[z][w][i].mibs);
-				free(s[z][w][i].lat);
-			}
+			for (int i = 0; i < NSIDES; i++)
+				series_free(&s[z][w][i]);
+	for (size_t w = 0; w < NPINNED; w++)
+		for (int i = 0; i < NSIDES; i++)
+			series_free(&pinned[w][i]);
+	series_free(&rt);
 	for (int i = 0; i < NSIDES; i++)
 		rmdir(mnt[i]);
 	rmdir(dir);
