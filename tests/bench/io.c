@@ -18,6 +18,12 @@
  * plugfs there with the test-only driver host build/plugfs-bench-driver
  * (which gives the null model the null driver) and nullfs beside it.
  *
+ * Reads of 64 KiB and 1 MiB are also made by PARALLEL threads at once,
+ * each from its own null device (`usbN/zero`; in-process, each its own
+ * handle of `zero`): the isolation cost with several devices busy, the
+ * daemon one thread and each driver a process of its own, against one
+ * in-process thread.
+ *
  * Two more figures say where what is left of the difference goes, so that
  * every run measures it rather than a note once:
  *   - the machine's process round trip, a SOCK_SEQPACKET ping-pong of one
@@ -33,6 +39,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -74,6 +81,11 @@ static const struct {
 };
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
 
+/* Readers at once, each from its own device (run_parallel), at the sizes from PAR_FIRST on. */
+#define PARALLEL  8
+#define PAR_FIRST 1
+#define NPAR	  (NSIZES - PAR_FIRST)
+
 /* The pinned comparison (run_pinned) repeats every op at the biggest size. */
 #define NPINNED NOPS
 /* Round trips per round of the ping-pong (run_round_trips). */
@@ -92,8 +104,8 @@ struct series {
 static int series_alloc(struct series *s, int rounds, unsigned calls)
 {
 	s->mibs = calloc((size_t)rounds, sizeof(double));
-	s->lat = calloc((size_t)rounds * calls, sizeof(double));
-	return s->mibs != NULL && s->lat != NULL ? 0 : -1;
+	s->lat = calls > 0 ? calloc((size_t)rounds * calls, sizeof(double)) : NULL;
+	return s->mibs != NULL && (calls == 0 || s->lat != NULL) ? 0 : -1;
 }
 
 static void series_free(struct series *s)
@@ -143,6 +155,86 @@ static double run_sample(const char *path, int write_side, size_t bs, unsigned c
 	return ms > 0 ? (double)bs * calls / MIB / (ms / 1000) : 0;
 }
 
+struct par_reader {
+	const char *path;
+	size_t bs;
+	unsigned calls;
+	int go;		 /* read end of a pipe whose closing starts every reader */
+	const char *err; /* what failed, or NULL */
+	int errnum;
+	pthread_t thread;
+};
+
+static void *par_read(void *arg)
+{
+	struct par_reader *p = arg;
+	uint8_t *buf = aligned_alloc(4096, p->bs);
+	int fd = open(p->path, O_RDONLY);
+
+	if (buf == NULL || fd < 0) {
+		p->err = buf == NULL ? "no memory" : "open";
+		p->errnum = errno;
+	}
+	char c;
+	while (read(p->go, &c, 1) < 0 && errno == EINTR)
+		;
+	for (unsigned i = 0; p->err == NULL && i < p->calls; i++) {
+		ssize_t n = read(fd, buf, p->bs);
+		if (n != (ssize_t)p->bs) {
+			p->err = n < 0 ? "read" : "short read";
+			p->errnum = errno;
+		}
+	}
+	for (size_t i = 0; p->err == NULL && i < p->bs; i++)
+		if (buf[i] != 0)
+			p->err = "a byte read is not 0";
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return NULL;
+}
+
+/*
+ * One sample: PARALLEL threads, started together, each making `calls`
+ * reads of `bs` bytes from its own path; the aggregate MiB/s, or -1.
+ */
+static double run_parallel(char paths[PARALLEL][128], size_t bs, unsigned calls)
+{
+	struct par_reader rd[PARALLEL];
+	int go[2], started = 0, failed = 0;
+
+	if (pipe(go) < 0)
+		return -1;
+	for (; started < PARALLEL; started++) {
+		rd[started] =
+		    (struct par_reader){.path = paths[started], .bs = bs, .calls = calls, .go = go[0]};
+		if (pthread_create(&rd[started].thread, NULL, par_read, &rd[started]) != 0)
+			break;
+	}
+	/* Readers that would start alone measure nothing: they make no call. */
+	for (int i = 0; started < PARALLEL && i < started; i++)
+		rd[i].calls = 0;
+	double t0 = bench_now_ms();
+	close(go[1]);
+	for (int i = 0; i < started; i++)
+		pthread_join(rd[i].thread, NULL);
+	double ms = bench_now_ms() - t0;
+	close(go[0]);
+	if (started < PARALLEL) {
+		fprintf(stderr, "bench-io: could not start %d readers\n", PARALLEL);
+		return -1;
+	}
+	for (int i = 0; i < PARALLEL; i++)
+		if (rd[i].err != NULL) {
+			fprintf(stderr, "bench-io: %s: %s%s%s\n", rd[i].path, rd[i].err,
+				rd[i].errnum ? ": " : "", rd[i].errnum ? strerror(rd[i].errnum) : "");
+			failed = 1;
+		}
+	if (failed)
+		return -1;
+	return ms > 0 ? (double)bs * calls * PARALLEL / MIB / (ms / 1000) : 0;
+}
+
 /*
  * One comparison: each side's throughput and call latency, and one ratio
  * per round, of the two samples taken back to back: a machine whose speed
@@ -159,7 +251,8 @@ static void report_pair(const char *op, const char *size, const char *how, const
 		snprintf(fig, sizeof(fig), "%s %s%s %s", op, size, how, side_names[i]);
 		bench_report("io", fig, "MiB/s", s[i].mibs, s[i].nmibs);
 		snprintf(fig, sizeof(fig), "%s %s%s %s latency", op, size, how, side_names[i]);
-		bench_report("io", fig, "us", s[i].lat, s[i].nlat);
+		if (s[i].nlat > 0)
+			bench_report("io", fig, "us", s[i].lat, s[i].nlat);
 	}
 	for (size_t k = 0; k < s[PLUGFS].nmibs && k < s[INPROC].nmibs; k++)
 		if (s[INPROC].mibs[k] > 0)
@@ -351,7 +444,9 @@ static int inside(int rounds)
 {
 	char dir[] = "/tmp/plugfs-bench-io.XXXXXX", mnt[NSIDES][64], path[NSIDES][NOPS][128];
 	pid_t pids[NSIDES] = {0};
-	struct series s[NSIZES][NOPS][NSIDES], pinned[NPINNED][NSIDES] = {0}, rt = {0};
+	struct series s[NSIZES][NOPS][NSIDES], pinned[NPINNED][NSIDES] = {0}, par[NPAR][NSIDES] = {0},
+					       rt = {0};
+	char par_path[NSIDES][PARALLEL][128];
 	struct pingpong pp = {.pid = 0};
 	uint8_t *buf = aligned_alloc(4096, MIB);
 	int r = 1;
@@ -369,13 +464,21 @@ static int inside(int rounds)
 		snprintf(path[PLUGFS][o], sizeof(path[0][0]), "%s/usb0/%s", mnt[PLUGFS], ops[o].file);
 		snprintf(path[INPROC][o], sizeof(path[0][0]), "%s/%s", mnt[INPROC], ops[o].file);
 	}
+	for (int k = 0; k < PARALLEL; k++) {
+		snprintf(par_path[PLUGFS][k], sizeof(par_path[0][0]), "%s/usb%d/zero", mnt[PLUGFS], k);
+		snprintf(par_path[INPROC][k], sizeof(par_path[0][0]), "%s/zero", mnt[INPROC]);
+	}
 	pids[PLUGFS] = bench_plugfs_start(mnt[PLUGFS], "plugfs-bench-driver");
 	pids[INPROC] = spawn_nullfs(mnt[INPROC]);
 	for (int i = 0; i < NSIDES; i++)
-		if (wait_for_file(path[i][NOPS - 1], 20000) < 0) {
-			fprintf(stderr, "bench-io: %s did not appear (is %s/plugfs-bench-driver built?)\n",
-				path[i][NOPS - 1], build_dir());
-			goto out;
+		for (int k = 0; k <= PARALLEL; k++) {
+			const char *want = k < PARALLEL ? par_path[i][k] : path[i][NOPS - 1];
+			if (wait_for_file(want, 20000) < 0) {
+				fprintf(stderr,
+					"bench-io: %s did not appear (is %s/plugfs-bench-driver built?)\n",
+					want, build_dir());
+				goto out;
+			}
 		}
 	for (size_t z = 0; z < NSIZES; z++)
 		for (size_t w = 0; w < NOPS; w++)
@@ -385,6 +488,10 @@ static int inside(int rounds)
 	for (size_t w = 0; w < NPINNED; w++)
 		for (int i = 0; i < NSIDES; i++)
 			if (series_alloc(&pinned[w][i], rounds, sizes[NSIZES - 1].calls) < 0)
+				goto out;
+	for (size_t z = 0; z < NPAR; z++)
+		for (int i = 0; i < NSIDES; i++)
+			if (series_alloc(&par[z][i], rounds, 0) < 0)
 				goto out;
 	if (series_alloc(&rt, rounds, RT_CALLS) < 0)
 		goto out;
@@ -403,12 +510,27 @@ static int inside(int rounds)
 						goto out;
 					ss->mibs[ss->nmibs++] = v;
 				}
+		for (size_t z = 0; z < NPAR; z++)
+			for (int k = 0; k < NSIDES; k++) {
+				int i = (round + k) % NSIDES;
+				const size_t bs = sizes[PAR_FIRST + z].bs;
+				double v =
+				    run_parallel(par_path[i], bs, sizes[PAR_FIRST + z].calls / PARALLEL);
+				if (v < 0)
+					goto out;
+				par[z][i].mibs[par[z][i].nmibs++] = v;
+			}
 		if (pingpong_sample(&pp, &rt) < 0)
 			goto out;
 	}
 	for (size_t z = 0; z < NSIZES; z++)
 		for (size_t w = 0; w < NOPS; w++)
 			report_pair(ops[w].name, sizes[z].name, "", s[z][w]);
+	for (size_t z = 0; z < NPAR; z++) {
+		char how[32];
+		snprintf(how, sizeof(how), ", %d in parallel", PARALLEL);
+		report_pair("read", sizes[PAR_FIRST + z].name, how, par[z]);
+	}
 	bench_report("io", "process round trip (socketpair, 40 bytes)", "us", rt.lat, rt.nlat);
 	for (size_t z = 0; z < NSIZES; z++) {
 		/* The stream file is the last of ops. */
@@ -433,6 +555,9 @@ out:
 	for (size_t w = 0; w < NPINNED; w++)
 		for (int i = 0; i < NSIDES; i++)
 			series_free(&pinned[w][i]);
+	for (size_t z = 0; z < NPAR; z++)
+		for (int i = 0; i < NSIDES; i++)
+			series_free(&par[z][i]);
 	series_free(&rt);
 	for (int i = 0; i < NSIDES; i++)
 		rmdir(mnt[i]);
@@ -460,7 +585,9 @@ int main(int argc, char **argv)
 	self[n] = '\0';
 	snprintf(emu, sizeof(emu), "%s/plugfs-emu", build_dir());
 	snprintf(r, sizeof(r), "%d", rounds);
-	execl(emu, emu, "--model", "null", "--", self, "--inside", r, (char *)NULL);
+	char model[16];
+	snprintf(model, sizeof(model), "null:%d", PARALLEL);
+	execl(emu, emu, "--model", model, "--", self, "--inside", r, (char *)NULL);
 	fprintf(stderr, "bench-io: %s: %s\n", emu, strerror(errno));
 	return 1;
 }
