@@ -14,9 +14,10 @@
  *
  *     build/bench-io [ROUNDS]     (default 5)
  *
- * It runs itself again under plugfs-emu --model null (`--inside`), mounts
- * plugfs there with the test-only driver host build/plugfs-bench-driver
- * (which gives the null model the null driver) and nullfs beside it.
+ * It runs itself again under plugfs-emu --model null:PARALLEL (`--inside`),
+ * mounts plugfs there with the test-only driver host
+ * build/plugfs-bench-driver (which gives the null model the null driver)
+ * and nullfs beside it.
  *
  * Reads of 64 KiB and 1 MiB are also made by PARALLEL threads at once,
  * each from its own null device (`usbN/zero`; in-process, each its own
@@ -335,14 +336,15 @@ static int pin_tree(pid_t pid, const cpu_set_t *mask)
 
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	if ((d = opendir(path)) == NULL)
-		return 1;
+		return errno == ENOENT ? 0 : 1; /* gone, or not to be held */
 	while ((e = readdir(d)) != NULL) {
 		char children[96], buf[1024], *save = NULL;
 		pid_t tid = (pid_t)atoi(e->d_name);
 
 		if (tid <= 0)
 			continue;
-		if (sched_setaffinity(tid, sizeof(*mask), mask) < 0) {
+		/* A task that is gone (ESRCH) needs no holding. */
+		if (sched_setaffinity(tid, sizeof(*mask), mask) < 0 && errno != ESRCH) {
 			fprintf(stderr, "bench-io: CPUs of task %d: %s\n", (int)tid, strerror(errno));
 			failed++;
 		}
