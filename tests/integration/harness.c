@@ -821,13 +821,13 @@ pid_t spare_pid(pid_t daemon)
 	return find_children(daemon, CHILD_SPARE, &pid) > 0 ? pid : 0;
 }
 
-pid_t wait_spare(pid_t daemon, pid_t not, int ms)
+pid_t wait_spare(pid_t daemon, pid_t other, int ms)
 {
 	uint64_t deadline = mono_ms() + (uint64_t)ms;
 
 	do {
 		pid_t pid = spare_pid(daemon);
-		if (pid > 0 && pid != not &&blocked_in(pid, SYS_recvfrom))
+		if (pid > 0 && pid != other && blocked_in(pid, SYS_recvfrom))
 			return pid;
 		poll_pause();
 	} while (mono_ms() < deadline);

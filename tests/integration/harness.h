@@ -125,14 +125,14 @@ int count_child_processes(pid_t ppid);
 int count_driver_processes(pid_t ppid);
 /*
  * The daemon's idle spare driver host (a child named plugfs-spare), or 0;
- * wait_spare() waits up to ms for one other than `not` that is ready: it
+ * wait_spare() waits up to ms for one other than `other` that is ready: it
  * said READY and sleeps in recvfrom(2) waiting for START (one named so may
  * still be preparing, and a crash then gets a host exec'd for it); 0 if
  * none came.  The daemon reads that READY before the death of a driver
  * killed afterwards: it was queued first.
  */
 pid_t spare_pid(pid_t daemon);
-pid_t wait_spare(pid_t daemon, pid_t not, int ms);
+pid_t wait_spare(pid_t daemon, pid_t other, int ms);
 
 /* A field of /proc/PID/status, whitespace squeezed to single spaces; "" if none (a static buffer). */
 const char *proc_status(pid_t pid, const char *key);
